@@ -1,0 +1,226 @@
+"""Tenter settings. Everything comes from the environment (django-environ) with development defaults.
+
+With DEBUG off the app refuses to start unless SECRET_KEY and FIELD_ENCRYPTION_KEYS are set.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    env.read_env(str(BASE_DIR / ".env"))
+
+DEBUG = env.bool("DEBUG", default=True)
+
+# Development-only fallbacks: never valid when DEBUG is off (checked below).
+_DEV_SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"
+_DEV_FIELD_KEY = "ZGV2LW9ubHktZmllbGQta2V5LWRvLW5vdC11c2UtISE="
+
+SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
+# Fernet keys, newest first, comma separated. Older keys still decrypt; `manage.py rotate_encryption_keys`
+# re-encrypts everything with the newest one.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[_DEV_FIELD_KEY] if DEBUG else [])
+
+if not DEBUG:
+    if not SECRET_KEY or SECRET_KEY == _DEV_SECRET_KEY:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    if not FIELD_ENCRYPTION_KEYS or _DEV_FIELD_KEY in FIELD_ENCRYPTION_KEYS:
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set when DEBUG is off.")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "userconfig",
+    "projects",
+    "sandboxes",
+    "reconcile",
+    "kubesim",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/tenter"),
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str("TEST_DATABASE_NAME", default="test_tenter")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "userconfig.User"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+
+# --- Django REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.drf.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "config.drf.Pagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tenter API",
+    "DESCRIPTION": "Control plane for AI coding sandboxes on Kubernetes. Lifecycle calls record intent "
+    "and return 202; reconciliation happens in the background.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Celery ------------------------------------------------------------------------------------------
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="tenter")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SOFT_TIME_LIMIT = 60
+CELERY_TASK_TIME_LIMIT = 90
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Reconciliation ----------------------------------------------------------------------------------
+RECONCILE_BATCH_SIZE = env.int("RECONCILE_BATCH_SIZE", default=50)
+RECONCILE_LEASE_SECONDS = env.float("RECONCILE_LEASE_SECONDS", default=60.0)
+RECONCILE_SWEEP_SECONDS = env.float("RECONCILE_SWEEP_SECONDS", default=2.0)
+RECONCILE_KICK_ON_COMMIT = env.bool("RECONCILE_KICK_ON_COMMIT", default=True)
+RECONCILE_POLL_SECONDS = env.float("RECONCILE_POLL_SECONDS", default=1.0)
+RECONCILE_BACKOFF_BASE_SECONDS = env.float("RECONCILE_BACKOFF_BASE_SECONDS", default=1.0)
+RECONCILE_BACKOFF_MAX_SECONDS = env.float("RECONCILE_BACKOFF_MAX_SECONDS", default=60.0)
+# How long a resource may stay in a transitional status before it moves to ERROR.
+STATUS_DEADLINES = {
+    "CREATING": timedelta(minutes=env.float("DEADLINE_CREATING_MINUTES", default=2)),
+    "STARTING": timedelta(minutes=env.float("DEADLINE_STARTING_MINUTES", default=10)),
+    "UPDATING": timedelta(minutes=env.float("DEADLINE_UPDATING_MINUTES", default=10)),
+    "STOPPING": timedelta(minutes=env.float("DEADLINE_STOPPING_MINUTES", default=5)),
+    "TERMINATING": timedelta(minutes=env.float("DEADLINE_TERMINATING_MINUTES", default=10)),
+}
+KUBECONFIG_CHECK_MINUTES = env.float("KUBECONFIG_CHECK_MINUTES", default=15)
+ORPHAN_DELETE_AFTER_MINUTES = env.float("ORPHAN_DELETE_AFTER_MINUTES", default=0)  # 0 = report only
+IDLE_STOP_MINUTES = env.float("IDLE_STOP_MINUTES", default=0)  # 0 = off
+
+KUBE_CONNECT_TIMEOUT = env.float("KUBE_CONNECT_TIMEOUT", default=3.0)
+KUBE_READ_TIMEOUT = env.float("KUBE_READ_TIMEOUT", default=10.0)
+KUBE_CLIENT_CACHE_SIZE = env.int("KUBE_CLIENT_CACHE_SIZE", default=100)
+
+# --- Sandbox and database defaults (the reference's values) ----------------------------------------
+RUNTIME_IMAGE = env.str("RUNTIME_IMAGE", default="docker.io/limbo2342/fullstack-web-runtime:sha-ca2470e")
+FILEBROWSER_IMAGE = env.str("FILEBROWSER_IMAGE", default="filebrowser/filebrowser:v2-s6")
+INGRESS_DOMAIN = env.str("INGRESS_DOMAIN", default="")
+KUBEBLOCKS_API_VERSION = env.str("KUBEBLOCKS_API_VERSION", default="apps.kubeblocks.io/v1")
+DATABASE_STORAGE_CLASS = env.str("DATABASE_STORAGE_CLASS", default="")
+
+SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=False)
+
+# --- Beat schedule: the guarantee behind the on-commit kicks ---------------------------------------
+CELERY_BEAT_SCHEDULE = {
+    # Claim due sandboxes/databases in batches; each sweep re-enqueues itself while work remains.
+    "sweep-sandboxes": {
+        "task": "reconcile.sweep_sandboxes",
+        "schedule": RECONCILE_SWEEP_SECONDS,
+        "options": {"expires": RECONCILE_SWEEP_SECONDS * 2},
+    },
+    "sweep-databases": {
+        "task": "reconcile.sweep_databases",
+        "schedule": RECONCILE_SWEEP_SECONDS,
+        "options": {"expires": RECONCILE_SWEEP_SECONDS * 2},
+    },
+    # Deadlines, drift and orphans: slower, reads every stable row once a minute at most.
+    "sweep-deadlines": {"task": "reconcile.sweep_deadlines", "schedule": 15.0, "options": {"expires": 30}},
+    "sweep-drift": {"task": "reconcile.sweep_drift", "schedule": 60.0, "options": {"expires": 120}},
+    "check-kubeconfigs": {
+        "task": "reconcile.check_kubeconfigs",
+        "schedule": 60.0,
+        "options": {"expires": 120},
+    },
+}
+
+# --- Logging: structured, secrets never logged (see config/logging.py) ------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "config.logging.RedactSecretsFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}

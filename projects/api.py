@@ -1,0 +1,313 @@
+"""REST API for projects, their environment, databases, events and tasks. Views only parse, call a
+selector or a service, and serialize."""
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.drf import Pagination, StrictSerializer
+from config.errors import ValidationFailed
+from projects import selectors, services
+from projects.audit import Actor
+from projects.models import Environment, Project, ProjectStatus, ProjectTask
+from projects.status import allowed_actions
+from sandboxes import services as resource_services
+from sandboxes.models import Database, ResourceEvent, Sandbox
+
+
+def actor_for(request: Request) -> Actor:
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    ip = forwarded.split(",")[0].strip() or request.META.get("REMOTE_ADDR")
+    return Actor(user=request.user, kind="user", ip=ip or None)
+
+
+class SandboxOutput(serializers.ModelSerializer):
+    terminal_path = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Sandbox
+        fields = [
+            "id",
+            "name",
+            "status",
+            "status_reason",
+            "status_changed_at",
+            "k8s_namespace",
+            "k8s_name",
+            "public_url",
+            "filebrowser_url",
+            "terminal_path",
+            "image",
+            "cpu_request",
+            "cpu_limit",
+            "memory_request",
+            "memory_limit",
+            "storage_size",
+            "generation",
+            "observed_generation",
+            "last_error",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+        ]
+
+    def get_terminal_path(self, obj: Sandbox) -> str:
+        return f"/api/v1/sandboxes/{obj.pk}/terminal"
+
+
+class DatabaseOutput(serializers.ModelSerializer):
+    connection_ready = serializers.BooleanField(source="is_connection_ready")
+
+    class Meta:
+        model = Database
+        fields = [
+            "id",
+            "name",
+            "status",
+            "status_reason",
+            "status_changed_at",
+            "k8s_namespace",
+            "k8s_name",
+            "api_version",
+            "host",
+            "port",
+            "database_name",
+            "username",
+            "connection_ready",
+            "cpu_request",
+            "cpu_limit",
+            "memory_request",
+            "memory_limit",
+            "storage_size",
+            "last_error",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+        ]
+
+
+class EnvOutput(serializers.ModelSerializer):
+    value = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Environment
+        fields = ["key", "value", "is_secret", "is_system", "category", "updated_at"]
+
+    def get_value(self, obj: Environment) -> str:
+        return selectors.env_value_for_display(obj)
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    sandboxes = SandboxOutput(many=True, read_only=True)
+    databases = DatabaseOutput(many=True, read_only=True)
+    allowed_actions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "description",
+            "status",
+            "status_changed_at",
+            "allowed_actions",
+            "sandboxes",
+            "databases",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_allowed_actions(self, obj: Project) -> list[str]:
+        statuses = [r.status for r in (*obj.sandboxes.all(), *obj.databases.all())]
+        return allowed_actions(obj.status, statuses)
+
+
+class ProjectDetailOutput(ProjectOutput):
+    environment = EnvOutput(many=True, read_only=True)
+
+    class Meta(ProjectOutput.Meta):
+        fields = [*ProjectOutput.Meta.fields, "environment"]
+
+
+class EventOutput(serializers.ModelSerializer):
+    actor_username = serializers.CharField(source="actor_user.username", default=None)
+
+    class Meta:
+        model = ResourceEvent
+        fields = [
+            "id",
+            "resource_kind",
+            "resource_id",
+            "resource_name",
+            "from_status",
+            "to_status",
+            "reason",
+            "message",
+            "actor",
+            "actor_username",
+            "created_at",
+        ]
+
+
+class TaskOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ProjectTask
+        fields = [
+            "id",
+            "type",
+            "status",
+            "payload",
+            "result",
+            "error",
+            "attempts",
+            "max_attempts",
+            "started_at",
+            "finished_at",
+            "created_at",
+        ]
+
+
+def _detail(project: Project) -> dict[str, Any]:
+    return ProjectDetailOutput(selectors.project_get(user=project.owner, project_id=project.pk)).data
+
+
+class ProjectListApi(APIView):
+    class InputSerializer(StrictSerializer):
+        name = serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=False)
+        description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+
+    @extend_schema(responses=ProjectOutput(many=True))
+    def get(self, request: Request) -> Response:
+        status = request.query_params.get("status")
+        if status and status not in ProjectStatus.values:
+            raise ValidationFailed(f"Unknown status '{status}'.", code="invalid_filter")
+        qs = selectors.projects_for(
+            user=request.user, status=status, search=request.query_params.get("search")
+        )
+        paginator = Pagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(ProjectOutput(page, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={202: ProjectDetailOutput})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_create(owner=request.user, actor=actor_for(request), **data.validated_data)
+        return Response(_detail(project), status=202)
+
+
+class ProjectDetailApi(APIView):
+    @extend_schema(responses=ProjectDetailOutput)
+    def get(self, request: Request, project_id: str) -> Response:
+        return Response(_detail(selectors.project_get(user=request.user, project_id=project_id)))
+
+    @extend_schema(request=None, responses={202: ProjectOutput})
+    def delete(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        remaining = services.project_delete(project=project, actor=actor_for(request))
+        if remaining is None:
+            return Response({"id": str(project_id), "status": "TERMINATED"}, status=202)
+        return Response(_detail(remaining), status=202)
+
+
+class _ProjectActionApi(APIView):
+    action_name = ""
+
+    @extend_schema(request=None, responses={202: ProjectOutput})
+    def post(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        service = getattr(services, f"project_{self.action_name}")
+        return Response(_detail(service(project=project, actor=actor_for(request))), status=202)
+
+
+class ProjectStartApi(_ProjectActionApi):
+    action_name = "start"
+
+
+class ProjectStopApi(_ProjectActionApi):
+    action_name = "stop"
+
+
+class ProjectRetryApi(_ProjectActionApi):
+    action_name = "retry"
+
+
+class EnvApi(APIView):
+    class VariableSerializer(StrictSerializer):
+        key = serializers.CharField(max_length=1000, trim_whitespace=False)
+        value = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=1_000_000)
+        is_secret = serializers.BooleanField(required=False, default=False)
+
+    class InputSerializer(StrictSerializer):
+        variables = serializers.ListField(child=serializers.DictField(), max_length=1000)
+
+    @extend_schema(responses=EnvOutput(many=True))
+    def get(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        return Response(EnvOutput(selectors.env_for(project=project), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses=EnvOutput(many=True))
+    def put(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.env_upsert(
+            project=project, variables=data.validated_data["variables"], actor=actor_for(request)
+        )
+        return Response(EnvOutput(selectors.env_for(project=project), many=True).data)
+
+
+class EnvKeyApi(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, project_id: str, key: str) -> Response:
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        services.env_delete(project=project, key=key, actor=actor_for(request))
+        return Response(status=204)
+
+
+class DatabaseListApi(APIView):
+    @extend_schema(request=None, responses={202: DatabaseOutput})
+    def post(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        if request.data:
+            raise serializers.ValidationError({"non_field_errors": ["This endpoint takes no fields."]})
+        database = resource_services.database_add(project=project, actor=actor_for(request))
+        return Response(DatabaseOutput(database).data, status=202)
+
+
+class DatabaseDetailApi(APIView):
+    @extend_schema(responses=DatabaseOutput)
+    def get(self, request: Request, project_id: str, database_id: str) -> Response:
+        database = selectors.database_get(user=request.user, project_id=project_id, database_id=database_id)
+        return Response(DatabaseOutput(database).data)
+
+    @extend_schema(request=None, responses={202: None})
+    def delete(self, request: Request, project_id: str, database_id: str) -> Response:
+        database = selectors.database_get(user=request.user, project_id=project_id, database_id=database_id)
+        resource_services.database_remove(database=database, actor=actor_for(request))
+        database.refresh_from_db()
+        return Response(DatabaseOutput(database).data, status=202)
+
+
+class EventListApi(APIView):
+    @extend_schema(responses=EventOutput(many=True))
+    def get(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(
+            selectors.events_for(project=project, limit=1000), request, view=self
+        )
+        return paginator.get_paginated_response(EventOutput(page, many=True).data)
+
+
+class TaskListApi(APIView):
+    @extend_schema(responses=TaskOutput(many=True))
+    def get(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.tasks_for(project=project), request, view=self)
+        return paginator.get_paginated_response(TaskOutput(page, many=True).data)

@@ -1,0 +1,168 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from config.crypto import EncryptedTextField
+
+PROJECT_NAME_MAX = 63
+ENV_KEY_MAX = 256
+ENV_KEY_REGEX = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ProjectStatus(models.TextChoices):
+    CREATING = "CREATING"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    UPDATING = "UPDATING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    ERROR = "ERROR"
+    PARTIAL = "PARTIAL"
+
+
+class Project(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=PROJECT_NAME_MAX)
+    description = models.TextField(blank=True, default="")
+    # Aggregated from the resources (projects/status.py); never set by hand.
+    status = models.CharField(max_length=16, choices=ProjectStatus.choices, default=ProjectStatus.CREATING)
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+    github_repo_full_name = models.CharField(max_length=200, blank=True, default="")
+    github_repo_id = models.BigIntegerField(null=True, blank=True)
+    github_default_branch = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="project_unique_owner_name"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=ProjectStatus.values), name="project_status_allowed"
+            ),
+        ]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="project_owner_created")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EnvCategory(models.TextChoices):
+    GENERAL = "general"
+    SECRET = "secret"
+    AUTH = "auth"
+    PAYMENT = "payment"
+    TTYD = "ttyd"
+    FILE_BROWSER = "file_browser"
+    DATABASE = "database"
+
+
+class Environment(models.Model):
+    """A project environment variable. Values are encrypted at rest; system rows are Tenter's own."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="environment")
+    key = models.CharField(max_length=ENV_KEY_MAX)
+    value = EncryptedTextField(blank=True)
+    category = models.CharField(max_length=16, choices=EnvCategory.choices, default=EnvCategory.GENERAL)
+    is_secret = models.BooleanField(default=False)
+    is_system = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "key"], name="environment_unique_project_key"),
+            models.CheckConstraint(
+                condition=models.Q(key__regex=ENV_KEY_REGEX), name="environment_key_posix"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class TaskType(models.TextChoices):
+    CLONE_REPOSITORY = "CLONE_REPOSITORY"
+    INSTALL_SKILL = "INSTALL_SKILL"
+    UNINSTALL_SKILL = "UNINSTALL_SKILL"
+    DEPLOY_PROJECT = "DEPLOY_PROJECT"
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "PENDING"
+    WAITING_FOR_PREREQUISITES = "WAITING_FOR_PREREQUISITES"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TASK_ACTIVE_STATUSES = [TaskStatus.PENDING, TaskStatus.WAITING_FOR_PREREQUISITES, TaskStatus.RUNNING]
+
+
+class ProjectTask(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    sandbox = models.ForeignKey(
+        "sandboxes.Sandbox", on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks"
+    )
+    type = models.CharField(max_length=32, choices=TaskType.choices)
+    status = models.CharField(max_length=32, choices=TaskStatus.choices, default=TaskStatus.PENDING)
+    payload = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=3)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=TaskStatus.values), name="task_status_allowed"
+            ),
+            models.CheckConstraint(condition=models.Q(type__in=TaskType.values), name="task_type_allowed"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at", "created_at"],
+                name="task_sweep",
+                condition=models.Q(status__in=TASK_ACTIVE_STATUSES),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.status}"
+
+
+class AuditEntry(models.Model):
+    """Who did what, when and from where. Append-only."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_kind = models.CharField(max_length=16, default="user")  # user | admin | reconciler | system
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=32, blank=True, default="")
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    target_repr = models.CharField(max_length=200, blank=True, default="")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_type}:{self.target_id}"

@@ -1,0 +1,379 @@
+"""Every write to projects and their environment. One transaction each; the cluster is never called here:
+the services record intent and kick the reconciler after commit."""
+
+import re
+import secrets
+import string
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from config.errors import Conflict, InvalidState, KubeconfigRequired, NotFound, ValidationFailed
+from projects import audit, status
+from projects.audit import Actor
+from projects.models import (
+    ENV_KEY_MAX,
+    PROJECT_NAME_MAX,
+    EnvCategory,
+    Environment,
+    Project,
+)
+from reconcile import enqueue, names
+from sandboxes.models import Database, Resource, ResourceStatus, Sandbox
+from sandboxes.transitions import add_event, change_status, lock_project
+from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
+
+PROJECT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 -]*$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_VALUE_MAX_BYTES = 32 * 1024
+ENV_MAX_VARIABLES = 500
+DESCRIPTION_MAX = 2000
+RESUMABLE = {ResourceStatus.CREATING, ResourceStatus.STARTING, ResourceStatus.UPDATING}
+
+# The reference's sandbox defaults (fulling §4.3, §4.11).
+SANDBOX_RESOURCES = {
+    "cpu_request": "20m",
+    "cpu_limit": "2000m",
+    "memory_request": "25Mi",
+    "memory_limit": "4096Mi",
+    "storage_size": "10Gi",
+}
+
+
+def _random(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def validate_project_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationFailed("Project name cannot be empty.", code="invalid_name")
+    name = name.strip()
+    if len(name) > PROJECT_NAME_MAX:
+        raise ValidationFailed(
+            f"Project name can be at most {PROJECT_NAME_MAX} characters.", code="invalid_name"
+        )
+    if not name[0].isascii() or not name[0].isalpha():
+        raise ValidationFailed("Project name must start with a letter.", code="invalid_name")
+    if not PROJECT_NAME_RE.match(name):
+        raise ValidationFailed(
+            "Project name can only contain letters, digits, spaces and hyphens.", code="invalid_name"
+        )
+    return name
+
+
+def usable_kubeconfig(user: User) -> UserConfig:
+    """The owner's kubeconfig state, or a clear refusal when there is none that can work."""
+    config = UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG).defer("value").first()
+    if config is None:
+        raise KubeconfigRequired(
+            "Upload a kubeconfig for your namespace before creating projects or databases."
+        )
+    if config.check_status == CheckStatus.FAILED:
+        raise KubeconfigRequired(
+            f"Your kubeconfig failed its cluster check: {config.check_message} Upload a working one first."
+        )
+    return config
+
+
+def _system_env() -> list[tuple[str, str, str, bool]]:
+    alnum = string.ascii_letters + string.digits
+    return [
+        ("TTYD_ACCESS_TOKEN", _random(alnum, 24), EnvCategory.TTYD, True),
+        (
+            "FILE_BROWSER_USERNAME",
+            "fb-" + _random(string.ascii_lowercase, 8),
+            EnvCategory.FILE_BROWSER,
+            False,
+        ),
+        ("FILE_BROWSER_PASSWORD", _random(alnum, 16), EnvCategory.FILE_BROWSER, True),
+    ]
+
+
+def project_create(*, owner: User, name: Any, description: Any = "", actor: Actor) -> Project:
+    name = validate_project_name(name)
+    if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
+        raise ValidationFailed(f"Description must be text of at most {DESCRIPTION_MAX} characters.")
+    kubeconfig = usable_kubeconfig(owner)
+    domain = names.ingress_domain(kubeconfig.server, settings.INGRESS_DOMAIN)
+    with transaction.atomic():
+        if Project.objects.filter(owner=owner, name=name).exists():
+            raise Conflict(f"You already have a project named '{name}'.", code="name_taken")
+        project = Project.objects.create(owner=owner, name=name, description=description)
+        sandbox = _create_sandbox(project, kubeconfig.namespace, domain)
+        Environment.objects.bulk_create(
+            Environment(project=project, key=k, value=v, category=c, is_secret=s, is_system=True)
+            for k, v, c, s in _system_env()
+        )
+        add_event(
+            sandbox,
+            from_status="",
+            to_status=ResourceStatus.CREATING,
+            actor=actor,
+            reason="created",
+            message="Sandbox requested.",
+            project_name=project.name,
+        )
+        audit.record(actor, "project.create", project)
+        enqueue.kick_sandbox(sandbox.pk)
+    return project
+
+
+def _create_sandbox(project: Project, namespace: str, domain: str) -> Sandbox:
+    for _ in range(5):
+        k8s_name = names.resource_name(project.name)
+        try:
+            with transaction.atomic():
+                return Sandbox.objects.create(
+                    project=project,
+                    name=k8s_name,
+                    k8s_namespace=namespace,
+                    k8s_name=k8s_name,
+                    image=settings.RUNTIME_IMAGE,
+                    ingress_domain=domain,
+                    public_url=f"https://{names.app_host(k8s_name, domain)}",
+                    ttyd_url=f"https://{names.ttyd_host(k8s_name, domain)}",
+                    filebrowser_url=f"https://{names.filebrowser_host(k8s_name, domain)}",
+                    **SANDBOX_RESOURCES,
+                )
+        except IntegrityError:
+            continue  # a random name collided in this namespace: draw another
+    raise Conflict("Could not find a free sandbox name; try again.")
+
+
+def _resources(project: Project, lock: bool = False) -> list[Resource]:
+    sandboxes = Sandbox.objects.filter(project=project)
+    databases = Database.objects.filter(project=project)
+    if lock:
+        sandboxes, databases = sandboxes.select_for_update(), databases.select_for_update()
+    return [*sandboxes, *databases]
+
+
+def _locked(project: Project) -> tuple[Project, list[Resource]]:
+    locked = lock_project(project.pk)
+    if locked is None:
+        raise NotFound("Project not found.")
+    return locked, _resources(locked, lock=True)
+
+
+def _kick(resource: Resource) -> None:
+    if isinstance(resource, Sandbox):
+        enqueue.kick_sandbox(resource.pk)
+    else:
+        enqueue.kick_database(resource.pk)
+
+
+def _move(
+    resources: Iterable[Resource], targets: Mapping[str, str], *, actor: Actor, reason: str, message: str
+) -> int:
+    moved = 0
+    for resource in resources:
+        target = targets.get(resource.status)
+        if resource.status == ResourceStatus.ERROR and target == "resume":
+            target = (
+                resource.failed_status if resource.failed_status in RESUMABLE else ResourceStatus.STARTING
+            )
+        if target and target != resource.status:
+            change_status(
+                resource, target, actor=actor, reason=reason, message=message, fields={"failed_status": ""}
+            )
+            _kick(resource)
+            moved += 1
+    return moved
+
+
+def project_start(*, project: Project, actor: Actor) -> Project:
+    with transaction.atomic():
+        project, resources = _locked(project)
+        refusal = status.start_refusal(project.status, [r.status for r in resources])
+        if refusal:
+            raise InvalidState(refusal)
+        _move(
+            resources,
+            {"STOPPED": "STARTING", "STOPPING": "STARTING", "ERROR": "resume"},
+            actor=actor,
+            reason="start",
+            message="Start requested.",
+        )
+        audit.record(actor, "project.start", project)
+    project.refresh_from_db()
+    return project
+
+
+def project_stop(*, project: Project, actor: Actor) -> Project:
+    with transaction.atomic():
+        project, resources = _locked(project)
+        refusal = status.stop_refusal(project.status, [r.status for r in resources])
+        if refusal:
+            raise InvalidState(refusal)
+        _move(
+            resources,
+            {"RUNNING": "STOPPING", "STARTING": "STOPPING", "ERROR": "STOPPING"},
+            actor=actor,
+            reason="stop",
+            message="Stop requested.",
+        )
+        audit.record(actor, "project.stop", project)
+    project.refresh_from_db()
+    return project
+
+
+def project_retry(*, project: Project, actor: Actor) -> Project:
+    """Resume every resource in ERROR at the step that failed."""
+    with transaction.atomic():
+        project, resources = _locked(project)
+        if not any(r.status == ResourceStatus.ERROR for r in resources):
+            raise InvalidState("Nothing to retry: no resource is in ERROR.")
+        _move(resources, {"ERROR": "resume"}, actor=actor, reason="retry", message="Retry requested.")
+        audit.record(actor, "project.retry", project)
+    project.refresh_from_db()
+    return project
+
+
+def project_delete(*, project: Project, actor: Actor) -> Project | None:
+    """Mark every resource TERMINATING; the project row goes when the last resource is gone."""
+    with transaction.atomic():
+        project, resources = _locked(project)
+        refusal = status.delete_refusal(project.status)
+        if refusal:
+            raise InvalidState(refusal)
+        audit.record(actor, "project.delete", project)
+        if not resources:
+            project.delete()
+            return None
+        targets = {s: ResourceStatus.TERMINATING for s in ResourceStatus.values if s != "TERMINATING"}
+        _move(resources, targets, actor=actor, reason="delete", message="Delete requested.")
+    project.refresh_from_db()
+    return project
+
+
+# --- Environment ----------------------------------------------------------------------------------
+
+
+def _validate_variable(item: Any, index: int) -> tuple[str, str, bool]:
+    where = f"variables[{index}]"
+    if not isinstance(item, dict):
+        raise ValidationFailed(f"{where} must be an object with key, value and is_secret.")
+    unknown = set(item) - {"key", "value", "is_secret"}
+    if unknown:
+        raise ValidationFailed(f"{where} has unknown field(s): {', '.join(sorted(unknown))}.")
+    key, value, is_secret = item.get("key"), item.get("value"), item.get("is_secret", False)
+    if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+        raise ValidationFailed(
+            f"{where}.key must be a POSIX variable name (letters, digits and underscores, not starting "
+            "with a digit).",
+            code="invalid_key",
+            details={"index": index},
+        )
+    if len(key) > ENV_KEY_MAX:
+        raise ValidationFailed(f"{where}.key can be at most {ENV_KEY_MAX} characters.", code="invalid_key")
+    if not isinstance(value, str):
+        raise ValidationFailed(f"{where}.value must be a string.", code="invalid_value")
+    if len(value.encode()) > ENV_VALUE_MAX_BYTES:
+        raise ValidationFailed(f"{where}.value is larger than 32 KiB.", code="value_too_large")
+    if not isinstance(is_secret, bool):
+        raise ValidationFailed(f"{where}.is_secret must be true or false.", code="invalid_value")
+    return key, value, is_secret
+
+
+def config_changed(project: Project, *, actor: Actor, message: str) -> None:
+    """Desired sandbox configuration changed: bump the generation; running sandboxes go to UPDATING.
+    Stopped ones pick the change up when they start. Call inside the writing transaction."""
+    Sandbox.objects.filter(project=project).update(generation=F("generation") + 1)
+    for sandbox in Sandbox.objects.select_for_update().filter(
+        project=project, status__in=[ResourceStatus.RUNNING, ResourceStatus.STARTING]
+    ):
+        change_status(sandbox, ResourceStatus.UPDATING, actor=actor, reason="config_changed", message=message)
+        enqueue.kick_sandbox(sandbox.pk)
+
+
+def env_upsert(*, project: Project, variables: Any, actor: Actor) -> list[Environment]:
+    if not isinstance(variables, list):
+        raise ValidationFailed("variables must be a list.")
+    parsed = [_validate_variable(item, i) for i, item in enumerate(variables)]
+    keys = [k for k, _, _ in parsed]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ValidationFailed(
+            f"Duplicate key(s) in the batch: {', '.join(duplicates)}.", code="duplicate_key"
+        )
+    with transaction.atomic():
+        project, _ = _locked(project)
+        existing = {e.key: e for e in Environment.objects.select_for_update().filter(project=project)}
+        system = sorted(k for k in keys if k in existing and existing[k].is_system)
+        if system:
+            raise ValidationFailed(
+                f"{', '.join(system)} {'is' if len(system) == 1 else 'are'} managed by Tenter "
+                "and cannot be changed.",
+                code="system_variable",
+            )
+        new_count = len([k for k in keys if k not in existing])
+        if len(existing) + new_count > ENV_MAX_VARIABLES:
+            raise ValidationFailed(
+                f"A project can have at most {ENV_MAX_VARIABLES} variables.", code="too_many"
+            )
+        changed = []
+        for key, value, is_secret in parsed:
+            category = EnvCategory.SECRET if is_secret else EnvCategory.GENERAL
+            row = existing.get(key)
+            if row is None:
+                changed.append(
+                    Environment.objects.create(
+                        project=project, key=key, value=value, is_secret=is_secret, category=category
+                    )
+                )
+            elif row.value != value or row.is_secret != is_secret:
+                row.value, row.is_secret, row.category = value, is_secret, category
+                row.save(update_fields=["value", "is_secret", "category", "updated_at"])
+                changed.append(row)
+        if changed:
+            config_changed(
+                project,
+                actor=actor,
+                message=f"Environment changed: {', '.join(sorted(e.key for e in changed))}.",
+            )
+            audit.record(actor, "env.upsert", project, keys=sorted(e.key for e in changed))
+    return changed
+
+
+def env_delete(*, project: Project, key: str, actor: Actor) -> None:
+    with transaction.atomic():
+        project, _ = _locked(project)
+        row = Environment.objects.select_for_update().filter(project=project, key=key).first()
+        if row is None:
+            raise NotFound(f"No variable named {key}.")
+        if row.is_system:
+            raise ValidationFailed(
+                f"{key} is managed by Tenter and cannot be removed.", code="system_variable"
+            )
+        row.delete()
+        config_changed(project, actor=actor, message=f"Environment variable {key} removed.")
+        audit.record(actor, "env.delete", project, key=key)
+
+
+def set_system_variable(*, project: Project, key: str, value: str | None, actor: Actor) -> None:
+    """Write (or with None, remove) a Tenter-managed variable such as DATABASE_URL, and roll sandboxes."""
+    with transaction.atomic():
+        project, _ = _locked(project)
+        row = Environment.objects.filter(project=project, key=key).first()
+        if value is None:
+            if row is None:
+                return
+            row.delete()
+        elif row is None:
+            Environment.objects.create(
+                project=project,
+                key=key,
+                value=value,
+                category=EnvCategory.DATABASE,
+                is_secret=True,
+                is_system=True,
+            )
+        elif row.value == value and row.is_system:
+            return
+        else:
+            row.value, row.is_system, row.is_secret = value, True, True
+            row.save(update_fields=["value", "is_system", "is_secret", "updated_at"])
+        config_changed(project, actor=actor, message=f"{key} {'removed' if value is None else 'updated'}.")

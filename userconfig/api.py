@@ -1,0 +1,97 @@
+"""The signed-in user's own settings: kubeconfig state and AI agent settings."""
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.drf import StrictSerializer
+from projects.api import actor_for
+from userconfig import selectors, services
+from userconfig.kubeconfig import MAX_BYTES
+from userconfig.models import UserConfig
+
+KubeconfigState = inline_serializer(
+    "KubeconfigState",
+    {
+        "configured": serializers.BooleanField(),
+        "namespace": serializers.CharField(),
+        "server_host": serializers.CharField(),
+        "check_status": serializers.CharField(),
+        "check_message": serializers.CharField(),
+        "checked_at": serializers.DateTimeField(allow_null=True),
+        "updated_at": serializers.DateTimeField(allow_null=True),
+    },
+)
+
+
+def kubeconfig_state(config: UserConfig | None) -> dict[str, object]:
+    if config is None:
+        return {
+            "configured": False,
+            "namespace": "",
+            "server_host": "",
+            "check_status": "",
+            "check_message": "",
+            "checked_at": None,
+            "updated_at": None,
+        }
+    return {
+        "configured": True,
+        "namespace": config.namespace,
+        "server_host": config.server_host,
+        "check_status": config.check_status,
+        "check_message": config.check_message,
+        "checked_at": config.checked_at,
+        "updated_at": config.updated_at,
+    }
+
+
+class KubeconfigApi(APIView):
+    class InputSerializer(StrictSerializer):
+        kubeconfig = serializers.CharField(max_length=4 * MAX_BYTES, trim_whitespace=False)
+
+    @extend_schema(responses=KubeconfigState)
+    def get(self, request: Request) -> Response:
+        return Response(kubeconfig_state(selectors.kubeconfig_state(user=request.user)))
+
+    @extend_schema(request=InputSerializer, responses=KubeconfigState)
+    def put(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.kubeconfig_save(
+            user=request.user, text=data.validated_data["kubeconfig"], actor=actor_for(request)
+        )
+        return Response(kubeconfig_state(selectors.kubeconfig_state(user=request.user)))
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request) -> Response:
+        services.kubeconfig_remove(user=request.user, actor=actor_for(request))
+        return Response(status=204)
+
+
+class AgentApi(APIView):
+    class InputSerializer(StrictSerializer):
+        base_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
+        model = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        small_fast_model = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        api_key = serializers.CharField(required=False, allow_blank=True, max_length=1000, write_only=True)
+
+    class OutputSerializer(serializers.Serializer):
+        base_url = serializers.CharField()
+        model = serializers.CharField()
+        small_fast_model = serializers.CharField()
+        api_key_set = serializers.BooleanField()
+        api_key_masked = serializers.CharField()
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(self.OutputSerializer(selectors.agent_settings(user=request.user)).data)
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def put(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.agent_settings_update(user=request.user, actor=actor_for(request), **data.validated_data)
+        return Response(self.OutputSerializer(selectors.agent_settings(user=request.user)).data)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class UserconfigConfig(AppConfig):
+    name = "userconfig"
+    verbose_name = "Users and settings"

@@ -1,0 +1,34 @@
+"""Create (or refresh) the demo user with a kubeconfig, an API token, and a staff superuser."""
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
+
+from projects.audit import SYSTEM
+from userconfig import services
+from userconfig.models import User
+
+
+class Command(BaseCommand):
+    help = "Create the demo user (with the given kubeconfig and an API token) and an admin user."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--username", default="demo")
+        parser.add_argument("--password", required=True)
+        parser.add_argument("--admin-username", default="admin")
+        parser.add_argument("--admin-password", required=True)
+        parser.add_argument("--kubeconfig", type=Path, required=True)
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        user, _ = User.objects.get_or_create(username=opts["username"])
+        user.set_password(opts["password"])
+        user.save()
+        services.kubeconfig_save(user=user, text=opts["kubeconfig"].read_text(), actor=SYSTEM)
+        token, _ = Token.objects.get_or_create(user=user)
+        admin, _ = User.objects.get_or_create(username=opts["admin_username"])
+        admin.is_staff = admin.is_superuser = True
+        admin.set_password(opts["admin_password"])
+        admin.save()
+        self.stdout.write(f"demo user '{user.username}' ready; API token: {token.key}")

@@ -1,0 +1,72 @@
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+from config.crypto import EncryptedTextField
+
+
+class User(AbstractUser):
+    """Password login today; other identities can hang off this model later."""
+
+
+class ConfigKey(models.TextChoices):
+    KUBECONFIG = "KUBECONFIG"
+    ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY"
+    ANTHROPIC_BASE_URL = "ANTHROPIC_BASE_URL"
+    ANTHROPIC_MODEL = "ANTHROPIC_MODEL"
+    ANTHROPIC_SMALL_FAST_MODEL = "ANTHROPIC_SMALL_FAST_MODEL"
+
+
+class CheckStatus(models.TextChoices):
+    PENDING = "PENDING", "Not checked yet"
+    OK = "OK", "Valid"
+    FAILED = "FAILED", "Failed"
+    UNREACHABLE = "UNREACHABLE", "Cluster unreachable"
+
+
+class UserConfig(models.Model):
+    """One per-user setting. Values are encrypted at rest whatever their kind.
+
+    The kubeconfig row also keeps what was derived from it (namespace, server) and the result of
+    the background cluster check, so nobody has to decrypt it to show "namespace X, valid".
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="configs")
+    key = models.CharField(max_length=64, choices=ConfigKey.choices)
+    value = EncryptedTextField()
+    category = models.CharField(max_length=32, blank=True, default="")
+    is_secret = models.BooleanField(default=False)
+    # Kubeconfig only: derived at save time, kept in clear.
+    namespace = models.CharField(max_length=63, blank=True, default="")
+    server = models.CharField(max_length=512, blank=True, default="")
+    server_host = models.CharField(max_length=255, blank=True, default="")
+    check_status = models.CharField(
+        max_length=16, choices=CheckStatus.choices, blank=True, default=CheckStatus.PENDING
+    )
+    check_message = models.TextField(blank=True, default="")
+    checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="userconfig_unique_user_key"),
+            models.CheckConstraint(
+                condition=models.Q(key__in=ConfigKey.values), name="userconfig_key_allowed"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(check_status__in=CheckStatus.values),
+                name="userconfig_check_status_allowed",
+            ),
+        ]
+        indexes = [
+            # Periodic kubeconfig check: the oldest-checked kubeconfigs first.
+            models.Index(
+                fields=["checked_at"],
+                name="userconfig_kubeconfig_checks",
+                condition=models.Q(key="KUBECONFIG"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key}"

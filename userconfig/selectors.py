@@ -1,0 +1,54 @@
+"""Reads of per-user settings, always scoped to one user."""
+
+from dataclasses import dataclass
+
+from userconfig.models import ConfigKey, User, UserConfig
+
+
+def kubeconfig_state(*, user: User) -> UserConfig | None:
+    """The kubeconfig row without its (encrypted) content."""
+    return UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG).defer("value").first()
+
+
+def kubeconfig_text(*, user_id: int) -> str | None:
+    row = UserConfig.objects.filter(user_id=user_id, key=ConfigKey.KUBECONFIG).only("value").first()
+    return row.value if row else None
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    base_url: str
+    model: str
+    small_fast_model: str
+    api_key_set: bool
+    api_key_masked: str
+
+
+def mask(secret: str) -> str:
+    if not secret:
+        return ""
+    return "•" * 8
+
+
+def agent_settings(*, user: User) -> AgentSettings:
+    rows = {c.key: c.value for c in UserConfig.objects.filter(user=user).exclude(key=ConfigKey.KUBECONFIG)}
+    key = rows.get(ConfigKey.ANTHROPIC_API_KEY, "")
+    return AgentSettings(
+        base_url=rows.get(ConfigKey.ANTHROPIC_BASE_URL, ""),
+        model=rows.get(ConfigKey.ANTHROPIC_MODEL, ""),
+        small_fast_model=rows.get(ConfigKey.ANTHROPIC_SMALL_FAST_MODEL, ""),
+        api_key_set=bool(key),
+        api_key_masked=mask(key),
+    )
+
+
+def agent_env(*, user_id: int) -> dict[str, str]:
+    """User-level variables projected into sandboxes (override project env, as in the reference)."""
+    names = {
+        ConfigKey.ANTHROPIC_API_KEY: "ANTHROPIC_AUTH_TOKEN",
+        ConfigKey.ANTHROPIC_BASE_URL: "ANTHROPIC_BASE_URL",
+        ConfigKey.ANTHROPIC_MODEL: "ANTHROPIC_MODEL",
+        ConfigKey.ANTHROPIC_SMALL_FAST_MODEL: "ANTHROPIC_SMALL_FAST_MODEL",
+    }
+    rows = UserConfig.objects.filter(user_id=user_id, key__in=list(names))
+    return {names[ConfigKey(r.key)]: r.value for r in rows}

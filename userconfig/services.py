@@ -1,0 +1,95 @@
+"""Writes of per-user settings: kubeconfig and AI agent settings."""
+
+import re
+
+from django.db import transaction
+from django.utils import timezone
+
+from config.errors import NotFound, ValidationFailed
+from projects import audit
+from projects.audit import Actor
+from reconcile import enqueue
+from userconfig import kubeconfig
+from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+AGENT_FIELDS = {
+    "base_url": ConfigKey.ANTHROPIC_BASE_URL,
+    "model": ConfigKey.ANTHROPIC_MODEL,
+    "small_fast_model": ConfigKey.ANTHROPIC_SMALL_FAST_MODEL,
+    "api_key": ConfigKey.ANTHROPIC_API_KEY,
+}
+
+
+def kubeconfig_save(*, user: User, text: str, actor: Actor) -> UserConfig:
+    """Parse, store encrypted, and queue the background cluster check. Refuses what cannot work."""
+    try:
+        info = kubeconfig.parse(text)
+    except kubeconfig.KubeconfigError as exc:
+        raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code="invalid_kubeconfig") from None
+    if len(info.namespace) > 63 or not _DNS_LABEL.match(info.namespace):
+        raise ValidationFailed(
+            f"Unusable kubeconfig: namespace '{info.namespace}' is not a valid Kubernetes namespace.",
+            code="invalid_kubeconfig",
+        )
+    with transaction.atomic():
+        config, _ = UserConfig.objects.update_or_create(
+            user=user,
+            key=ConfigKey.KUBECONFIG,
+            defaults={
+                "value": text,
+                "category": "kc",
+                "is_secret": True,
+                "namespace": info.namespace,
+                "server": info.server,
+                "server_host": info.server_host,
+                "check_status": CheckStatus.PENDING,
+                "check_message": "",
+                "checked_at": None,
+            },
+        )
+        audit.record(actor, "kubeconfig.save", config, namespace=info.namespace, server_host=info.server_host)
+        enqueue.kick_kubeconfig_check(user.pk)
+    return config
+
+
+def kubeconfig_remove(*, user: User, actor: Actor) -> None:
+    with transaction.atomic():
+        deleted, _ = UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG).delete()
+        if not deleted:
+            raise NotFound("No kubeconfig is stored.")
+        audit.record(actor, "kubeconfig.remove", user)
+
+
+def kubeconfig_record_check(*, user_id: int, status: str, message: str) -> None:
+    """Store the result of a background check (called by the reconciler)."""
+    UserConfig.objects.filter(user_id=user_id, key=ConfigKey.KUBECONFIG).update(
+        check_status=status, check_message=message[:2000], checked_at=timezone.now()
+    )
+
+
+def agent_settings_update(*, user: User, actor: Actor, **values: str | None) -> None:
+    """Upsert the given agent settings; an empty string removes one, a missing one is left alone."""
+    unknown = set(values) - set(AGENT_FIELDS)
+    if unknown:
+        raise ValidationFailed(f"Unknown agent settings: {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        for field, value in values.items():
+            key = AGENT_FIELDS[field]
+            if value is None:
+                continue
+            if value == "":
+                UserConfig.objects.filter(user=user, key=key).delete()
+                continue
+            UserConfig.objects.update_or_create(
+                user=user,
+                key=key,
+                defaults={
+                    "value": value,
+                    "category": "anthropic",
+                    "is_secret": key == ConfigKey.ANTHROPIC_API_KEY,
+                },
+            )
+        audit.record(
+            actor, "agent_settings.update", user, fields=sorted(k for k, v in values.items() if v is not None)
+        )
