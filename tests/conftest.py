@@ -1,7 +1,12 @@
 import os
+import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from rest_framework.test import APIClient
 
 from projects.audit import SYSTEM
@@ -12,6 +17,7 @@ from userconfig import services as userconfig_services
 os.environ.setdefault("CELERY_QUEUE", f"tenter-test-{uuid.uuid4().hex[:8]}")
 
 pytest_plugins = ["kubesim.testing"]
+WORKER = {"started": False}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -65,3 +71,62 @@ def cluster_api(cluster_user):
     client = APIClient()
     client.force_authenticate(cluster_user)
     return client
+
+
+def _purge() -> None:
+    from config.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(app.conf.task_default_queue)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker) -> Iterator[Any]:
+    """One real worker for the session; it consumes this test session's own queue."""
+    from config.celery import app
+
+    with django_db_blocker.unblock():
+        _purge()
+        WORKER["started"] = True
+        with start_worker(
+            app,
+            pool="threads",
+            concurrency=4,
+            perform_ping_check=False,
+            shutdown_timeout=10,
+            loglevel="WARNING",
+        ) as worker:
+            yield worker
+
+
+@pytest.fixture
+def beat(celery_worker) -> Iterator[None]:
+    """What celery beat does for the sweeps, at a test-friendly pace."""
+    from config.celery import app
+
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            for name in ("reconcile.sweep_sandboxes", "reconcile.sweep_databases"):
+                app.send_task(name, expires=2)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    from sandboxes.models import Database, Sandbox
+
+    fields = ("k8s_name", "status", "status_reason", "attempts", "last_error", "next_attempt_at", "locked_until")
+    rows = [*Sandbox.objects.values(*fields), *Database.objects.values(*fields)]
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; resources: {rows}")

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from config.drf import StrictSerializer
 from projects.api import actor_for
 from userconfig import selectors, services
-from userconfig.kubeconfig import MAX_BYTES
+from userconfig.kubeconfig import MAX_KUBECONFIG_BYTES
 from userconfig.models import UserConfig
 
 KubeconfigState = inline_serializer(
@@ -50,7 +50,7 @@ def kubeconfig_state(config: UserConfig | None) -> dict[str, object]:
 
 class KubeconfigApi(APIView):
     class InputSerializer(StrictSerializer):
-        kubeconfig = serializers.CharField(max_length=4 * MAX_BYTES, trim_whitespace=False)
+        kubeconfig = serializers.CharField(max_length=4 * MAX_KUBECONFIG_BYTES, trim_whitespace=False)
 
     @extend_schema(responses=KubeconfigState)
     def get(self, request: Request) -> Response:

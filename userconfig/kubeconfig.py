@@ -1,12 +1,16 @@
-"""Parse an uploaded kubeconfig at save time: no network, just what we need to know about it."""
+"""Parse an uploaded kubeconfig at save time: no network, no Kubernetes client, just what Tenter needs
+to know about it, and a refusal (with the reason) of anything that cannot work or is unsafe to run."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 
-MAX_BYTES = 256 * 1024
+from reconcile import names
+
+MAX_KUBECONFIG_BYTES = 256 * 1024
 
 
 class KubeconfigError(ValueError):
@@ -19,42 +23,100 @@ class KubeconfigInfo:
     server: str
     server_host: str
     context: str
+    user: str
 
 
-def _named(items: Any, name: str, what: str) -> dict[str, Any]:
-    for item in items or []:
-        if isinstance(item, dict) and item.get("name") == name:
-            value = item.get(what)
-            return value if isinstance(value, dict) else {}
-    raise KubeconfigError(f"the current context refers to {what} '{name}', which is not defined")
+# Fields that make the client read files or run programs on *our* machine: a user-uploaded
+# kubeconfig must carry its credentials inline.
+_FORBIDDEN_USER_FIELDS = {
+    "exec": "runs a local program",
+    "auth-provider": "needs a local auth provider",
+    "tokenFile": "reads a local file",
+    "client-certificate": "reads a local file (use client-certificate-data)",
+    "client-key": "reads a local file (use client-key-data)",
+}
+_FORBIDDEN_CLUSTER_FIELDS = {"certificate-authority": "reads a local file (use certificate-authority-data)"}
 
 
-def parse(text: str) -> KubeconfigInfo:
-    if len(text.encode()) > MAX_BYTES:
-        raise KubeconfigError(f"the kubeconfig is larger than {MAX_BYTES // 1024} KiB")
+def _named_entry(data: Mapping[str, Any], section: str, name: str, what: str) -> Mapping[str, Any]:
+    entries = data.get(section)
+    if entries is not None and not isinstance(entries, list):
+        raise KubeconfigError(f"'{section}' must be a list")
+    for entry in entries or []:
+        if isinstance(entry, Mapping) and entry.get("name") == name:
+            body = entry.get(what)
+            if not isinstance(body, Mapping):
+                raise KubeconfigError(f"{what} '{name}' has no {what} section")
+            return body
+    raise KubeconfigError(f"{what} '{name}' is not defined in '{section}'")
+
+
+def load(text: str | bytes) -> tuple[dict[str, Any], KubeconfigInfo]:
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise KubeconfigError("not valid UTF-8 text") from None
+    if not isinstance(text, str) or not text.strip():
+        raise KubeconfigError("the kubeconfig is empty")
+    if len(text.encode("utf-8")) > MAX_KUBECONFIG_BYTES:
+        raise KubeconfigError(f"the kubeconfig is larger than {MAX_KUBECONFIG_BYTES // 1024} KiB")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise KubeconfigError(f"not valid YAML{where}") from None
+        problem = getattr(exc, "problem", None) or "syntax error"
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise KubeconfigError(f"not valid YAML: {problem}{where}") from None
     if not isinstance(data, dict):
         raise KubeconfigError("not a kubeconfig: expected a YAML mapping")
+
     current = data.get("current-context")
-    if not current:
-        raise KubeconfigError("no current-context is set")
-    context = _named(data.get("contexts"), current, "context")
+    if not current or not isinstance(current, str):
+        raise KubeconfigError("no current-context")
+    context = _named_entry(data, "contexts", current, "context")
     namespace = context.get("namespace")
-    if not namespace:
-        raise KubeconfigError(f"the current context '{current}' has no namespace")
-    cluster = _named(data.get("clusters"), context.get("cluster", ""), "cluster")
+    if not namespace or not isinstance(namespace, str):
+        raise KubeconfigError(f"current context '{current}' has no namespace")
+    if not names.is_dns1123_label(namespace):
+        raise KubeconfigError(f"namespace '{namespace}' of context '{current}' is not a valid namespace name")
+
+    cluster_name = context.get("cluster")
+    if not cluster_name or not isinstance(cluster_name, str):
+        raise KubeconfigError(f"current context '{current}' has no cluster")
+    cluster = _named_entry(data, "clusters", cluster_name, "cluster")
     server = cluster.get("server")
-    if not server:
-        raise KubeconfigError(f"the cluster '{context.get('cluster')}' has no server")
-    parts = urlsplit(str(server))
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise KubeconfigError(f"the cluster server '{server}' is not an http(s) URL")
-    _named(data.get("users"), context.get("user", ""), "user")
-    return KubeconfigInfo(
-        namespace=str(namespace), server=str(server), server_host=parts.hostname, context=str(current)
+    if not server or not isinstance(server, str):
+        raise KubeconfigError(f"cluster '{cluster_name}' has no server")
+    try:
+        parts = urlsplit(server.strip())
+        host = parts.hostname
+        _ = parts.port  # raises ValueError on a bad port
+    except ValueError:
+        raise KubeconfigError(f"cluster '{cluster_name}' has an invalid server URL '{server}'") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise KubeconfigError(f"cluster '{cluster_name}' server '{server}' is not an http(s) URL")
+    for field_name, why in _FORBIDDEN_CLUSTER_FIELDS.items():
+        if cluster.get(field_name):
+            raise KubeconfigError(f"cluster '{cluster_name}' uses '{field_name}', which {why}")
+
+    user_name = context.get("user") or ""
+    if user_name:
+        if not isinstance(user_name, str):
+            raise KubeconfigError(f"current context '{current}' has an invalid user")
+        user = _named_entry(data, "users", user_name, "user")
+        for field_name, why in _FORBIDDEN_USER_FIELDS.items():
+            if user.get(field_name):
+                raise KubeconfigError(
+                    f"user '{user_name}' uses '{field_name}', which {why}; upload a kubeconfig with "
+                    "inline credentials (token or client-certificate-data/client-key-data)"
+                )
+    info = KubeconfigInfo(
+        namespace=namespace, server=server.strip(), server_host=host, context=current, user=str(user_name)
     )
+    return data, info
+
+
+def parse(text: str | bytes) -> KubeconfigInfo:
+    """Check a kubeconfig without any network call; raise KubeconfigError with a human reason."""
+    return load(text)[1]

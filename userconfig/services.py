@@ -1,7 +1,5 @@
 """Writes of per-user settings: kubeconfig and AI agent settings."""
 
-import re
-
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,7 +10,6 @@ from reconcile import enqueue
 from userconfig import kubeconfig
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 AGENT_FIELDS = {
     "base_url": ConfigKey.ANTHROPIC_BASE_URL,
     "model": ConfigKey.ANTHROPIC_MODEL,
@@ -27,11 +24,6 @@ def kubeconfig_save(*, user: User, text: str, actor: Actor) -> UserConfig:
         info = kubeconfig.parse(text)
     except kubeconfig.KubeconfigError as exc:
         raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code="invalid_kubeconfig") from None
-    if len(info.namespace) > 63 or not _DNS_LABEL.match(info.namespace):
-        raise ValidationFailed(
-            f"Unusable kubeconfig: namespace '{info.namespace}' is not a valid Kubernetes namespace.",
-            code="invalid_kubeconfig",
-        )
     with transaction.atomic():
         config, _ = UserConfig.objects.update_or_create(
             user=user,
@@ -93,3 +85,24 @@ def agent_settings_update(*, user: User, actor: Actor, **values: str | None) -> 
         audit.record(
             actor, "agent_settings.update", user, fields=sorted(k for k, v in values.items() if v is not None)
         )
+
+
+def kubeconfig_recheck(*, user: User, actor: Actor) -> UserConfig:
+    """Forget the last cluster check result (back to PENDING) and queue the check again (operator action)."""
+    with transaction.atomic():
+        config = (
+            UserConfig.objects.select_for_update()
+            .defer("value")
+            .filter(user=user, key=ConfigKey.KUBECONFIG)
+            .first()
+        )
+        if config is None:
+            raise NotFound("No kubeconfig is stored.")
+        previous = config.check_status
+        UserConfig.objects.filter(pk=config.pk).update(
+            check_status=CheckStatus.PENDING, check_message="", updated_at=timezone.now()
+        )
+        config.check_status, config.check_message = CheckStatus.PENDING, ""
+        audit.record(actor, "kubeconfig.recheck", config, previous_status=previous)
+        enqueue.kick_kubeconfig_check(user.pk)
+    return config

@@ -1,0 +1,1 @@
+"""kubesim: a small local Kubernetes API server simulator (see README.md)."""

@@ -1,0 +1,99 @@
+"""Drift and orphans (DESIGN §5): the slower sweep over stable rows and over the cluster.
+
+- A RUNNING sandbox whose StatefulSet is gone is moved back to CREATING ("drift"); the normal
+  reconciler re-creates its objects. The move goes through `change_status`, so a worker holding a
+  lease cannot overwrite it.
+- Objects labelled as Tenter's whose row no longer exists are orphans: reported in the log, and
+  deleted once they are older than ORPHAN_DELETE_AFTER_MINUTES (0 = report only).
+"""
+
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from projects.audit import RECONCILER
+from reconcile import kube
+from sandboxes.models import Database, ResourceStatus, Sandbox
+from sandboxes.transitions import change_status
+from userconfig.models import CheckStatus, ConfigKey, UserConfig
+
+logger = logging.getLogger(__name__)
+
+DRIFT_BATCH = 100
+ORPHAN_KINDS = ["StatefulSet", "Service", "Ingress", "Secret"]
+
+
+def check_drift(batch: int = DRIFT_BATCH) -> int:
+    """Check the least recently observed RUNNING sandboxes. Returns how many drifted."""
+    rows = list(
+        Sandbox.objects.select_related("project")
+        .filter(status=ResourceStatus.RUNNING)
+        .order_by(F("last_observed_at").asc(nulls_first=True))[:batch]
+    )
+    configs = {
+        c.user_id: c
+        for c in UserConfig.objects.filter(
+            user_id__in={r.project.owner_id for r in rows},
+            key=ConfigKey.KUBECONFIG,
+            check_status=CheckStatus.OK,
+        )
+    }
+    drifted = 0
+    for sandbox in rows:
+        config = configs.get(sandbox.project.owner_id)
+        if config is None:
+            continue
+        try:
+            kube.get_kube(config.user_id, config.value).get("StatefulSet", sandbox.k8s_name)
+        except kube.KubeNotFound:
+            changed = change_status(
+                sandbox,
+                ResourceStatus.CREATING,
+                actor=RECONCILER,
+                reason="drift",
+                message="StatefulSet missing on the cluster; re-creating it.",
+            )
+            drifted += int(changed)
+            continue
+        except kube.KubeError as exc:
+            logger.info("drift check skipped for %s: %s", sandbox.pk, exc.__class__.__name__)
+            continue
+        Sandbox.objects.filter(pk=sandbox.pk, status=ResourceStatus.RUNNING).update(
+            last_observed_at=timezone.now()
+        )
+    return drifted
+
+
+def find_orphans(config: UserConfig, now: datetime | None = None) -> list[tuple[str, str, bool]]:
+    """(kind, name, deleted) for each Tenter-labelled object in the user's namespace with no row."""
+    now = now or timezone.now()
+    client = kube.get_kube(config.user_id, config.value)
+    known = {
+        str(pk)
+        for pk in Sandbox.objects.filter(project__owner_id=config.user_id).values_list("pk", flat=True)
+    }
+    known |= {
+        str(pk)
+        for pk in Database.objects.filter(project__owner_id=config.user_id).values_list("pk", flat=True)
+    }
+    grace = settings.ORPHAN_DELETE_AFTER_MINUTES
+    found = []
+    for kind in ORPHAN_KINDS:
+        for obj in client.list(kind, label_selector="app.kubernetes.io/managed-by=tenter"):
+            meta = obj.get("metadata") or {}
+            if (meta.get("labels") or {}).get("tenter.dev/resource") in known:
+                continue
+            created = datetime.fromisoformat(str(meta.get("creationTimestamp", "")).replace("Z", "+00:00"))
+            delete = bool(grace) and now - created > timedelta(minutes=grace)
+            if delete:
+                with contextlib.suppress(kube.KubeNotFound):
+                    client.delete(kind, meta["name"])
+            logger.warning(
+                "orphan %s %s/%s%s", kind, config.namespace, meta.get("name"), " deleted" if delete else ""
+            )
+            found.append((kind, str(meta.get("name")), delete))
+    return found

@@ -1,0 +1,180 @@
+"""Claim, act, record (DESIGN §5).
+
+- claim: a short transaction selects due rows FOR UPDATE SKIP LOCKED and stamps a lease
+  (`locked_until` + a fresh `lease_token`); the row lock ends at commit.
+- act: outside any transaction, one step per claim, never sleeping.
+- record: a conditional UPDATE on the lease token; zero rows means the lease was lost and the
+  result is dropped (and logged).
+"""
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from projects.audit import RECONCILER
+from sandboxes.models import TRANSITIONAL, Resource, ResourceStatus
+from sandboxes.transitions import change_status
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What one step decided: a new status, or 'come back later' with observed fields."""
+
+    status: str | None = None  # None: stay in the current status
+    reason: str = ""
+    message: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+    retry_in: float | None = None  # seconds until the next attempt when staying
+    failed: bool = False  # a transient failure: counts an attempt and backs off
+
+
+def lease_seconds() -> float:
+    return float(settings.RECONCILE_LEASE_SECONDS)
+
+
+def claim(model: type[Resource], *, ids: list[Any] | None = None, limit: int | None = None) -> list[Resource]:
+    """Claim due transitional rows of `model` (oldest first) and stamp them with a fresh lease."""
+    now = timezone.now()
+    limit = limit or settings.RECONCILE_BATCH_SIZE
+    with transaction.atomic():
+        qs = (
+            model.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("project")
+            .filter(status__in=TRANSITIONAL)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        )
+        if ids is not None:
+            qs = qs.filter(pk__in=ids)
+        rows = list(qs.order_by(F("next_attempt_at").asc(nulls_first=True), "status_changed_at")[:limit])
+        if not rows:
+            return []
+        token = uuid.uuid4()
+        until = now + timedelta(seconds=lease_seconds() + random.uniform(0, 2))
+        model.objects.filter(pk__in=[r.pk for r in rows]).update(locked_until=until, lease_token=token)
+    for row in rows:
+        row.locked_until, row.lease_token = until, token
+    return rows
+
+
+def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
+    base = float(settings.RECONCILE_BACKOFF_BASE_SECONDS)
+    cap = float(settings.RECONCILE_BACKOFF_MAX_SECONDS)
+    delay = min(cap, base * (2 ** max(0, attempts - 1)))
+    delay = random.uniform(delay / 2, delay)  # jitter spreads retries of many rows
+    if retry_after:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def record(row: Resource, outcome: Outcome) -> float | None:
+    """Write the outcome of a step while our lease still holds, and release the lease.
+
+    Returns the delay in seconds after which the row wants its next step, or None when it has
+    reached a stable status (or the lease was lost).
+    """
+    token = row.lease_token
+    assert token is not None
+    retry_in: float | None = None
+    if outcome.status and outcome.status != row.status:
+        written = change_status(
+            row,
+            outcome.status,
+            actor=RECONCILER,
+            reason=outcome.reason,
+            message=outcome.message,
+            lease_token=token,
+            fields=outcome.fields,
+        )
+        retry_in = 0.0 if outcome.status in TRANSITIONAL else None
+    else:
+        now = timezone.now()
+        values: dict[str, Any] = {
+            "locked_until": None,
+            "lease_token": None,
+            "updated_at": now,
+            **outcome.fields,
+        }
+        if outcome.message:
+            values["status_reason"] = outcome.message
+        if outcome.failed:
+            attempts = row.attempts + 1
+            retry_in = backoff_seconds(attempts, outcome.retry_in)
+            values.update(attempts=attempts, last_error=outcome.message)
+        else:
+            values["attempts"] = 0  # progress: the next failure starts its backoff afresh
+            retry_in = outcome.retry_in if outcome.retry_in is not None else settings.RECONCILE_POLL_SECONDS
+        values["next_attempt_at"] = now + timedelta(seconds=retry_in)
+        written = type(row).objects.filter(pk=row.pk, lease_token=token).update(**values) > 0
+    if not written:
+        logger.warning(
+            "lease lost on %s %s (%s): result dropped", type(row).__name__.lower(), row.pk, row.status
+        )
+        _release_orphaned(row)
+        return None
+    return retry_in
+
+
+def _release_orphaned(row: Resource) -> None:
+    """A user action took the row from us (token cleared) while we acted: free it for the next claim now
+    instead of when our lease would have expired."""
+    type(row).objects.filter(pk=row.pk, lease_token__isnull=True, locked_until=row.locked_until).update(
+        locked_until=None, next_attempt_at=None
+    )
+
+
+def deadline_passed(row: Resource, now: datetime | None = None) -> timedelta | None:
+    """How long the row has been in its transitional status, when that is past its deadline."""
+    limit = settings.STATUS_DEADLINES.get(row.status)
+    if limit is None:
+        return None
+    age = (now or timezone.now()) - row.status_changed_at
+    return age if age > limit else None
+
+
+def describe_age(age: timedelta) -> str:
+    minutes = age.total_seconds() / 60
+    return f"{minutes:.0f} min" if minutes >= 1 else f"{age.total_seconds():.0f} s"
+
+
+def run_batch(
+    model: type[Resource],
+    step: Callable[[Resource], Outcome],
+    rows: list[Resource],
+    follow_up: Callable[[Resource, float], None] | None = None,
+) -> int:
+    """Act on claimed rows one by one; stop early (releasing the rest) if the lease would run out."""
+    started = time.monotonic()
+    done = 0
+    for i, row in enumerate(rows):
+        if time.monotonic() - started > lease_seconds() / 2:
+            model.objects.filter(pk__in=[r.pk for r in rows[i:]], lease_token=row.lease_token).update(
+                locked_until=None, lease_token=None
+            )
+            break
+        try:
+            outcome = step(row)
+        except Exception as exc:  # a bug must not wedge the row: back off and keep the reason
+            logger.exception("reconcile step failed on %s %s", model.__name__.lower(), row.pk)
+            outcome = Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
+        delay = record(row, outcome)
+        if delay is not None and follow_up is not None:
+            follow_up(row, delay)
+        done += 1
+    return done
+
+
+def error_outcome(message: str, reason: str = "error") -> Outcome:
+    return Outcome(status=ResourceStatus.ERROR, reason=reason, message=message)

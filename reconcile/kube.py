@@ -1,0 +1,830 @@
+"""The Kubernetes gateway: the only module of Tenter that imports `kubernetes`.
+
+- Every call is made with one user's kubeconfig (`Kube`), in that kubeconfig's namespace, with an
+  explicit (connect, read) timeout and no silent urllib3 retries: the reconcilers retry themselves.
+- Objects go in and come out as plain dicts (JSON as the API server sends it); no model classes.
+- Every failure leaves this module as a `KubeError` subclass (see `translate_errors`), so callers
+  decide "retry later" (`KubeTransient`), "give up" (`KubePermanent`, `KubeCredentials`,
+  `KubeconfigInvalid`), "done" (`KubeNotFound` on delete) or "read and converge" (`KubeConflict`).
+- `get_kube(user_id, text)` keeps one client per user per process (bounded LRU, fork-safe).
+
+Decision logic stays out of here: `apply` creates and, on AlreadyExists, returns what exists so the
+caller can check the ownership labels and converge.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import ssl
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from reconcile import names
+from userconfig import kubeconfig
+
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 10.0
+CLIENT_CACHE_SIZE = 100
+MAX_KUBECONFIG_BYTES = kubeconfig.MAX_KUBECONFIG_BYTES
+MAX_MESSAGE = 600
+
+Manifest = dict[str, Any]
+PatchType = Literal["merge", "json", "strategic"]
+
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+class KubeError(Exception):
+    """A Kubernetes call failed. `status` is the HTTP status (None: no response), `reason` the
+    Status reason (or a short tag), `message` a human sentence safe to show to the resource owner."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
+        self.message = _short(message) or reason or "Kubernetes request failed"
+        self.status = status
+        self.reason = reason
+        super().__init__(self.message)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, reason={self.reason!r}, message={self.message!r})"
+        )
+
+
+class KubeNotFound(KubeError):
+    """404 for an object (the kind exists). Callers deleting something treat it as done."""
+
+
+class KubeConflict(KubeError):
+    """409: AlreadyExists on create (`already_exists`), or a stale resourceVersion on replace."""
+
+    def __init__(self, message: str, *, status: int | None = 409, reason: str = "Conflict") -> None:
+        super().__init__(message, status=status, reason=reason)
+        self.already_exists = reason == "AlreadyExists"
+
+
+class KubeTransient(KubeError):
+    """Worth retrying later: 5xx, 429, timeouts, refused/reset connections, TLS EOF.
+    `retry_after` (seconds) when the server said how long to wait."""
+
+    retryable = True
+
+    def __init__(
+        self, message: str, *, status: int | None = None, reason: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status, reason=reason)
+        self.retry_after = retry_after
+
+
+class KubePermanent(KubeError):
+    """Retrying the same request cannot help: 400, 405, 415, 422, or a kind the cluster does not
+    serve (404 for the resource type itself, e.g. KubeBlocks not installed: `kind_missing`)."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, reason: str = "", kind_missing: bool = False
+    ) -> None:
+        super().__init__(message, status=status, reason=reason)
+        self.kind_missing = kind_missing
+
+
+class KubeCredentials(KubeError):
+    """401/403, or the API server's certificate does not match the kubeconfig's CA."""
+
+
+class KubeconfigInvalid(KubeError):
+    """The kubeconfig text cannot be used to build a client (the message says why)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=None, reason="KubeconfigInvalid")
+
+
+def _short(text: object, limit: int = MAX_MESSAGE) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _status_body(body: object) -> dict[str, Any] | None:
+    """The apiserver's Status object from an error body, if it is one."""
+    if isinstance(body, bytes | bytearray):
+        body = body.decode("utf-8", errors="replace")
+    if not isinstance(body, str) or not body.strip():
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _header(headers: object, name: str) -> str | None:
+    if headers is None:
+        return None
+    items = headers.items() if hasattr(headers, "items") else headers
+    try:
+        for key, value in items:  # type: ignore[union-attr]
+            if str(key).lower() == name.lower():
+                return str(value)
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date (never negative)."""
+    if value is None or not str(value).strip():
+        return None
+    value = str(value).strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def from_api_exception(exc: ApiException) -> KubeError:
+    """Map an ApiException (HTTP error, or status 0 for client-side TLS/request errors) to a KubeError."""
+    status = int(exc.status or 0)
+    body = _status_body(getattr(exc, "body", None))
+    message = str((body or {}).get("message") or "")
+    reason = str((body or {}).get("reason") or exc.reason or "")
+    details = (body or {}).get("details") or {}
+    if not isinstance(details, dict):
+        details = {}
+
+    if status == 0:  # raised by the client itself: TLS failures, unusable request
+        text = str(exc.reason or "")
+        lowered = text.lower()
+        if (
+            "certificate verify failed" in lowered
+            or "certificate_verify_failed" in lowered
+            or ("hostname" in lowered and "match" in lowered)
+        ):
+            return KubeCredentials(
+                f"TLS verification of the API server failed (check the kubeconfig's CA): {text}",
+                status=None,
+                reason="TLSVerifyFailed",
+            )
+        if text.startswith("SSLError"):
+            return KubeTransient(f"TLS error talking to the API server: {text}", reason="SSLError")
+        return KubePermanent(text or "the request could not be prepared", reason="ClientError")
+
+    if status in (401, 403):
+        default = "Unauthorized: the kubeconfig's credentials were rejected" if status == 401 else "Forbidden"
+        return KubeCredentials(message or default, status=status, reason=reason or exc.reason or "")
+    if status == 404:
+        if body is None or body.get("kind") != "Status" or not details.get("name"):
+            # The resource type itself is missing (e.g. a CRD not installed), not one object.
+            what = message or "the server could not find the requested resource"
+            return KubePermanent(
+                f"{what} (is the resource type installed in the cluster?)",
+                status=404,
+                reason=reason or "NotFound",
+                kind_missing=True,
+            )
+        return KubeNotFound(message or "not found", status=404, reason=reason or "NotFound")
+    if status == 409:
+        return KubeConflict(message or "conflict", status=409, reason=reason or "Conflict")
+    if status == 429 or status >= 500 or status == 408:
+        retry_after = parse_retry_after(_header(getattr(exc, "headers", None), "Retry-After"))
+        if retry_after is None and details.get("retryAfterSeconds") is not None:
+            with contextlib.suppress(TypeError, ValueError):
+                retry_after = max(0.0, float(details["retryAfterSeconds"]))
+        default = "too many requests" if status == 429 else f"API server error {status}"
+        return KubeTransient(message or default, status=status, reason=reason, retry_after=retry_after)
+    return KubePermanent(
+        message or f"request rejected ({status} {reason})".strip(), status=status, reason=reason
+    )
+
+
+def from_transport_error(exc: BaseException) -> KubeError:
+    """Map a urllib3/socket/ssl error (no HTTP response) to a KubeError."""
+    inner: BaseException = exc
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        inner = exc.reason
+    if isinstance(inner, ssl.SSLCertVerificationError) or (
+        isinstance(inner, urllib3.exceptions.SSLError) and "certificate verify failed" in str(inner).lower()
+    ):
+        return KubeCredentials(
+            f"TLS verification of the API server failed (check the kubeconfig's CA): {inner}",
+            reason="TLSVerifyFailed",
+        )
+    if isinstance(inner, urllib3.exceptions.LocationValueError):
+        return KubePermanent(f"the API server URL is unusable: {inner}", reason="BadURL")
+    if isinstance(inner, urllib3.exceptions.ReadTimeoutError | socket.timeout | TimeoutError):
+        return KubeTransient(f"the API server did not answer in time: {inner}", reason="Timeout")
+    if isinstance(inner, urllib3.exceptions.NewConnectionError):
+        return KubeTransient(f"cannot connect to the API server: {inner}", reason="ConnectionFailed")
+    if isinstance(inner, urllib3.exceptions.ConnectTimeoutError):
+        return KubeTransient(f"connecting to the API server timed out: {inner}", reason="Timeout")
+    if isinstance(inner, urllib3.exceptions.SSLError | ssl.SSLError):
+        return KubeTransient(f"TLS error talking to the API server: {inner}", reason="SSLError")
+    if isinstance(inner, urllib3.exceptions.ProtocolError | ConnectionError):
+        return KubeTransient(f"the connection to the API server failed: {inner}", reason="ConnectionFailed")
+    if isinstance(inner, urllib3.exceptions.HTTPError | OSError):
+        return KubeTransient(f"talking to the API server failed: {inner}", reason=type(inner).__name__)
+    return KubeTransient(f"talking to the API server failed: {inner}", reason=type(inner).__name__)
+
+
+_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError, ssl.SSLError, socket.timeout, TimeoutError)
+
+
+def translate(exc: BaseException) -> KubeError:
+    """The KubeError for any exception a Kubernetes call can raise (KubeErrors pass through)."""
+    if isinstance(exc, KubeError):
+        return exc
+    if isinstance(exc, ApiException):
+        return from_api_exception(exc)
+    if isinstance(exc, k8s_config.ConfigException):
+        return KubeconfigInvalid(f"unusable kubeconfig: {exc}")
+    return from_transport_error(exc)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise ApiException and urllib3/socket/ssl errors as KubeError subclasses (with the cause)."""
+    try:
+        yield
+    except KubeError:
+        raise
+    except (ApiException, k8s_config.ConfigException, *_TRANSPORT_ERRORS) as exc:
+        raise translate(exc) from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubeconfig parsing (save time, no network)
+# ---------------------------------------------------------------------------------------------
+
+
+KubeconfigInfo = kubeconfig.KubeconfigInfo
+
+
+def _load_yaml(text: str | bytes) -> tuple[dict[str, Any], KubeconfigInfo]:
+    try:
+        return kubeconfig.load(text)
+    except kubeconfig.KubeconfigError as exc:
+        raise KubeconfigInvalid(str(exc)) from None
+
+
+def parse_kubeconfig(text: str | bytes) -> KubeconfigInfo:
+    """Check a kubeconfig without any network call; raise KubeconfigInvalid with a human reason."""
+    return _load_yaml(text)[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings (read lazily so importing this module never needs Django configured)
+# ---------------------------------------------------------------------------------------------
+
+
+def _setting(name: str, default: float) -> float:
+    try:
+        from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
+
+        try:
+            return float(getattr(settings, name, default))
+        except ImproperlyConfigured:
+            return default
+    except ImportError:  # pragma: no cover - Django is a dependency
+        return default
+
+
+def request_timeout() -> tuple[float, float]:
+    """(connect, read) seconds for every request: settings KUBE_CONNECT_TIMEOUT / KUBE_READ_TIMEOUT."""
+    return _setting("KUBE_CONNECT_TIMEOUT", CONNECT_TIMEOUT), _setting("KUBE_READ_TIMEOUT", READ_TIMEOUT)
+
+
+# ---------------------------------------------------------------------------------------------
+# The gateway
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    api: str  # "core" | "apps" | "networking"
+    suffix: str  # method suffix: read_namespaced_<suffix>
+    api_version: str
+
+
+@dataclass(frozen=True)
+class _Custom:
+    plural: str
+    default_api_version: str
+
+
+KINDS: dict[str, _Builtin | _Custom] = {
+    "Secret": _Builtin("core", "secret", "v1"),
+    "Service": _Builtin("core", "service", "v1"),
+    "PersistentVolumeClaim": _Builtin("core", "persistent_volume_claim", "v1"),
+    "Pod": _Builtin("core", "pod", "v1"),
+    "Event": _Builtin("core", "event", "v1"),
+    "StatefulSet": _Builtin("apps", "stateful_set", "apps/v1"),
+    "Ingress": _Builtin("networking", "ingress", "networking.k8s.io/v1"),
+    "Cluster": _Custom("clusters", "apps.kubeblocks.io/v1"),
+    "OpsRequest": _Custom("opsrequests", "operations.kubeblocks.io/v1alpha1"),
+}
+
+# Container states that mean the pod will not become ready without a change.
+POD_FAILURE_REASONS = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "ContainerCannotRun",
+        "OOMKilled",
+        "StartError",
+    }
+)
+# Warning events worth showing when the pod (or the StatefulSet's pod creation) is stuck.
+EVENT_FAILURE_REASONS = frozenset(
+    {
+        "FailedCreate",
+        "FailedScheduling",
+        "FailedMount",
+        "FailedAttachVolume",
+        "FailedCreatePodSandBox",
+        "Failed",
+        "InspectFailed",
+        "ErrImageNeverPull",
+        "BackOff",
+    }
+)
+
+
+def _split_api_version(api_version: str) -> tuple[str, str]:
+    if "/" not in api_version:
+        raise ValueError(f"custom kinds need a group/version apiVersion, got {api_version!r}")
+    group, version = api_version.split("/", 1)
+    return group, version
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    series = event.get("series") or {}
+    return str(
+        series.get("lastObservedTime")
+        or event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+
+
+IMMEDIATE_RETRIES = 2
+
+
+def _retry_at_once(exc: KubeTransient) -> bool:
+    if exc.retry_after:
+        return False
+    return exc.status in (500, 502, 503, 504) or exc.reason == "ConnectionFailed"
+
+
+class Kube:
+    """A client for one kubeconfig, working in its current context's namespace."""
+
+    def __init__(
+        self,
+        kubeconfig_text: str,
+        *,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> None:
+        data, info = _load_yaml(kubeconfig_text)
+        self.info = info
+        self.namespace = info.namespace
+        self._timeouts = (connect_timeout, read_timeout)
+        configuration = k8s_client.Configuration()
+        configuration.retries = False  # urllib3 must not retry behind our back (read when the pool is built)
+        try:
+            self.api_client = k8s_config.new_client_from_config_dict(
+                data, context=info.context, persist_config=False, client_configuration=configuration
+            )
+        except KubeError:
+            raise
+        except Exception as exc:  # the loader raises ConfigException, ValueError, binascii.Error...
+            raise KubeconfigInvalid(f"cannot build a client from the kubeconfig: {_short(exc, 300)}") from exc
+        self.api_client.configuration.retries = False
+        self.core = k8s_client.CoreV1Api(self.api_client)
+        self.apps = k8s_client.AppsV1Api(self.api_client)
+        self.networking = k8s_client.NetworkingV1Api(self.api_client)
+        self.custom = k8s_client.CustomObjectsApi(self.api_client)
+        self.authorization = k8s_client.AuthorizationV1Api(self.api_client)
+        self.version_api = k8s_client.VersionApi(self.api_client)
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"Kube(server={self.info.server_host!r}, namespace={self.namespace!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def timeout(self) -> tuple[float, float]:
+        connect, read = request_timeout()
+        return (self._timeouts[0] or connect, self._timeouts[1] or read)
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call a generated API method; return the decoded JSON body (None when empty).
+
+        A 500/502/503/504 without Retry-After, or a dropped connection, is tried again at once
+        (IMMEDIATE_RETRIES times): one flaky response should not cost a whole step and its backoff.
+        Timeouts and 429s are not: they go back to the reconciler, which backs off.
+        """
+        for attempt in range(IMMEDIATE_RETRIES + 1):
+            try:
+                return self._call_once(fn, *args, **kwargs)
+            except KubeTransient as exc:
+                if attempt == IMMEDIATE_RETRIES or not _retry_at_once(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _call_once(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        kwargs["_preload_content"] = False
+        kwargs["_request_timeout"] = self.timeout()
+        with translate_errors():
+            response = fn(*args, **kwargs)
+            try:
+                raw = response.data
+            finally:
+                with contextlib.suppress(Exception):
+                    response.release_conn()
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise KubeTransient(
+                f"the API server sent a response that is not JSON: {_short(raw[:200])}",
+                reason="BadResponse",
+            ) from None
+
+    def _kind(self, kind: str) -> _Builtin | _Custom:
+        try:
+            return KINDS[kind]
+        except KeyError:
+            raise ValueError(f"unsupported kind {kind!r}; expected one of {', '.join(KINDS)}") from None
+
+    def _custom_args(self, spec: _Custom, api_version: str | None) -> tuple[str, str, str, str]:
+        """(group, version, namespace, plural): the leading arguments of CustomObjectsApi methods."""
+        group, version = _split_api_version(api_version or spec.default_api_version)
+        return group, version, self.namespace, spec.plural
+
+    def _builtin_method(self, spec: _Builtin, verb: str) -> Callable[..., Any]:
+        return getattr(getattr(self, spec.api), f"{verb}_namespaced_{spec.suffix}")
+
+    def _prepare(self, manifest: Mapping[str, Any]) -> tuple[str, str, Manifest]:
+        kind = manifest.get("kind")
+        meta = manifest.get("metadata") or {}
+        name = meta.get("name")
+        if not isinstance(kind, str) or not isinstance(name, str) or not name:
+            raise ValueError("a manifest needs kind and metadata.name")
+        namespace = meta.get("namespace")
+        if namespace and namespace != self.namespace:
+            raise KubePermanent(
+                f"{kind} {name} belongs to namespace '{namespace}', but the kubeconfig's namespace is "
+                f"'{self.namespace}'",
+                reason="NamespaceMismatch",
+            )
+        body = dict(manifest)
+        body["metadata"] = dict(meta, namespace=self.namespace)
+        return kind, name, body
+
+    # -- generic verbs --------------------------------------------------------------------------
+
+    def get(self, kind: str, name: str, *, api_version: str | None = None) -> Manifest:
+        spec = self._kind(kind)
+        if isinstance(spec, _Custom):
+            return self._call(
+                self.custom.get_namespaced_custom_object, *self._custom_args(spec, api_version), name
+            )
+        return self._call(self._builtin_method(spec, "read"), name, self.namespace)
+
+    def create(self, manifest: Mapping[str, Any]) -> Manifest:
+        """POST a new object. 409 AlreadyExists raises KubeConflict(already_exists=True)."""
+        kind, _name, body = self._prepare(manifest)
+        spec = self._kind(kind)
+        try:
+            if isinstance(spec, _Custom):
+                args = self._custom_args(spec, body.get("apiVersion"))
+                return self._call(self.custom.create_namespaced_custom_object, *args, body)
+            return self._call(self._builtin_method(spec, "create"), self.namespace, body)
+        except KubeNotFound as exc:
+            # On create, 404 can only be about the container: the namespace is gone.
+            raise KubePermanent(exc.message, status=404, reason=exc.reason) from exc
+
+    def replace(self, manifest: Mapping[str, Any]) -> Manifest:
+        """PUT the whole object (set metadata.resourceVersion for optimistic concurrency: 409 if stale)."""
+        kind, name, body = self._prepare(manifest)
+        spec = self._kind(kind)
+        if isinstance(spec, _Custom):
+            args = self._custom_args(spec, body.get("apiVersion"))
+            return self._call(self.custom.replace_namespaced_custom_object, *args, name, body)
+        return self._call(self._builtin_method(spec, "replace"), name, self.namespace, body)
+
+    def patch(
+        self,
+        kind: str,
+        name: str,
+        body: Any,
+        patch_type: PatchType = "merge",
+        *,
+        api_version: str | None = None,
+    ) -> Manifest:
+        """PATCH with a merge patch (dict), a JSON patch (list of ops) or a strategic merge patch."""
+        if patch_type not in _PATCH_CONTENT_TYPES:
+            raise ValueError(f"unknown patch type {patch_type!r}")
+        if patch_type == "json" and not isinstance(body, list):
+            raise ValueError("a JSON patch is a list of operations")
+        if patch_type != "json" and not isinstance(body, dict):
+            raise ValueError(f"a {patch_type} patch is an object")
+        content_type = _PATCH_CONTENT_TYPES[patch_type]
+        spec = self._kind(kind)
+        if isinstance(spec, _Custom):
+            if patch_type == "strategic":
+                raise ValueError("custom resources do not support strategic merge patches")
+            args = self._custom_args(spec, api_version)
+            return self._call(
+                self.custom.patch_namespaced_custom_object, *args, name, body, _content_type=content_type
+            )
+        return self._call(
+            self._builtin_method(spec, "patch"), name, self.namespace, body, _content_type=content_type
+        )
+
+    def delete(self, kind: str, name: str, *, api_version: str | None = None, uid: str | None = None) -> None:
+        """Delete in the background. Raises KubeNotFound when already gone (callers treat it as done).
+        With `uid`, the delete only applies to that very object (409 if the name was re-used)."""
+        spec = self._kind(kind)
+        extra: dict[str, Any] = {"propagation_policy": "Background"}
+        if uid:
+            extra["body"] = {
+                "apiVersion": "v1",
+                "kind": "DeleteOptions",
+                "propagationPolicy": "Background",
+                "preconditions": {"uid": uid},
+            }
+        if isinstance(spec, _Custom):
+            self._call(
+                self.custom.delete_namespaced_custom_object,
+                *self._custom_args(spec, api_version),
+                name,
+                **extra,
+            )
+            return
+        self._call(self._builtin_method(spec, "delete"), name, self.namespace, **extra)
+
+    def list(
+        self,
+        kind: str,
+        label_selector: str = "",
+        *,
+        field_selector: str = "",
+        api_version: str | None = None,
+    ) -> builtins.list[Manifest]:
+        """Objects of a kind in the namespace (each with apiVersion and kind filled in)."""
+        spec = self._kind(kind)
+        query: dict[str, Any] = {}
+        if label_selector:
+            query["label_selector"] = label_selector
+        if field_selector:
+            query["field_selector"] = field_selector
+        if isinstance(spec, _Custom):
+            args = self._custom_args(spec, api_version)
+            result = self._call(self.custom.list_namespaced_custom_object, *args, **query)
+            item_version = f"{args[0]}/{args[1]}"
+        else:
+            result = self._call(self._builtin_method(spec, "list"), self.namespace, **query)
+            item_version = spec.api_version
+        items = list((result or {}).get("items") or [])
+        for item in items:
+            item.setdefault("apiVersion", item_version)
+            item.setdefault("kind", kind)
+        return items
+
+    def apply(self, manifest: Mapping[str, Any]) -> tuple[Manifest, str]:
+        """Create; on AlreadyExists return the existing object instead.
+
+        Returns (object, "created") or (existing object, "exists"). The caller checks the existing
+        object's ownership labels before converging it (replace with its resourceVersion).
+        """
+        try:
+            return self.create(manifest), "created"
+        except KubeConflict as exc:
+            if not exc.already_exists:
+                raise
+        kind = str(manifest["kind"])
+        name = str(manifest["metadata"]["name"])
+        api_version = manifest.get("apiVersion") if isinstance(self._kind(kind), _Custom) else None
+        try:
+            return self.get(kind, name, api_version=api_version), "exists"
+        except KubeNotFound:
+            raise KubeTransient(
+                f"{kind} {name} disappeared between create and read; try again", reason="Vanished"
+            ) from None
+
+    # -- specific reads ---------------------------------------------------------------------------
+
+    def version(self) -> str:
+        """The API server's gitVersion (e.g. "v1.33.1"): the cheapest reachability check."""
+        data = self._call(self.version_api.get_code) or {}
+        return str(data.get("gitVersion") or "")
+
+    def can_i(self, verb: str, resource: str, group: str = "") -> tuple[bool, str]:
+        """SelfSubjectAccessReview in our namespace: (allowed, the authorizer's reason)."""
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": self.namespace,
+                    "verb": verb,
+                    "group": group,
+                    "resource": resource,
+                }
+            },
+        }
+        data = self._call(self.authorization.create_self_subject_access_review, body) or {}
+        status = data.get("status") or {}
+        reason = str(status.get("reason") or status.get("evaluationError") or "")
+        return bool(status.get("allowed")) and not status.get("denied"), reason
+
+    def _warning_event(
+        self, object_name: str, reasons: frozenset[str] | None = None, uid: str | None = None
+    ) -> Manifest | None:
+        """The latest Warning event about an object (of this very incarnation when `uid` is given)."""
+        events = self.list("Event", field_selector=f"involvedObject.name={object_name}")
+        warnings = [
+            e
+            for e in events
+            if e.get("type") == "Warning"
+            and (reasons is None or e.get("reason") in reasons)
+            and (not uid or (e.get("involvedObject") or {}).get("uid") in (None, "", uid))
+        ]
+        return max(warnings, key=_event_time) if warnings else None
+
+    def pod_failure(self, sts_name: str) -> str | None:
+        """Why the sandbox pod is stuck, as "Reason: message", or None when nothing is wrong (or no pod).
+
+        Looks at container states (ImagePullBackOff, CrashLoopBackOff, CreateContainerConfigError...),
+        an unschedulable pod, and the latest matching Warning event. When the pod does not exist,
+        a FailedCreate warning on the StatefulSet (quota, admission) is the failure. This describes
+        the present; deciding to give up is the caller's job (deadlines).
+        """
+        pod_name = names.pod_name(sts_name)
+        try:
+            pod = self.get("Pod", pod_name)
+        except KubeNotFound:
+            event = self._warning_event(sts_name, frozenset({"FailedCreate"}))
+            if event:
+                return f"FailedCreate: {_short(event.get('message'), 400)}"
+            return None
+        pod_uid = (pod.get("metadata") or {}).get("uid")
+        status = pod.get("status") or {}
+        statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        for cs in statuses:
+            state = cs.get("state") or {}
+            waiting = state.get("waiting") or {}
+            terminated = state.get("terminated") or {}
+            reason = waiting.get("reason") or ""
+            message = waiting.get("message") or ""
+            if reason not in POD_FAILURE_REASONS and terminated.get("reason") in POD_FAILURE_REASONS:
+                reason, message = terminated.get("reason"), terminated.get("message") or ""
+            if reason in POD_FAILURE_REASONS:
+                if not message:
+                    event = self._warning_event(pod_name, uid=pod_uid)
+                    message = (event or {}).get("message") or ""
+                if reason == "CrashLoopBackOff":
+                    last = (cs.get("lastState") or {}).get("terminated") or {}
+                    if last:
+                        message = (
+                            f"{message} (container {cs.get('name')} last exited with "
+                            f"{last.get('reason') or 'an error'}, code {last.get('exitCode')})"
+                        ).strip()
+                return f"{reason}: {_short(message, 400)}".rstrip(": ").rstrip()
+        if status.get("phase") in ("Running", "Succeeded") and all(cs.get("ready") for cs in statuses):
+            return None
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                reason = condition.get("reason") or "Unschedulable"
+                return f"{reason}: {_short(condition.get('message'), 400)}"
+        event = self._warning_event(pod_name, EVENT_FAILURE_REASONS, uid=pod_uid)
+        if event:
+            return f"{event.get('reason')}: {_short(event.get('message'), 400)}"
+        return None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.api_client.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-process client cache
+# ---------------------------------------------------------------------------------------------
+
+_cache: OrderedDict[str, tuple[str, Kube]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cache_size() -> int:
+    return max(1, int(_setting("KUBE_CLIENT_CACHE_SIZE", CLIENT_CACHE_SIZE)))
+
+
+def kubeconfig_hash(kubeconfig_text: str) -> str:
+    return hashlib.sha256(kubeconfig_text.encode("utf-8")).hexdigest()
+
+
+def get_kube(user_id: int | str, kubeconfig_text: str) -> Kube:
+    """The cached client of this user for this kubeconfig (built on first use).
+
+    Keyed by (user, sha256 of the text): a new kubeconfig for the same user replaces and closes
+    the old client. Least recently used clients are closed beyond KUBE_CLIENT_CACHE_SIZE.
+    """
+    key = str(user_id)
+    digest = kubeconfig_hash(kubeconfig_text)
+    stale: list[Kube] = []
+    with _cache_lock:
+        entry = _cache.get(key)
+        if entry is not None and entry[0] == digest and not entry[1].closed:
+            _cache.move_to_end(key)
+            return entry[1]
+        kube = Kube(kubeconfig_text)  # may raise KubeconfigInvalid: the old entry stays until replaced
+        if entry is not None:
+            stale.append(entry[1])
+        _cache[key] = (digest, kube)
+        _cache.move_to_end(key)
+        limit = _cache_size()
+        while len(_cache) > limit:
+            _, (_, evicted) = _cache.popitem(last=False)
+            stale.append(evicted)
+    for old in stale:  # outside the lock; in-flight requests on them finish on their own connections
+        old.close()
+    return kube
+
+
+def drop_kube(user_id: int | str) -> None:
+    """Forget (and close) a user's client, e.g. when the kubeconfig is removed or replaced."""
+    with _cache_lock:
+        entry = _cache.pop(str(user_id), None)
+    if entry is not None:
+        entry[1].close()
+
+
+def clear_kube_cache() -> None:
+    """Close every cached client (tests, shutdown)."""
+    with _cache_lock:
+        entries = list(_cache.values())
+        _cache.clear()
+    for _, kube in entries:
+        kube.close()
+
+
+def cached_user_ids() -> list[str]:
+    with _cache_lock:
+        return list(_cache)
+
+
+def _reset_after_fork() -> None:
+    # The child must not share the parent's sockets or a lock some parent thread may hold: start
+    # empty without closing (closing would act on connections the parent still uses).
+    global _cache_lock, _cache
+    _cache_lock = threading.Lock()
+    _cache = OrderedDict()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

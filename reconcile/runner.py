@@ -1,0 +1,100 @@
+"""Drive one kind of resource: claim due rows, build the owner's client, run a step, map errors."""
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+from reconcile import database as database_steps
+from reconcile import engine, enqueue, kube
+from reconcile import sandbox as sandbox_steps
+from reconcile.engine import Outcome
+from sandboxes.models import Database, Resource, Sandbox
+from userconfig.models import CheckStatus, ConfigKey, UserConfig
+
+logger = logging.getLogger(__name__)
+
+KUBECONFIG_WAIT_SECONDS = 10.0
+Step = Callable[[Any, kube.Kube], Outcome]
+STEPS: dict[type[Resource], Step] = {Sandbox: sandbox_steps.step, Database: database_steps.step}
+
+
+def _kubeconfigs(rows: list[Resource]) -> dict[int, UserConfig]:
+    owners = {row.project.owner_id for row in rows}  # type: ignore[attr-defined]
+    configs = UserConfig.objects.filter(user_id__in=owners, key=ConfigKey.KUBECONFIG)
+    return {c.user_id: c for c in configs}
+
+
+_FORBIDDEN = re.compile(
+    r'cannot (\w+) resource "([\w.-]+)"(?: in API group "[^"]*")?(?: in the namespace "([^"]+)")?'
+)
+
+
+def _describe(exc: kube.KubeError) -> str:
+    return exc.message or str(exc)
+
+
+def _forbidden(exc: kube.KubeError) -> str:
+    """'forbidden: cannot create statefulsets in namespace ns-x' from the apiserver's longer sentence."""
+    match = _FORBIDDEN.search(_describe(exc))
+    if exc.status == 403 and match:
+        verb, resource, namespace = match.groups()
+        return f"forbidden: cannot {verb} {resource}" + (f" in namespace {namespace}" if namespace else "")
+    return f"{'forbidden' if exc.status == 403 else 'unauthorized'}: {_describe(exc)}"
+
+
+def act(row: Resource, config: UserConfig | None, step: Step) -> Outcome:
+    """One step for one claimed row, with every cluster error turned into an outcome."""
+    if config is None:
+        return Outcome(
+            message="Waiting: no kubeconfig is stored for the owner.", retry_in=KUBECONFIG_WAIT_SECONDS
+        )
+    if config.check_status in (CheckStatus.FAILED, CheckStatus.UNREACHABLE):
+        # Don't burn attempts against a cluster we already know we can't use.
+        return Outcome(
+            message=f"Waiting: kubeconfig check failed: {config.check_message}",
+            retry_in=KUBECONFIG_WAIT_SECONDS,
+        )
+    try:
+        client = kube.get_kube(config.user_id, config.value)
+        return step(row, client)
+    except kube.KubeconfigInvalid as exc:
+        return engine.error_outcome(f"invalid kubeconfig: {_describe(exc)}", reason="kubeconfig")
+    except kube.KubeCredentials as exc:
+        return engine.error_outcome(_forbidden(exc), reason="forbidden")
+    except kube.KubePermanent as exc:
+        return engine.error_outcome(_describe(exc), reason="rejected")
+    except kube.KubeTransient as exc:
+        return Outcome(failed=True, message=f"transient: {_describe(exc)}", retry_in=exc.retry_after)
+    except kube.KubeConflict as exc:
+        return Outcome(failed=True, message=f"conflict: {_describe(exc)}")
+
+
+def reconcile(model: type[Resource], *, ids: list[Any] | None = None, limit: int | None = None) -> int:
+    """Claim and process due rows of `model`. Returns how many rows were claimed."""
+    rows = engine.claim(model, ids=ids, limit=limit)
+    if not rows:
+        return 0
+    configs = _kubeconfigs(rows)
+    step = STEPS[model]
+    engine.run_batch(
+        model,
+        lambda row: act(row, configs.get(row.project.owner_id), step),  # type: ignore[attr-defined]
+        rows,
+        follow_up=lambda row, delay: follow_up(model, row, delay),
+    )
+    return len(rows)
+
+
+def follow_up(model: type[Resource], row: Resource, delay: float) -> None:
+    """Come back to a row that still has work after `delay` seconds, without waiting for the sweep."""
+    # A little slack so the kick never arrives before the row is due.
+    enqueue.send_later(enqueue.SANDBOX if model is Sandbox else enqueue.DATABASE, str(row.pk), delay + 0.05)
+
+
+def sweep(model: type[Resource]) -> bool:
+    """One bounded sweep. True when the batch was full, i.e. more work may remain."""
+    limit = settings.RECONCILE_BATCH_SIZE
+    return reconcile(model, limit=limit) >= limit

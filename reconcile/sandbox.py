@@ -1,0 +1,236 @@
+"""One reconcile step for a sandbox: StatefulSet, Service, three Ingresses and the env Secret."""
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from projects.models import Environment
+from reconcile import kube, manifests, names
+from reconcile.engine import Outcome, deadline_passed, describe_age, error_outcome
+from reconcile.specs import SandboxSpec
+from sandboxes.models import ResourceStatus as S
+from sandboxes.models import Sandbox
+from userconfig.selectors import agent_env
+
+logger = logging.getLogger(__name__)
+
+FOREIGN = "name taken by an object Tenter does not manage"
+# Pod failures that will not fix themselves; reported as the reason while waiting for the deadline.
+POD_FAILURES = (
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "InvalidImageName",
+    "CreateContainerError",
+    "RunContainerError",
+)
+
+
+def spec_for(sandbox: Sandbox, *, replicas: int = 1) -> SandboxSpec:
+    project = sandbox.project
+    env = {e.key: e.value for e in Environment.objects.filter(project_id=project.pk)}
+    env.update(agent_env(user_id=project.owner_id))
+    return SandboxSpec(
+        namespace=sandbox.k8s_namespace,
+        name=sandbox.k8s_name,
+        project_id=str(project.pk),
+        project_slug=names.slugify_project(project.name),
+        project_name=project.name,
+        resource_id=str(sandbox.pk),
+        owner_id=str(project.owner_id),
+        image=sandbox.image,
+        filebrowser_image=settings.FILEBROWSER_IMAGE,
+        cpu_request=sandbox.cpu_request,
+        cpu_limit=sandbox.cpu_limit,
+        memory_request=sandbox.memory_request,
+        memory_limit=sandbox.memory_limit,
+        storage_size=sandbox.storage_size,
+        domain=sandbox.ingress_domain,
+        replicas=replicas,
+        env=env,
+    )
+
+
+class Foreign(Exception):
+    pass
+
+
+def _labels(obj: dict[str, Any]) -> dict[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+APPLIED = "tenter.dev/applied-hash"
+
+
+def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Stamp the manifest with a hash of itself, so converging an unchanged object costs no write."""
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+    metadata = manifest["metadata"]
+    annotations = {**metadata.get("annotations", {}), APPLIED: digest}
+    return {**manifest, "metadata": {**metadata, "annotations": annotations}}
+
+
+def ensure(k: kube.Kube, manifest: dict[str, Any], resource_id: str, *, converge: bool) -> dict[str, Any]:
+    """Create the object, or adopt ours and (when `converge`) bring it to the manifest."""
+    manifest = _with_hash(manifest)
+    obj, how = k.apply(manifest)
+    if how == "created":
+        return obj
+    if not manifests.owned_by(_labels(obj), resource_id):
+        raise Foreign(f"{manifest['kind']} {manifest['metadata']['name']}: {FOREIGN}")
+    current = ((obj.get("metadata") or {}).get("annotations") or {}).get(APPLIED)
+    # Stop/start patch replicas directly, so the hash alone cannot tell whether replicas match.
+    replicas_differ = (obj.get("spec") or {}).get("replicas") != (manifest.get("spec") or {}).get("replicas")
+    if converge and (current != manifest["metadata"]["annotations"][APPLIED] or replicas_differ):
+        metadata = {**manifest["metadata"], "resourceVersion": obj["metadata"]["resourceVersion"]}
+        return k.replace({**manifest, "metadata": metadata})
+    return obj
+    if not manifests.owned_by(_labels(obj), resource_id):
+        raise Foreign(f"{manifest['kind']} {manifest['metadata']['name']}: {FOREIGN}")
+    if converge:
+        desired = {
+            **manifest,
+            "metadata": {**manifest["metadata"], "resourceVersion": obj["metadata"]["resourceVersion"]},
+        }
+        return k.replace(desired)
+    return obj
+
+
+def apply_all(k: kube.Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> None:
+    spec = spec_for(sandbox, replicas=replicas)
+    for manifest in manifests.sandbox_objects(spec):
+        # The Secret and StatefulSet carry the configuration: always converge them.
+        kind_converges = manifest["kind"] in ("Secret", "StatefulSet")
+        ensure(k, manifest, str(sandbox.pk), converge=converge and kind_converges)
+
+
+def _ready(sts: dict[str, Any]) -> bool:
+    spec_replicas = (sts.get("spec") or {}).get("replicas", 1)
+    status = sts.get("status") or {}
+    caught_up = (status.get("observedGeneration") or 0) >= (sts.get("metadata") or {}).get("generation", 0)
+    return (
+        caught_up
+        and (status.get("readyReplicas") or 0) == spec_replicas
+        and (status.get("updatedReplicas", spec_replicas) or 0) >= spec_replicas
+    )
+
+
+def _waiting(k: kube.Kube, sandbox: Sandbox, what: str) -> Outcome:
+    failure = k.pod_failure(sandbox.k8s_name)
+    message = f"{failure}" if failure else what
+    return Outcome(message=message, retry_in=settings.RECONCILE_POLL_SECONDS)
+
+
+def step(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+    age = deadline_passed(sandbox)
+    if age is not None and sandbox.status != S.TERMINATING:
+        detail = sandbox.status_reason or f"still {sandbox.status}"
+        return error_outcome(f"not ready after {describe_age(age)}: {detail}", reason="deadline")
+    try:
+        return _STEPS[sandbox.status](sandbox, k)
+    except Foreign as exc:
+        return error_outcome(str(exc), reason="name_taken")
+
+
+def _create(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+    apply_all(k, sandbox, replicas=1, converge=True)
+    return Outcome(
+        status=S.STARTING,
+        reason="created",
+        message="Objects created; waiting for the pod.",
+        fields={"observed_generation": sandbox.generation},
+    )
+
+
+def _start(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+    try:
+        sts = k.get("StatefulSet", sandbox.k8s_name)
+    except kube.KubeNotFound:
+        apply_all(k, sandbox, replicas=1, converge=True)
+        return Outcome(
+            message="StatefulSet was missing; re-created.", fields={"observed_generation": sandbox.generation}
+        )
+    if sandbox.generation > sandbox.observed_generation or (sts.get("spec") or {}).get("replicas") != 1:
+        apply_all(k, sandbox, replicas=1, converge=True)
+        return Outcome(
+            message="Configuration applied; waiting for the pod.",
+            fields={"observed_generation": sandbox.generation},
+        )
+    if _ready(sts):
+        return Outcome(
+            status=S.RUNNING,
+            reason="ready",
+            message="",
+            fields={"last_observed_at": timezone.now(), "last_error": ""},
+        )
+    return _waiting(k, sandbox, "Waiting for the pod to become ready.")
+
+
+def _update(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+    apply_all(k, sandbox, replicas=1, converge=True)
+    return Outcome(
+        status=S.STARTING,
+        reason="updated",
+        message="New configuration applied; the pod is rolling.",
+        fields={"observed_generation": sandbox.generation},
+    )
+
+
+def _stop(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+    try:
+        sts = k.get("StatefulSet", sandbox.k8s_name)
+    except kube.KubeNotFound:
+        return Outcome(status=S.STOPPED, reason="stopped", message="StatefulSet not found; nothing to stop.")
+    if (sts.get("spec") or {}).get("replicas") != 0:
+        k.patch("StatefulSet", sandbox.k8s_name, {"spec": {"replicas": 0}}, patch_type="merge")
+        return Outcome(message="Scaling to zero.", retry_in=settings.RECONCILE_POLL_SECONDS)
+    status = sts.get("status") or {}
+    if (status.get("replicas") or 0) == 0 and (status.get("readyReplicas") or 0) == 0:
+        return Outcome(
+            status=S.STOPPED, reason="stopped", message="", fields={"last_observed_at": timezone.now()}
+        )
+    return Outcome(message="Waiting for the pod to stop.", retry_in=settings.RECONCILE_POLL_SECONDS)
+
+
+def _object_refs(sandbox: Sandbox) -> list[tuple[str, str]]:
+    name = sandbox.k8s_name
+    return [
+        *[("Ingress", names.ingress_name(name, kind)) for kind in ("app", "ttyd", "filebrowser")],
+        ("Service", names.service_name(name)),
+        ("StatefulSet", name),
+        ("Secret", names.env_secret_name(name)),
+        ("PersistentVolumeClaim", names.pvc_name(name)),
+    ]
+
+
+def _terminate(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+    remaining = []
+    for kind, name in _object_refs(sandbox):
+        try:
+            obj = k.get(kind, name)
+        except kube.KubeNotFound:
+            continue
+        if not manifests.owned_by(_labels(obj), str(sandbox.pk)) and kind != "PersistentVolumeClaim":
+            continue  # never delete what is not ours
+        remaining.append(f"{kind}/{name}")
+        try:
+            k.delete(kind, name)
+        except kube.KubeNotFound:
+            remaining.pop()
+    if remaining:
+        return Outcome(message=f"Deleting {', '.join(remaining)}.", retry_in=settings.RECONCILE_POLL_SECONDS)
+    return Outcome(status=S.TERMINATED, reason="deleted", message="All objects deleted.")
+
+
+_STEPS = {
+    S.CREATING: _create,
+    S.STARTING: _start,
+    S.UPDATING: _update,
+    S.STOPPING: _stop,
+    S.TERMINATING: _terminate,
+}

@@ -1,0 +1,84 @@
+"""Thin Celery entry points. Ids only as arguments; no results; time limits from settings."""
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from reconcile import checks, runner
+from sandboxes.models import Database, Sandbox
+from userconfig.models import CheckStatus, ConfigKey, UserConfig
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="reconcile.sandbox", ignore_result=True)
+def reconcile_sandbox_task(sandbox_id: str) -> None:
+    runner.reconcile(Sandbox, ids=[sandbox_id])
+
+
+@shared_task(name="reconcile.database", ignore_result=True)
+def reconcile_database_task(database_id: str) -> None:
+    runner.reconcile(Database, ids=[database_id])
+
+
+@shared_task(name="reconcile.sweep_sandboxes", ignore_result=True)
+def sweep_sandboxes_task() -> None:
+    if runner.sweep(Sandbox):
+        sweep_sandboxes_task.apply_async(expires=30)  # more work remains: keep going right away
+
+
+@shared_task(name="reconcile.sweep_databases", ignore_result=True)
+def sweep_databases_task() -> None:
+    if runner.sweep(Database):
+        sweep_databases_task.apply_async(expires=30)
+
+
+CHECK_RETRIES = 3
+
+
+@shared_task(name="reconcile.check_kubeconfig", ignore_result=True, bind=True, max_retries=CHECK_RETRIES)
+def check_kubeconfig_task(self: Any, user_id: str) -> None:
+    last_try = self.request.retries >= CHECK_RETRIES
+    status, _ = checks.check_kubeconfig(int(user_id), record_unreachable=last_try)
+    if status == CheckStatus.UNREACHABLE and not last_try:
+        raise self.retry(countdown=2 * (self.request.retries + 1))
+
+
+@shared_task(name="reconcile.check_kubeconfigs", ignore_result=True)
+def check_kubeconfigs_task() -> None:
+    """Re-check kubeconfigs (bounded batch): healthy ones every KUBECONFIG_CHECK_MINUTES, failing ones
+    every minute so a fixed cluster or RBAC rule is noticed soon."""
+    now = timezone.now()
+    stale = now - timedelta(minutes=settings.KUBECONFIG_CHECK_MINUTES)
+    failing_and_stale = ~Q(check_status=CheckStatus.OK) & Q(checked_at__lt=now - timedelta(minutes=1))
+    user_ids = (
+        UserConfig.objects.filter(key=ConfigKey.KUBECONFIG)
+        .filter(Q(checked_at__isnull=True) | Q(checked_at__lt=stale) | failing_and_stale)
+        .order_by("checked_at")
+        .values_list("user_id", flat=True)[:50]
+    )
+    for user_id in user_ids:
+        check_kubeconfig_task.delay(str(user_id))
+
+
+@shared_task(name="reconcile.sweep_deadlines", ignore_result=True)
+def sweep_deadlines_task() -> None:
+    """Rows past their deadline are made due now; their next step moves them to ERROR with the reason."""
+    now = timezone.now()
+    for model in (Sandbox, Database):
+        for status, limit in settings.STATUS_DEADLINES.items():
+            model.objects.filter(
+                status=status, status_changed_at__lt=now - limit, next_attempt_at__gt=now
+            ).update(next_attempt_at=now)
+
+
+@shared_task(name="reconcile.sweep_drift", ignore_result=True)
+def sweep_drift_task() -> None:
+    from reconcile import drift
+
+    drift.check_drift()
