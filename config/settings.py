@@ -34,6 +34,8 @@ if not DEBUG:
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Behind a reverse proxy that sets X-Forwarded-For (the last hop is the proxy's view of the client).
+USE_X_FORWARDED_FOR = env.bool("USE_X_FORWARDED_FOR", default=False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -190,6 +192,8 @@ KUBEBLOCKS_API_VERSION = env.str("KUBEBLOCKS_API_VERSION", default="apps.kubeblo
 DATABASE_STORAGE_CLASS = env.str("DATABASE_STORAGE_CLASS", default="")
 
 SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=False)
+# When set, /metrics requires "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Beat schedule: the guarantee behind the on-commit kicks ---------------------------------------
 CELERY_BEAT_SCHEDULE = {

@@ -1,56 +1,474 @@
+"""Operator admin for projects, their tasks, and the audit trail. Read-only rows; actions call services.
+
+Secret environment values are never rendered (the mask from projects.selectors stands in for them).
+"""
+
+import json
+from typing import Any
+
 from django.contrib import admin
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from projects.models import AuditEntry, Environment, Project, ProjectTask
 from projects.selectors import SECRET_MASK
+from sandboxes import operator
+from sandboxes.admin import (
+    TIMELINE_LIMIT,
+    KubeconfigFailingFilter,
+    ReadOnlyRowsMixin,
+    YesNoFilter,
+    admin_link,
+    duration,
+    kubeconfig_badge,
+    kubeconfig_status_subquery,
+    report_to,
+    short,
+)
+from sandboxes.models import Database, ResourceEvent, Sandbox
+
+SECRET_WORDS = ("password", "secret", "token", "credential", "authorization", "api_key", "apikey", "private")
 
 
-class EnvironmentInline(admin.TabularInline):
-    model = Environment
-    fields = ["key", "shown_value", "category", "is_secret", "is_system", "updated_at"]
-    readonly_fields = fields
+def redacted(value: Any) -> Any:
+    """A JSON value with anything under a secret-looking key replaced by the mask."""
+    if isinstance(value, dict):
+        return {
+            k: SECRET_MASK if any(w in str(k).lower() for w in SECRET_WORDS) else redacted(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redacted(v) for v in value]
+    return value
+
+
+def pretty_json(value: Any) -> str:
+    if value in (None, {}, []):
+        return "—"
+    return format_html("<pre>{}</pre>", json.dumps(redacted(value), indent=2, sort_keys=True, default=str))
+
+
+class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ResourceInline(ReadOnlyInline):
+    fields = readonly_fields = (
+        "k8s_name",
+        "status",
+        "status_reason",
+        "time_in_state",
+        "k8s_namespace",
+        "lease",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+    )
+
+    @admin.display(description="time in state")
+    def time_in_state(self, obj: Any) -> str:
+        return duration(timezone.now() - obj.status_changed_at) if obj.status_changed_at else "—"
+
+    @admin.display(description="lease")
+    def lease(self, obj: Any) -> str:
+        if obj.locked_until and obj.locked_until > timezone.now():
+            return f"held ({str(obj.lease_token)[:8] if obj.lease_token else 'no token'})"
+        return "—"
+
+
+class SandboxInline(ResourceInline):
+    model = Sandbox
+
+
+class DatabaseInline(ResourceInline):
+    model = Database
+    exclude = ["password"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).defer("password")
+
+
+class EnvironmentInline(ReadOnlyInline):
+    model = Environment
+    fields = readonly_fields = ("key", "shown_value", "category", "is_secret", "is_system", "updated_at")
+    exclude = ["value"]
+    show_change_link = False
 
     @admin.display(description="value")
     def shown_value(self, obj: Environment) -> str:
-        return SECRET_MASK if obj.is_secret else obj.value
+        return SECRET_MASK if obj.is_secret else short(obj.value, 120)
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
-        return False
+
+class ProjectTaskInline(ReadOnlyInline):
+    model = ProjectTask
+    fields = readonly_fields = (
+        "type",
+        "status",
+        "attempts",
+        "max_attempts",
+        "short_error",
+        "created_at",
+        "finished_at",
+    )
+
+    @admin.display(description="error")
+    def short_error(self, obj: ProjectTask) -> str:
+        return short(obj.error, 80)
+
+
+def _count(model: Any) -> Coalesce:
+    counted = (
+        model.objects.filter(project_id=OuterRef("pk"))
+        .order_by()
+        .values("project_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), Value(0))
+
+
+class ProjectKubeconfigFailingFilter(KubeconfigFailingFilter):
+    owner_path = "owner_id"
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "owner", "status", "status_changed_at", "created_at"]
-    list_filter = ["status"]
-    search_fields = ["name", "owner__username"]
+class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
+    list_display = [
+        "name",
+        "owner_link",
+        "status",
+        "time_in_state",
+        "sandbox_count",
+        "database_count",
+        "kubeconfig",
+        "created_at",
+    ]
+    list_filter = ["status", ProjectKubeconfigFailingFilter]
+    search_fields = ["name", "owner__username", "owner__email", "sandboxes__k8s_name", "databases__k8s_name"]
     list_select_related = ["owner"]
-    readonly_fields = ["id", "owner", "status", "status_changed_at", "created_at", "updated_at"]
-    inlines = [EnvironmentInline]
+    list_per_page = 100
+    show_full_result_count = False
+    readonly_fields = [
+        "id",
+        "name",
+        "owner",
+        "description",
+        "status",
+        "status_changed_at",
+        "time_in_state",
+        "owner_kubeconfig",
+        "github_repo_full_name",
+        "github_repo_id",
+        "github_default_branch",
+        "created_at",
+        "updated_at",
+        "timeline",
+    ]
+    fieldsets = [
+        (None, {"fields": ["id", "name", "owner", "description"]}),
+        (
+            "Status (aggregated from the resources)",
+            {"fields": ["status", "status_changed_at", "time_in_state"]},
+        ),
+        ("Owner's kubeconfig", {"fields": ["owner_kubeconfig"]}),
+        ("GitHub", {"fields": ["github_repo_full_name", "github_repo_id", "github_default_branch"]}),
+        ("Dates", {"fields": ["created_at", "updated_at"]}),
+        ("Timeline (newest first)", {"fields": ["timeline"]}),
+    ]
+    inlines = [SandboxInline, DatabaseInline, EnvironmentInline, ProjectTaskInline]
+    actions = ["reconcile_now", "retry", "stop", "delete"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("owner")
+            .annotate(
+                sandbox_total=_count(Sandbox),
+                database_total=_count(Database),
+                owner_kubeconfig_status=kubeconfig_status_subquery("owner_id"),
+            )
+        )
+
+    @admin.display(description="owner", ordering="owner__username")
+    def owner_link(self, obj: Project) -> str:
+        return admin_link(obj.owner, obj.owner.username)
+
+    @admin.display(description="time in state", ordering="status_changed_at")
+    def time_in_state(self, obj: Project) -> str:
+        return duration(timezone.now() - obj.status_changed_at) if obj.status_changed_at else "—"
+
+    @admin.display(description="sandboxes", ordering="sandbox_total")
+    def sandbox_count(self, obj: Any) -> int:
+        return obj.sandbox_total
+
+    @admin.display(description="databases", ordering="database_total")
+    def database_count(self, obj: Any) -> int:
+        return obj.database_total
+
+    @admin.display(description="kubeconfig", ordering="owner_kubeconfig_status")
+    def kubeconfig(self, obj: Any) -> str:
+        return kubeconfig_badge(getattr(obj, "owner_kubeconfig_status", None))
+
+    @admin.display(description="owner's kubeconfig")
+    def owner_kubeconfig(self, obj: Any) -> str:
+        from userconfig.models import ConfigKey, UserConfig
+
+        config = (
+            UserConfig.objects.filter(user_id=obj.owner_id, key=ConfigKey.KUBECONFIG)
+            .only("id", "namespace", "server_host", "check_status", "check_message", "checked_at")
+            .first()
+        )
+        if config is None:
+            return "No kubeconfig stored."
+        return format_html(
+            "{} — namespace <code>{}</code> on <code>{}</code>; {}",
+            admin_link(config, config.get_check_status_display()),
+            config.namespace,
+            config.server_host,
+            config.check_message or "no message",
+        )
+
+    @admin.display(description="events")
+    def timeline(self, obj: Project) -> str:
+        events = list(
+            ResourceEvent.objects.filter(project_id=obj.pk)
+            .select_related("actor_user")
+            .order_by("-created_at", "-id")[:TIMELINE_LIMIT]
+        )
+        if not events:
+            return "No events."
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{} {}</td><td>{} → <strong>{}</strong></td>"
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+                    e.resource_kind,
+                    e.resource_name,
+                    e.from_status or "∅",
+                    e.to_status,
+                    e.reason,
+                    e.actor + (f" ({e.actor_user.username})" if e.actor_user else ""),
+                    e.message,
+                )
+                for e in events
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>when</th><th>resource</th><th>transition</th><th>reason</th>"
+            "<th>actor</th><th>message</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "show_delete": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Reconcile now (all transitional resources)", permissions=["change"])
+    def reconcile_now(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        report = operator.projects_reconcile_now(projects=queryset, actor=operator.admin_actor(request))
+        report_to(self, request, report)
+
+    @admin.action(description="Retry resources in ERROR", permissions=["change"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        report_to(
+            self, request, operator.projects_retry(projects=queryset, actor=operator.admin_actor(request))
+        )
+
+    @admin.action(description="Stop (superusers)", permissions=["destructive"])
+    def stop(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        report_to(
+            self, request, operator.projects_stop(projects=queryset, actor=operator.admin_actor(request))
+        )
+
+    @admin.action(
+        description="Delete the project and its resources (superusers)", permissions=["destructive"]
+    )
+    def delete(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        report_to(
+            self, request, operator.projects_delete(projects=queryset, actor=operator.admin_actor(request))
+        )
+
+
+class TaskLeaseHeldFilter(YesNoFilter):
+    title = "lease held"
+    parameter_name = "lease_held"
+
+    def condition(self) -> Any:
+        return operator.lease_held_q()
 
 
 @admin.register(ProjectTask)
-class ProjectTaskAdmin(admin.ModelAdmin):
-    list_display = ["type", "status", "project", "attempts", "max_attempts", "created_at", "finished_at"]
-    list_filter = ["type", "status"]
-    search_fields = ["project__name"]
-    list_select_related = ["project"]
-    raw_id_fields = ["project", "sandbox"]
+class ProjectTaskAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "type",
+        "status",
+        "project_link",
+        "owner",
+        "tries",
+        "lease",
+        "next_attempt_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "short_error",
+    ]
+    list_filter = ["type", "status", TaskLeaseHeldFilter]
+    search_fields = ["project__name", "project__owner__username", "error"]
+    list_select_related = ["project", "project__owner"]
+    list_per_page = 100
+    show_full_result_count = False
+    fieldsets = [
+        (None, {"fields": ["id", "type", "status", "project", "sandbox"]}),
+        ("Work", {"fields": ["payload_json", "result_json", "error"]}),
+        (
+            "Attempts and lease",
+            {"fields": ["attempts", "max_attempts", "locked_until", "lease_token", "next_attempt_at"]},
+        ),
+        ("Dates", {"fields": ["created_at", "started_at", "finished_at", "updated_at"]}),
+    ]
+    readonly_fields = (
+        *("id", "type", "status", "project", "sandbox", "payload_json", "result_json", "error"),
+        *("attempts", "max_attempts", "locked_until", "lease_token", "next_attempt_at"),
+        *("created_at", "started_at", "finished_at", "updated_at"),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related("project", "project__owner", "sandbox")
+
+    @admin.display(description="project", ordering="project__name")
+    def project_link(self, obj: ProjectTask) -> str:
+        return admin_link(obj.project)
+
+    @admin.display(description="owner", ordering="project__owner__username")
+    def owner(self, obj: ProjectTask) -> str:
+        return obj.project.owner.username
+
+    @admin.display(description="attempts")
+    def tries(self, obj: ProjectTask) -> str:
+        return f"{obj.attempts}/{obj.max_attempts}"
+
+    @admin.display(description="lease")
+    def lease(self, obj: ProjectTask) -> str:
+        if obj.locked_until and obj.locked_until > timezone.now():
+            return f"held ({str(obj.lease_token)[:8] if obj.lease_token else 'no token'})"
+        return "—"
+
+    @admin.display(description="error")
+    def short_error(self, obj: ProjectTask) -> str:
+        return short(obj.error, 60)
+
+    @admin.display(description="payload")
+    def payload_json(self, obj: ProjectTask) -> str:
+        return pretty_json(obj.payload)
+
+    @admin.display(description="result")
+    def result_json(self, obj: ProjectTask) -> str:
+        return pretty_json(obj.result)
+
+
+class ActionGroupFilter(admin.SimpleListFilter):
+    """Action families, without a DISTINCT scan of the whole audit table."""
+
+    title = "action"
+    parameter_name = "action_group"
+    GROUPS = [
+        ("admin.", "admin actions"),
+        ("status.", "status transitions"),
+        ("reveal.", "secret reveals"),
+        ("project.", "project actions"),
+        ("env.", "environment changes"),
+        ("database.", "database changes"),
+        ("kubeconfig.", "kubeconfig"),
+        ("agent_settings.", "agent settings"),
+    ]
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return self.GROUPS
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value():
+            return queryset.filter(action__startswith=self.value())
+        return queryset
+
+
+class ActorKindFilter(admin.SimpleListFilter):
+    title = "actor kind"
+    parameter_name = "actor_kind"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(k, k) for k in ("user", "admin", "reconciler", "system")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(actor_kind=self.value()) if self.value() else queryset
+
+
+class TargetTypeFilter(admin.SimpleListFilter):
+    title = "target type"
+    parameter_name = "target_type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(t, t) for t in ("project", "sandbox", "database", "user", "userconfig", "environment")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(target_type=self.value()) if self.value() else queryset
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "actor", "actor_kind", "action", "target_type", "target_repr", "ip_address"]
-    list_filter = ["actor_kind", "action", "target_type"]
-    search_fields = ["actor__username", "target_id", "target_repr", "action"]
+class AuditEntryAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "actor",
+        "actor_kind",
+        "action",
+        "target_type",
+        "target_repr",
+        "ip_address",
+        "short_details",
+    ]
+    list_filter = [ActorKindFilter, ActionGroupFilter, TargetTypeFilter]
+    search_fields = ["actor__username", "=target_id", "target_repr", "action", "=ip_address"]
     list_select_related = ["actor"]
-    readonly_fields = [f.name for f in AuditEntry._meta.fields]
+    date_hierarchy = "created_at"
+    list_per_page = 100
+    show_full_result_count = False
+    fields = readonly_fields = (
+        "created_at",
+        "actor",
+        "actor_kind",
+        "ip_address",
+        "action",
+        "target_type",
+        "target_id",
+        "target_repr",
+        "details_json",
+    )
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
-        return False
+    @admin.display(description="details")
+    def short_details(self, obj: AuditEntry) -> str:
+        if not obj.details:
+            return "—"
+        return short(json.dumps(redacted(obj.details), sort_keys=True, default=str), 80)
 
-    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
-        return False
+    @admin.display(description="details")
+    def details_json(self, obj: AuditEntry) -> str:
+        return pretty_json(obj.details)

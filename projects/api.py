@@ -3,6 +3,8 @@ selector or a service, and serialize."""
 
 from typing import Any
 
+from django.conf import settings
+from django.http import HttpRequest
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -19,10 +21,18 @@ from sandboxes import services as resource_services
 from sandboxes.models import Database, ResourceEvent, Sandbox
 
 
-def actor_for(request: Request) -> Actor:
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    ip = forwarded.split(",")[0].strip() or request.META.get("REMOTE_ADDR")
-    return Actor(user=request.user, kind="user", ip=ip or None)
+def client_ip(request: HttpRequest | Request) -> str | None:
+    """The client address for the audit trail. X-Forwarded-For is trusted only behind a known proxy
+    (USE_X_FORWARDED_FOR), since any client can send that header."""
+    if settings.USE_X_FORWARDED_FOR:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def actor_for(request: HttpRequest | Request) -> Actor:
+    return Actor(user=request.user, kind="user", ip=client_ip(request))
 
 
 class SandboxOutput(serializers.ModelSerializer):

@@ -82,3 +82,15 @@ def sweep_drift_task() -> None:
     from reconcile import drift
 
     drift.check_drift()
+
+
+@shared_task(name="reconcile.sweep_orphans", ignore_result=True)
+def sweep_orphans_task() -> None:
+    """Objects labelled as Tenter's with no row: reported, deleted after the grace period (if set)."""
+    from reconcile import drift
+
+    for config in UserConfig.objects.filter(key=ConfigKey.KUBECONFIG, check_status=CheckStatus.OK)[:100]:
+        try:
+            drift.find_orphans(config)
+        except Exception as exc:  # one user's cluster must not stop the others
+            logger.warning("orphan sweep failed for user %s: %s", config.user_id, exc.__class__.__name__)

@@ -108,6 +108,7 @@ class Sandbox(Resource):
     last_activity_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "sandboxes"
         ordering = ["created_at"]
         constraints = [
             *_resource_constraints("sandbox"),

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from projects import audit
 from projects.audit import Actor
 from projects.models import Project
 from projects.status import aggregate
@@ -132,6 +133,9 @@ def change_status(
                 reason=reason,
                 message=message,
                 project_name=project.name if project else "",
+            )
+            audit.record(
+                actor, f"status.{to_status.lower()}", resource, from_status=from_status, reason=reason
             )
         refresh_project_status(project_id)
     resource.status = to_status

@@ -59,11 +59,29 @@ def anon():
     return APIClient()
 
 
+def quiesce() -> None:
+    """Park every resource so the session's worker stops touching the database before the test's
+    tables are flushed (TRUNCATE would otherwise deadlock with a step in flight)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sandboxes.models import Database, Sandbox
+
+    if not WORKER["started"]:
+        return
+    parked = {"next_attempt_at": timezone.now() + timedelta(days=1), "lease_token": None}
+    for model in (Sandbox, Database):
+        model.objects.update(**parked)
+    time.sleep(0.3)  # let a step already in flight finish (its result is dropped: no lease)
+
+
 @pytest.fixture
 def cluster_user(transactional_db, kubesim, kube_namespace):
     user = UserFactory()
     userconfig_services.kubeconfig_save(user=user, text=kubesim.kubeconfig(kube_namespace), actor=SYSTEM)
-    return user
+    yield user
+    quiesce()
 
 
 @pytest.fixture
@@ -116,6 +134,7 @@ def beat(celery_worker) -> Iterator[None]:
     yield
     stop.set()
     thread.join()
+    quiesce()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -127,6 +146,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
         time.sleep(0.1)
     from sandboxes.models import Database, Sandbox
 
-    fields = ("k8s_name", "status", "status_reason", "attempts", "last_error", "next_attempt_at", "locked_until")
+    fields = (
+        "k8s_name",
+        "status",
+        "status_reason",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "locked_until",
+    )
     rows = [*Sandbox.objects.values(*fields), *Database.objects.values(*fields)]
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; resources: {rows}")

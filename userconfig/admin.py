@@ -1,45 +1,195 @@
+"""Users and their per-user settings. Settings values (kubeconfig, API key, ...) are encrypted and never
+loaded, rendered or put in a form here: the kubeconfig's derived state is all the admin shows."""
+
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from rest_framework.authtoken.models import TokenProxy
 
-from userconfig.models import User, UserConfig
+from sandboxes import operator
+from sandboxes.admin import ReadOnlyRowsMixin, YesNoFilter, duration, kubeconfig_badge, report_to, short
+from userconfig.models import ConfigKey, User, UserConfig
+
+NEVER_SHOWN = "•••••••• (encrypted; never shown)"
+STATE_FIELDS = (
+    "user",
+    "key",
+    "category",
+    "is_secret",
+    "masked_value",
+    "namespace",
+    "server",
+    "server_host",
+    "check_status",
+    "check_message",
+    "checked_at",
+    "created_at",
+    "updated_at",
+)
+
+
+class UserConfigInline(admin.TabularInline):
+    model = UserConfig
+    fields = readonly_fields = (
+        "key",
+        "masked_value",
+        "namespace",
+        "server_host",
+        "check_status",
+        "checked",
+        "check_message",
+    )
+    exclude = ["value"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).defer("value")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="value")
+    def masked_value(self, obj: UserConfig) -> str:
+        return NEVER_SHOWN
+
+    @admin.display(description="last check")
+    def checked(self, obj: UserConfig) -> str:
+        return f"{duration(timezone.now() - obj.checked_at)} ago" if obj.checked_at else "never"
+
+
+def _kubeconfig(field: str) -> Subquery:
+    return Subquery(
+        UserConfig.objects.filter(user_id=OuterRef("pk"), key=ConfigKey.KUBECONFIG).values(field)[:1]
+    )
 
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
-    pass
+    list_display = [
+        "username",
+        "email",
+        "is_staff",
+        "is_superuser",
+        "is_active",
+        "kubeconfig_namespace",
+        "kubeconfig",
+        "last_login",
+    ]
+    actions = ["recheck_kubeconfig", "revoke_api_tokens"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(kc_namespace=_kubeconfig("namespace"), kc_status=_kubeconfig("check_status"))
+        )
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        return [UserConfigInline] if obj is not None else []
+
+    @admin.display(description="namespace", ordering="kc_namespace")
+    def kubeconfig_namespace(self, obj: Any) -> str:
+        return obj.kc_namespace or "—"
+
+    @admin.display(description="kubeconfig", ordering="kc_status")
+    def kubeconfig(self, obj: Any) -> str:
+        return kubeconfig_badge(obj.kc_status)
+
+    @admin.action(description="Re-check the kubeconfig", permissions=["change"])
+    def recheck_kubeconfig(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        user_ids = list(queryset.values_list("pk", flat=True))
+        report = operator.recheck_kubeconfigs(user_ids=user_ids, actor=operator.admin_actor(request))
+        report_to(self, request, report)
+
+    @admin.action(description="Revoke API tokens", permissions=["change"])
+    def revoke_api_tokens(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        user_ids = list(queryset.values_list("pk", flat=True))
+        report = operator.revoke_api_tokens(user_ids=user_ids, actor=operator.admin_actor(request))
+        report_to(self, request, report)
+
+
+# DRF's token admin renders the token key (a bearer secret) in its list, breadcrumbs and delete pages:
+# tokens are revoked from the user list instead ("Revoke API tokens") and created with drf_create_token.
+if admin.site.is_registered(TokenProxy):
+    admin.site.unregister(TokenProxy)
+
+
+class FailingFilter(YesNoFilter):
+    title = "check failing"
+    parameter_name = "failing"
+
+    def condition(self) -> Q:
+        return Q(key=ConfigKey.KUBECONFIG, check_status__in=operator.KUBECONFIG_FAILING)
 
 
 @admin.register(UserConfig)
-class UserConfigAdmin(admin.ModelAdmin):
+class UserConfigAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     """Never shows a value: the kubeconfig's derived state only."""
 
-    list_display = ["user", "key", "namespace", "server_host", "check_status", "checked_at", "updated_at"]
-    list_filter = ["key", "check_status"]
-    search_fields = ["user__username", "namespace", "server_host"]
-    list_select_related = ["user"]
-    exclude = ["value"]
-    readonly_fields = [
+    list_display = [
         "user",
         "key",
-        "category",
-        "is_secret",
         "namespace",
-        "server",
         "server_host",
-        "check_status",
-        "check_message",
-        "checked_at",
-        "created_at",
+        "validity",
+        "checked",
+        "short_message",
         "updated_at",
-        "masked_value",
     ]
+    list_filter = ["key", "check_status", FailingFilter]
+    search_fields = ["user__username", "user__email", "namespace", "server_host"]
+    list_select_related = ["user"]
+    list_per_page = 100
+    exclude = ["value"]
+    fields = readonly_fields = STATE_FIELDS
+    actions = ["recheck_kubeconfig"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).defer("value")
 
     @admin.display(description="value")
     def masked_value(self, obj: UserConfig) -> str:
-        return "•••••••• (encrypted; never shown)"
+        return NEVER_SHOWN
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
-        return super().get_queryset(request).defer("value")
+    @admin.display(description="validity", ordering="check_status")
+    def validity(self, obj: UserConfig) -> str:
+        if obj.key != ConfigKey.KUBECONFIG:
+            return "—"
+        return kubeconfig_badge(obj.check_status)
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
-        return False
+    @admin.display(description="last check", ordering="checked_at")
+    def checked(self, obj: UserConfig) -> str:
+        if obj.key != ConfigKey.KUBECONFIG:
+            return "—"
+        return f"{duration(timezone.now() - obj.checked_at)} ago" if obj.checked_at else "never"
+
+    @admin.display(description="check message")
+    def short_message(self, obj: UserConfig) -> str:
+        return short(obj.check_message, 80)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "show_delete": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Re-check the kubeconfig", permissions=["change"])
+    def recheck_kubeconfig(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        user_ids = queryset.filter(key=ConfigKey.KUBECONFIG).values_list("user_id", flat=True)
+        report = operator.recheck_kubeconfigs(user_ids=list(user_ids), actor=operator.admin_actor(request))
+        skipped_rows = queryset.exclude(key=ConfigKey.KUBECONFIG).count()
+        if skipped_rows:
+            report.skipped["not a kubeconfig"] += skipped_rows
+        report_to(self, request, report)

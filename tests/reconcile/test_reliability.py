@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from kubernetes import client
 
 from projects.audit import Actor
@@ -36,7 +37,9 @@ def test_it_converges_through_30_percent_server_errors_without_error(cluster_api
     try:
         ids = [create(cluster_api, f"Flaky {i}") for i in range(3)]
         for project_id in ids:
-            wait_for(lambda pid=project_id: status_of(pid) == "RUNNING", timeout=60, what="RUNNING despite 500s")
+            wait_for(
+                lambda pid=project_id: status_of(pid) == "RUNNING", timeout=60, what="RUNNING despite 500s"
+            )
     finally:
         kubesim.clear_faults()
     assert not ResourceEvent.objects.filter(to_status="ERROR").exists()
@@ -47,7 +50,8 @@ def test_a_forbidden_create_moves_to_error_with_the_reason(transactional_db, kub
 
     kubesim.add_token("no-sts-create", deny=[{"verb": "create", "resource": "statefulsets"}])
     config = KubeconfigFactory(
-        value=kubesim.kubeconfig(kube_namespace, token="no-sts-create"), namespace=kube_namespace,
+        value=kubesim.kubeconfig(kube_namespace, token="no-sts-create"),
+        namespace=kube_namespace,
         check_status="OK",
     )
     project = project_create(owner=config.user, name="Denied", actor=Actor(user=config.user))
@@ -119,7 +123,9 @@ def test_two_workers_racing_over_200_sandboxes_create_each_object_once(
         thread.start()
     try:
         wait_for(
-            lambda: not Sandbox.objects.exclude(status="RUNNING").exists(), timeout=120, what="200 sandboxes RUNNING"
+            lambda: not Sandbox.objects.exclude(status="RUNNING").exists(),
+            timeout=120,
+            what="200 sandboxes RUNNING",
         )
     finally:
         stop.set()
@@ -181,6 +187,33 @@ def test_rows_wait_while_the_kubeconfig_check_fails(cluster_user, beat, settings
     time.sleep(1)
     sandbox = Sandbox.objects.get(project=project)
     if sandbox.status == "CREATING":
-        wait_for(lambda: "kubeconfig check failed" in Sandbox.objects.get(pk=sandbox.pk).status_reason,
-                 what="waiting reason")
+        wait_for(
+            lambda: "kubeconfig check failed" in Sandbox.objects.get(pk=sandbox.pk).status_reason,
+            what="waiting reason",
+        )
         assert Sandbox.objects.get(pk=sandbox.pk).attempts == 0
+
+
+def test_orphans_are_reported_and_deleted_after_the_grace_period(
+    cluster_user, kubesim, kube_namespace, settings
+):
+    from reconcile import drift
+    from userconfig.models import UserConfig
+
+    core = client.CoreV1Api(kubesim.api_client(kube_namespace))
+    labels = {
+        "app.kubernetes.io/managed-by": "tenter",
+        "tenter.dev/resource": "00000000-0000-0000-0000-000000000000",
+    }
+    core.create_namespaced_secret(kube_namespace, {"metadata": {"name": "left-behind-env", "labels": labels}})
+    core.create_namespaced_secret(kube_namespace, {"metadata": {"name": "not-ours"}})
+    config = UserConfig.objects.get(user=cluster_user)
+    settings.ORPHAN_DELETE_AFTER_MINUTES = 0
+    assert drift.find_orphans(config) == [("Secret", "left-behind-env", False)]
+    core.read_namespaced_secret("left-behind-env", kube_namespace)  # reported only
+    settings.ORPHAN_DELETE_AFTER_MINUTES = 1
+    later = timezone.now() + timedelta(minutes=5)
+    assert drift.find_orphans(config, now=later) == [("Secret", "left-behind-env", True)]
+    with pytest.raises(client.ApiException):
+        core.read_namespaced_secret("left-behind-env", kube_namespace)
+    core.read_namespaced_secret("not-ours", kube_namespace)

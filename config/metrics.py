@@ -1,0 +1,82 @@
+"""Prometheus metrics, computed from the database at scrape time (so every web process agrees).
+
+Counts by status, reconcile lag (age of the oldest due transitional row), rows past their deadline,
+rows waiting on a lease, and kubeconfig check results. Nothing secret is exported.
+"""
+
+from django.conf import settings
+from django.db.models import Count, Min, Q
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+
+from projects.models import Project
+from sandboxes.models import TRANSITIONAL, Database, Sandbox
+from userconfig.models import ConfigKey, UserConfig
+
+
+def _line(name: str, value: float, **labels: str) -> str:
+    rendered = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return f"{name}{{{rendered}}} {value}" if labels else f"{name} {value}"
+
+
+def render() -> str:
+    now = timezone.now()
+    lines = [
+        "# HELP tenter_resources Sandboxes and databases by status.",
+        "# TYPE tenter_resources gauge",
+    ]
+    lag_lines, deadline_lines, lease_lines = [], [], []
+    for kind, model in (("sandbox", Sandbox), ("database", Database)):
+        for row in model.objects.values("status").annotate(n=Count("id")).order_by("status"):
+            lines.append(_line("tenter_resources", row["n"], kind=kind, status=row["status"]))
+        due = model.objects.filter(status__in=TRANSITIONAL).filter(
+            Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+        )
+        past_deadline = Q()
+        for status, limit in settings.STATUS_DEADLINES.items():
+            past_deadline |= Q(status=status, status_changed_at__lt=now - limit)
+        stats = model.objects.aggregate(
+            oldest_due=Min("status_changed_at", filter=Q(pk__in=due.values("pk"))),
+            past_deadline=Count("id", filter=past_deadline),
+            leased=Count("id", filter=Q(locked_until__gt=now)),
+        )
+        oldest = stats["oldest_due"]
+        lag_lines.append(
+            _line("tenter_reconcile_lag_seconds", (now - oldest).total_seconds() if oldest else 0, kind=kind)
+        )
+        deadline_lines.append(_line("tenter_resources_past_deadline", stats["past_deadline"], kind=kind))
+        lease_lines.append(_line("tenter_leases_held", stats["leased"], kind=kind))
+    lines += [
+        "# HELP tenter_reconcile_lag_seconds Time in state of the oldest due transitional row.",
+        "# TYPE tenter_reconcile_lag_seconds gauge",
+        *lag_lines,
+        "# HELP tenter_resources_past_deadline Transitional rows older than their deadline.",
+        "# TYPE tenter_resources_past_deadline gauge",
+        *deadline_lines,
+        "# HELP tenter_leases_held Rows currently leased by a worker.",
+        "# TYPE tenter_leases_held gauge",
+        *lease_lines,
+        "# HELP tenter_projects Projects by aggregated status.",
+        "# TYPE tenter_projects gauge",
+    ]
+    for row in Project.objects.values("status").annotate(n=Count("id")).order_by("status"):
+        lines.append(_line("tenter_projects", row["n"], status=row["status"]))
+    lines += [
+        "# HELP tenter_kubeconfigs Stored kubeconfigs by check result.",
+        "# TYPE tenter_kubeconfigs gauge",
+    ]
+    checks = (
+        UserConfig.objects.filter(key=ConfigKey.KUBECONFIG).values("check_status").annotate(n=Count("id"))
+    )
+    for row in checks.order_by("check_status"):
+        lines.append(_line("tenter_kubeconfigs", row["n"], check_status=row["check_status"]))
+    return "\n".join(lines) + "\n"
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    token = settings.METRICS_TOKEN
+    if token and request.headers.get("Authorization") != f"Bearer {token}":
+        return HttpResponse("unauthorized\n", status=401, content_type="text/plain")
+    return HttpResponse(render(), content_type="text/plain; version=0.0.4")
