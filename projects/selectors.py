@@ -103,3 +103,98 @@ def filebrowser_credentials(sandbox: Sandbox) -> dict[str, str]:
         "username": values.get("FILE_BROWSER_USERNAME", ""),
         "password": values.get("FILE_BROWSER_PASSWORD", ""),
     }
+
+
+# --- Dashboard reads (added for the browser dashboard) ---------------------------------------------
+
+TRANSITIONAL_STATUSES = frozenset({"CREATING", "STARTING", "UPDATING", "STOPPING", "TERMINATING"})
+STATUS_POLL_MAX_IDS = 200
+
+
+def project_statuses(*, user: User, ids: Any) -> dict[str, dict[str, Any]]:
+    """Live status of the given projects (at most STATUS_POLL_MAX_IDS) in two queries: the projects,
+    then all their sandboxes and databases in one UNION. Unknown, foreign or deleted ids are left out."""
+    from django.db.models import CharField, Value
+
+    from projects.status import allowed_actions
+
+    pks = [pk for pk in (_uuid(i) for i in list(ids)[:STATUS_POLL_MAX_IDS]) if pk]
+    if not pks:
+        return {}
+    projects = list(
+        Project.objects.filter(owner=user, pk__in=pks).values_list("id", "status", "status_changed_at")
+    )
+    if not projects:
+        return {}
+    owned = [pk for pk, _, _ in projects]
+    fields = ("project_id", "id", "name", "status", "status_reason", "status_changed_at", "created_at")
+    sandboxes = (
+        Sandbox.objects.filter(project_id__in=owned)
+        .annotate(kind=Value("sandbox", output_field=CharField()))
+        .values_list(*fields, "kind")
+    )
+    databases = (
+        Database.objects.filter(project_id__in=owned)
+        .annotate(kind=Value("database", output_field=CharField()))
+        .values_list(*fields, "kind")
+    )
+    out: dict[str, dict[str, Any]] = {
+        str(pk): {
+            "status": status,
+            "status_changed_at": changed.isoformat() if changed else None,
+            "sandboxes": [],
+            "databases": [],
+        }
+        for pk, status, changed in projects
+    }
+    rows = sandboxes.union(databases, all=True).order_by("created_at")
+    for project_id, pk, name, status, reason, changed, _, kind in rows:
+        out[str(project_id)]["sandboxes" if kind == "sandbox" else "databases"].append(
+            {
+                "id": str(pk),
+                "name": name,
+                "status": status,
+                "status_reason": reason,
+                "status_changed_at": changed.isoformat() if changed else None,
+            }
+        )
+    for item in out.values():
+        statuses = [r["status"] for r in (*item["sandboxes"], *item["databases"])]
+        item["allowed_actions"] = allowed_actions(item["status"], statuses)
+        item["transitional"] = item["status"] in TRANSITIONAL_STATUSES or bool(
+            TRANSITIONAL_STATUSES & set(statuses)
+        )
+    return out
+
+
+def project_status_counts(*, user: User) -> dict[str, int]:
+    """How many of the user's projects are in each status (one query), for the list's filter tabs."""
+    from django.db.models import Count
+
+    rows = Project.objects.filter(owner=user).values("status").annotate(n=Count("id")).order_by()
+    return {row["status"]: row["n"] for row in rows}
+
+
+def env_get(*, project: Project, key: str) -> Environment:
+    row = Environment.objects.filter(project=project, key=key).first()
+    if row is None:
+        raise NotFound(f"No variable named {key}.")
+    return row
+
+
+def database_connection(database: Database) -> dict[str, Any]:
+    """Host, port, user, password and URL of a ready database: a secret, for the owner only."""
+    from urllib.parse import quote
+
+    url = (
+        f"postgresql://{quote(database.username, safe='')}:{quote(database.password, safe='')}"
+        f"@{database.host}:{database.port}/{database.database_name}"
+    )
+    return {
+        "host": database.host,
+        "port": database.port,
+        "database": database.database_name,
+        "username": database.username,
+        "password": database.password,
+        "url": url,
+    }

@@ -1,0 +1,407 @@
+"""Dashboard views for projects. Each one parses input, calls a selector or a service (the same ones
+the REST API uses) and renders. Another user's project is a 404 everywhere; secrets are never in
+the HTML: the owner reveals them through small POST endpoints that are audited."""
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from config.errors import NotFound, ServiceError
+from projects import audit, selectors, services
+from projects.api import actor_for
+from projects.forms import DeleteProjectForm, EnvVarForm, ProjectCreateForm, add_service_error
+from projects.models import Project, ProjectStatus
+from projects.status import allowed_actions
+from sandboxes import services as resource_services
+from sandboxes.models import Sandbox
+from userconfig import selectors as user_selectors
+
+PAGE_SIZE = 50
+TIMELINE_LIMIT = 50
+FILTER_ORDER = ["RUNNING", "CREATING", "STARTING", "UPDATING", "STOPPING", "STOPPED", "ERROR", "PARTIAL"]
+LIVE_REGIONS = ("header", "waiting", "resources", "timeline")
+
+
+def wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def secret_json(data: dict[str, Any], status: int = 200) -> JsonResponse:
+    response = JsonResponse(data, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def error_json(exc: ServiceError) -> JsonResponse:
+    return JsonResponse({"code": exc.code, "message": exc.message}, status=exc.status_code)
+
+
+def _project(request: HttpRequest, project_id: UUID) -> Project:
+    try:
+        return selectors.project_get(user=request.user, project_id=project_id)
+    except NotFound:
+        raise Http404("Project not found.") from None
+
+
+def _sandbox(project: Project) -> Sandbox | None:
+    sandboxes = list(project.sandboxes.all())
+    return sandboxes[0] if sandboxes else None
+
+
+def _detail_url(project_id: UUID) -> str:
+    return reverse("projects:detail", args=[project_id])
+
+
+# --- List and create -------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def project_list(request: HttpRequest) -> HttpResponse:
+    return _render_list(request, ProjectCreateForm())
+
+
+def _render_list(request: HttpRequest, create_form: ProjectCreateForm, status: int = 200) -> HttpResponse:
+    status_filter = request.GET.get("status", "")
+    if status_filter not in ProjectStatus.values:
+        status_filter = ""
+    query = request.GET.get("q", "").strip()[:100]
+    projects = selectors.projects_for(user=request.user, status=status_filter or None, search=query or None)
+    page = Paginator(projects, PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = selectors.project_status_counts(user=request.user)
+    filters = [s for s in FILTER_ORDER if counts.get(s) or s == status_filter]
+    context = {
+        "page": page,
+        "projects": page.object_list,
+        "status_filter": status_filter,
+        "query": query,
+        "total": sum(counts.values()),
+        "counts": counts,
+        "filters": [(s, counts.get(s, 0)) for s in filters],
+        "kubeconfig": user_selectors.kubeconfig_state(user=request.user),
+        "create_form": create_form,
+        "nav": "projects",
+    }
+    return render(request, "projects/list.html", context, status=status)
+
+
+@login_required
+@require_POST
+def project_create(request: HttpRequest) -> HttpResponse:
+    form = ProjectCreateForm(request.POST)
+    project = None
+    if form.is_valid():
+        try:
+            project = services.project_create(
+                owner=request.user, actor=actor_for(request), **form.cleaned_data
+            )
+        except ServiceError as exc:
+            add_service_error(form, exc)
+    if wants_json(request):
+        if project is None:
+            return JsonResponse({"errors": {f: list(e) for f, e in form.errors.items()}}, status=400)
+        project = selectors.project_get(user=request.user, project_id=project.pk)
+        card = render_to_string("projects/_card.html", {"project": project}, request=request)
+        return JsonResponse({"id": str(project.pk), "url": _detail_url(project.pk), "card": card}, status=201)
+    if project is None:
+        return _render_list(request, form, status=400)
+    messages.success(request, f"Creating {project.name}. Its sandbox starts in the background.")
+    return redirect("projects:list")
+
+
+@login_required
+@require_GET
+@never_cache
+def project_status(request: HttpRequest) -> JsonResponse:
+    """Live statuses for the list page: `?ids=a,b,c` → {id: {status, sandboxes, databases, ...}}."""
+    ids = [i for i in request.GET.get("ids", "").split(",") if i]
+    return JsonResponse(selectors.project_statuses(user=request.user, ids=ids))
+
+
+# --- Project page ----------------------------------------------------------------------------------
+
+WAITING = {
+    "CREATING": ("Creating your sandbox", 1),
+    "STARTING": ("Starting your sandbox", 2),
+    "UPDATING": ("Applying your changes", 2),
+    "STOPPING": ("Stopping the sandbox", None),
+    "STOPPED": ("The sandbox is stopped", None),
+    "TERMINATING": ("Deleting the project", None),
+    "ERROR": ("Something went wrong", None),
+}
+STEPS = ["Requested", "Kubernetes objects", "Container starting", "Ready"]
+
+
+def _waiting(sandbox: Sandbox | None) -> dict[str, Any] | None:
+    if sandbox is None or sandbox.status == "RUNNING":
+        return None
+    title, step = WAITING.get(sandbox.status, (sandbox.status.title(), None))
+    return {
+        "title": title,
+        "step": step,
+        "steps": [(i, label) for i, label in enumerate(STEPS)] if step is not None else [],
+        "reason": sandbox.last_error if sandbox.status == "ERROR" and sandbox.last_error else "",
+    }
+
+
+def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
+    sandboxes = list(project.sandboxes.all())
+    databases = list(project.databases.all())
+    resources = [*sandboxes, *databases]
+    sandbox = sandboxes[0] if sandboxes else None
+    errors = [r for r in resources if r.status == "ERROR"]
+    return {
+        "project": project,
+        "sandbox": sandbox,
+        "database": databases[0] if databases else None,
+        "databases": databases,
+        "errors": errors,
+        "actions": allowed_actions(project.status, [r.status for r in resources]),
+        "waiting": _waiting(sandbox),
+        "transitional": project.status in selectors.TRANSITIONAL_STATUSES
+        or any(r.is_transitional for r in resources),
+        "events": list(selectors.events_for(project=project, limit=TIMELINE_LIMIT)),
+    }
+
+
+def _render_detail(
+    request: HttpRequest, project: Project, env_form: EnvVarForm | None = None, status: int = 200
+) -> HttpResponse:
+    env = selectors.env_for(project=project)
+    context = {
+        **_live_context(request, project),
+        "env": [(row, selectors.env_value_for_display(row)) for row in env if not row.is_system],
+        "system_env": [
+            (row, selectors.env_value_for_display(row))
+            for row in env
+            if row.is_system and row.category not in ("ttyd", "file_browser")
+        ],
+        "env_form": env_form or EnvVarForm(),
+        "mask": selectors.SECRET_MASK,
+        "nav": "projects",
+    }
+    return render(request, "projects/detail.html", context, status=status)
+
+
+@login_required
+@require_GET
+def project_detail(request: HttpRequest, project_id: UUID) -> HttpResponse:
+    return _render_detail(request, _project(request, project_id))
+
+
+@login_required
+@require_GET
+@never_cache
+def project_live(request: HttpRequest, project_id: UUID) -> JsonResponse:
+    """The project page's changing parts, rendered on the server, for its poller."""
+    try:
+        project = selectors.project_get(user=request.user, project_id=project_id)
+    except NotFound:
+        # Deleted (or never yours): the poller on a deleted project's page goes back to the list.
+        return JsonResponse({"gone": True, "list_url": reverse("projects:list")}, status=404)
+    context = _live_context(request, project)
+    html = {
+        region: render_to_string(f"projects/_{region}.html", context, request=request)
+        for region in LIVE_REGIONS
+    }
+    sandbox = context["sandbox"]
+    return JsonResponse(
+        {
+            "status": project.status,
+            "transitional": context["transitional"],
+            "sandbox_status": sandbox.status if sandbox else None,
+            "html": html,
+        }
+    )
+
+
+# --- Lifecycle actions -----------------------------------------------------------------------------
+
+ACTIONS = {
+    "start": (services.project_start, "Starting {name}."),
+    "stop": (services.project_stop, "Stopping {name}."),
+    "retry": (services.project_retry, "Retrying {name} from the step that failed."),
+}
+
+
+@login_required
+@require_POST
+def project_action(request: HttpRequest, project_id: UUID, action: str) -> HttpResponse:
+    project = _project(request, project_id)
+    service, done = ACTIONS[action]
+    try:
+        service(project=project, actor=actor_for(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, done.format(name=project.name))
+    return redirect(_detail_url(project.pk))
+
+
+@login_required
+@require_POST
+def project_delete(request: HttpRequest, project_id: UUID) -> HttpResponse:
+    project = _project(request, project_id)
+    form = DeleteProjectForm(request.POST)
+    if not form.is_valid() or form.cleaned_data["confirm_name"] != project.name:
+        messages.error(request, f"Type “{project.name}” exactly to confirm. Nothing was deleted.")
+        return redirect(_detail_url(project.pk))
+    try:
+        services.project_delete(project=project, actor=actor_for(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect(_detail_url(project.pk))
+    messages.success(request, f"Deleting {project.name}. Its resources are being removed from the cluster.")
+    return redirect("projects:list")
+
+
+# --- Environment -----------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def env_save(request: HttpRequest, project_id: UUID) -> HttpResponse:
+    project = _project(request, project_id)
+    form = EnvVarForm(request.POST)
+    if form.is_valid():
+        try:
+            changed = services.env_upsert(
+                project=project, variables=form.variables(), actor=actor_for(request)
+            )
+        except ServiceError as exc:
+            add_service_error(form, exc)
+        else:
+            key = form.cleaned_data["key"]
+            messages.success(request, f"Saved {key}." if changed else f"{key} was already up to date.")
+            return HttpResponseRedirect(_detail_url(project.pk) + "#environment")
+    return _render_detail(request, project, env_form=form, status=400)
+
+
+@login_required
+@require_POST
+def env_delete(request: HttpRequest, project_id: UUID, key: str) -> HttpResponse:
+    project = _project(request, project_id)
+    try:
+        services.env_delete(project=project, key=key, actor=actor_for(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Removed {key}.")
+    return HttpResponseRedirect(_detail_url(project.pk) + "#environment")
+
+
+@login_required
+@require_POST
+def env_reveal(request: HttpRequest, project_id: UUID, key: str) -> JsonResponse:
+    project = _project(request, project_id)
+    try:
+        row = selectors.env_get(project=project, key=key)
+    except NotFound as exc:
+        return error_json(exc)
+    audit.record(actor_for(request), "reveal.env", project, key=key)
+    return secret_json({"key": row.key, "value": row.value})
+
+
+# --- Sandbox access (owner-only reveals) -------------------------------------------------------------
+
+
+def _terminal_url(request: HttpRequest, project: Project) -> str | None:
+    sandbox = _sandbox(project)
+    url = selectors.terminal_url(sandbox) if sandbox else None
+    if url:
+        audit.record(actor_for(request), "reveal.terminal", sandbox)
+    return url
+
+
+@login_required
+@require_POST
+def terminal_reveal(request: HttpRequest, project_id: UUID) -> JsonResponse:
+    url = _terminal_url(request, _project(request, project_id))
+    if url is None:
+        return JsonResponse(
+            {"code": "invalid_state", "message": "The terminal is not available."}, status=409
+        )
+    return secret_json({"url": url})
+
+
+@login_required
+@require_GET
+@never_cache
+def terminal_open(request: HttpRequest, project_id: UUID) -> HttpResponse:
+    """Open the terminal in a new tab: a redirect to the authorised URL, never shown in a page."""
+    project = _project(request, project_id)
+    url = _terminal_url(request, project)
+    if url is None:
+        messages.error(request, "The terminal is not available for this project yet.")
+        return redirect(_detail_url(project.pk))
+    return HttpResponseRedirect(url)
+
+
+@login_required
+@require_POST
+def filebrowser_reveal(request: HttpRequest, project_id: UUID) -> JsonResponse:
+    project = _project(request, project_id)
+    sandbox = _sandbox(project)
+    if sandbox is None:
+        return JsonResponse({"code": "invalid_state", "message": "This project has no sandbox."}, status=409)
+    credentials = selectors.filebrowser_credentials(sandbox)
+    audit.record(actor_for(request), "reveal.filebrowser", sandbox)
+    return secret_json({"url": sandbox.filebrowser_url, **credentials})
+
+
+# --- Databases -------------------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def database_add(request: HttpRequest, project_id: UUID) -> HttpResponse:
+    project = _project(request, project_id)
+    try:
+        resource_services.database_add(project=project, actor=actor_for(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, "Adding a PostgreSQL database. Its connection details appear when it is ready."
+        )
+    return HttpResponseRedirect(_detail_url(project.pk) + "#database")
+
+
+def _database(request: HttpRequest, project_id: UUID, database_id: UUID) -> Any:
+    try:
+        return selectors.database_get(user=request.user, project_id=project_id, database_id=database_id)
+    except NotFound:
+        raise Http404("Database not found.") from None
+
+
+@login_required
+@require_POST
+def database_remove(request: HttpRequest, project_id: UUID, database_id: UUID) -> HttpResponse:
+    database = _database(request, project_id, database_id)
+    try:
+        resource_services.database_remove(database=database, actor=actor_for(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Removing the database.")
+    return HttpResponseRedirect(_detail_url(project_id) + "#database")
+
+
+@login_required
+@require_POST
+def database_connection(request: HttpRequest, project_id: UUID, database_id: UUID) -> JsonResponse:
+    database = _database(request, project_id, database_id)
+    if not database.is_connection_ready:
+        message = "The database is not ready yet; its connection details appear when it is RUNNING."
+        return JsonResponse({"code": "invalid_state", "message": message}, status=409)
+    audit.record(actor_for(request), "reveal.database_connection", database)
+    return secret_json(selectors.database_connection(database))

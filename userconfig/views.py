@@ -1,0 +1,105 @@
+"""Dashboard settings: the kubeconfig (with its live cluster check) and the AI agent settings."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from config.errors import ServiceError
+from projects.api import actor_for
+from userconfig import selectors, services
+from userconfig.api import kubeconfig_state as state_dict
+from userconfig.forms import AgentSettingsForm, KubeconfigForm
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def _agent_form(request: HttpRequest) -> AgentSettingsForm:
+    agent = selectors.agent_settings(user=request.user)
+    return AgentSettingsForm(
+        initial={"base_url": agent.base_url, "model": agent.model, "small_fast_model": agent.small_fast_model}
+    )
+
+
+def _render(
+    request: HttpRequest,
+    kubeconfig_form: KubeconfigForm | None = None,
+    agent_form: AgentSettingsForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "kubeconfig": selectors.kubeconfig_state(user=request.user),
+        "kubeconfig_form": kubeconfig_form or KubeconfigForm(),
+        "agent": selectors.agent_settings(user=request.user),
+        "agent_form": agent_form or _agent_form(request),
+        "nav": "settings",
+    }
+    return render(request, "settings/settings.html", context, status=status)
+
+
+@login_required
+@require_GET
+def settings_page(request: HttpRequest) -> HttpResponse:
+    return _render(request)
+
+
+@login_required
+@require_POST
+def kubeconfig_save(request: HttpRequest) -> HttpResponse:
+    form = KubeconfigForm(request.POST)
+    saved = False
+    if form.is_valid():
+        try:
+            services.kubeconfig_save(
+                user=request.user, text=form.cleaned_data["kubeconfig"], actor=actor_for(request)
+            )
+            saved = True
+        except ServiceError as exc:
+            form.add_error("kubeconfig", exc.message)
+    if _wants_json(request):
+        if not saved:
+            return JsonResponse({"errors": {f: list(e) for f, e in form.errors.items()}}, status=400)
+        return JsonResponse(state_dict(selectors.kubeconfig_state(user=request.user)))
+    if not saved:
+        return _render(request, kubeconfig_form=form, status=400)
+    messages.success(request, "Kubeconfig saved. Checking what it can do on the cluster…")
+    return redirect("projects:settings")
+
+
+@login_required
+@require_POST
+def kubeconfig_remove(request: HttpRequest) -> HttpResponse:
+    try:
+        services.kubeconfig_remove(user=request.user, actor=actor_for(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Kubeconfig removed.")
+    return redirect("projects:settings")
+
+
+@login_required
+@require_GET
+@never_cache
+def kubeconfig_state(request: HttpRequest) -> JsonResponse:
+    """Polled by the settings page while the background check is PENDING. Never the content."""
+    return JsonResponse(state_dict(selectors.kubeconfig_state(user=request.user)))
+
+
+@login_required
+@require_POST
+def agent_save(request: HttpRequest) -> HttpResponse:
+    form = AgentSettingsForm(request.POST)
+    if not form.is_valid():
+        return _render(request, agent_form=form, status=400)
+    try:
+        services.agent_settings_update(user=request.user, actor=actor_for(request), **form.values())
+    except ServiceError as exc:
+        form.add_error(None, exc.message)
+        return _render(request, agent_form=form, status=400)
+    messages.success(request, "Agent settings saved. New and restarted sandboxes use them.")
+    return redirect("projects:settings")
