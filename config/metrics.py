@@ -69,8 +69,8 @@ def render() -> str:
     checks = (
         UserConfig.objects.filter(key=ConfigKey.KUBECONFIG).values("check_status").annotate(n=Count("id"))
     )
-    for row in checks.order_by("check_status"):
-        lines.append(_line("tenter_kubeconfigs", row["n"], check_status=row["check_status"]))
+    for check in checks.order_by("check_status"):
+        lines.append(_line("tenter_kubeconfigs", check["n"], check_status=check["check_status"]))
     return "\n".join(lines) + "\n"
 
 

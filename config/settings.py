@@ -117,6 +117,11 @@ STORAGES = {
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Production TLS settings; off by default because `make run` serves plain HTTP on loopback.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if USE_X_FORWARDED_FOR else None
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_SECONDS or DEBUG else ["security.W004"]
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
@@ -141,6 +146,11 @@ SPECTACULAR_SETTINGS = {
     "and return 202; reconciliation happens in the background.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "ResourceStatusEnum": "sandboxes.models.ResourceStatus",
+        "ProjectStatusEnum": "projects.models.ProjectStatus",
+        "TaskStatusEnum": "projects.models.TaskStatus",
+    },
 }
 
 # --- Celery ------------------------------------------------------------------------------------------

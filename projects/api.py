@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.auth import current_user
 from config.drf import Pagination, StrictSerializer
 from config.errors import ValidationFailed
 from projects import selectors, services
@@ -32,7 +33,7 @@ def client_ip(request: HttpRequest | Request) -> str | None:
 
 
 def actor_for(request: HttpRequest | Request) -> Actor:
-    return Actor(user=request.user, kind="user", ip=client_ip(request))
+    return Actor(user=current_user(request), kind="user", ip=client_ip(request))
 
 
 class SandboxOutput(serializers.ModelSerializer):
@@ -101,13 +102,13 @@ class DatabaseOutput(serializers.ModelSerializer):
 
 
 class EnvOutput(serializers.ModelSerializer):
-    value = serializers.SerializerMethodField()
+    value = serializers.SerializerMethodField(method_name="shown_value")
 
     class Meta:
         model = Environment
         fields = ["key", "value", "is_secret", "is_system", "category", "updated_at"]
 
-    def get_value(self, obj: Environment) -> str:
+    def shown_value(self, obj: Environment) -> str:
         return selectors.env_value_for_display(obj)
 
 
@@ -186,7 +187,7 @@ def _detail(project: Project) -> dict[str, Any]:
 
 
 class ProjectListApi(APIView):
-    class InputSerializer(StrictSerializer):
+    class ProjectCreateSerializer(StrictSerializer):
         name = serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=False)
         description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
 
@@ -196,28 +197,30 @@ class ProjectListApi(APIView):
         if status and status not in ProjectStatus.values:
             raise ValidationFailed(f"Unknown status '{status}'.", code="invalid_filter")
         qs = selectors.projects_for(
-            user=request.user, status=status, search=request.query_params.get("search")
+            user=current_user(request), status=status, search=request.query_params.get("search")
         )
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ProjectOutput(page, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={202: ProjectDetailOutput})
+    @extend_schema(request=ProjectCreateSerializer, responses={202: ProjectDetailOutput})
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.ProjectCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        project = services.project_create(owner=request.user, actor=actor_for(request), **data.validated_data)
+        project = services.project_create(
+            owner=current_user(request), actor=actor_for(request), **data.validated_data
+        )
         return Response(_detail(project), status=202)
 
 
 class ProjectDetailApi(APIView):
     @extend_schema(responses=ProjectDetailOutput)
     def get(self, request: Request, project_id: str) -> Response:
-        return Response(_detail(selectors.project_get(user=request.user, project_id=project_id)))
+        return Response(_detail(selectors.project_get(user=current_user(request), project_id=project_id)))
 
     @extend_schema(request=None, responses={202: ProjectOutput})
     def delete(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=request.user, project_id=project_id)
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
         remaining = services.project_delete(project=project, actor=actor_for(request))
         if remaining is None:
             return Response({"id": str(project_id), "status": "TERMINATED"}, status=202)
@@ -229,7 +232,7 @@ class _ProjectActionApi(APIView):
 
     @extend_schema(request=None, responses={202: ProjectOutput})
     def post(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=request.user, project_id=project_id)
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
         service = getattr(services, f"project_{self.action_name}")
         return Response(_detail(service(project=project, actor=actor_for(request))), status=202)
 
@@ -246,24 +249,30 @@ class ProjectRetryApi(_ProjectActionApi):
     action_name = "retry"
 
 
-class EnvApi(APIView):
-    class VariableSerializer(StrictSerializer):
-        key = serializers.CharField(max_length=1000, trim_whitespace=False)
-        value = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=1_000_000)
-        is_secret = serializers.BooleanField(required=False, default=False)
+class EnvVariableSerializer(serializers.Serializer):
+    """Documents one item; the service validates items so every surface gets the same messages."""
 
-    class InputSerializer(StrictSerializer):
+    key = serializers.CharField(help_text="POSIX name: [A-Za-z_][A-Za-z0-9_]*, at most 256 characters")
+    value = serializers.CharField(allow_blank=True, help_text="at most 32 KiB")
+    is_secret = serializers.BooleanField(required=False, default=False)
+
+
+class EnvApi(APIView):
+    class EnvUpsertSerializer(StrictSerializer):
         variables = serializers.ListField(child=serializers.DictField(), max_length=1000)
+
+    class EnvUpsertSchema(serializers.Serializer):
+        variables = serializers.ListField(child=EnvVariableSerializer())
 
     @extend_schema(responses=EnvOutput(many=True))
     def get(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=request.user, project_id=project_id)
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
         return Response(EnvOutput(selectors.env_for(project=project), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses=EnvOutput(many=True))
+    @extend_schema(request=EnvUpsertSchema, responses=EnvOutput(many=True))
     def put(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=request.user, project_id=project_id)
-        data = self.InputSerializer(data=request.data)
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        data = self.EnvUpsertSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.env_upsert(
             project=project, variables=data.validated_data["variables"], actor=actor_for(request)
@@ -274,7 +283,7 @@ class EnvApi(APIView):
 class EnvKeyApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, project_id: str, key: str) -> Response:
-        project = selectors.project_get(user=request.user, project_id=project_id)
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
         services.env_delete(project=project, key=key, actor=actor_for(request))
         return Response(status=204)
 
@@ -282,7 +291,7 @@ class EnvKeyApi(APIView):
 class DatabaseListApi(APIView):
     @extend_schema(request=None, responses={202: DatabaseOutput})
     def post(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=request.user, project_id=project_id)
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
         if request.data:
             raise serializers.ValidationError({"non_field_errors": ["This endpoint takes no fields."]})
         database = resource_services.database_add(project=project, actor=actor_for(request))
@@ -292,12 +301,16 @@ class DatabaseListApi(APIView):
 class DatabaseDetailApi(APIView):
     @extend_schema(responses=DatabaseOutput)
     def get(self, request: Request, project_id: str, database_id: str) -> Response:
-        database = selectors.database_get(user=request.user, project_id=project_id, database_id=database_id)
+        database = selectors.database_get(
+            user=current_user(request), project_id=project_id, database_id=database_id
+        )
         return Response(DatabaseOutput(database).data)
 
     @extend_schema(request=None, responses={202: None})
     def delete(self, request: Request, project_id: str, database_id: str) -> Response:
-        database = selectors.database_get(user=request.user, project_id=project_id, database_id=database_id)
+        database = selectors.database_get(
+            user=current_user(request), project_id=project_id, database_id=database_id
+        )
         resource_services.database_remove(database=database, actor=actor_for(request))
         database.refresh_from_db()
         return Response(DatabaseOutput(database).data, status=202)
@@ -306,7 +319,7 @@ class DatabaseDetailApi(APIView):
 class EventListApi(APIView):
     @extend_schema(responses=EventOutput(many=True))
     def get(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=request.user, project_id=project_id)
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
         paginator = Pagination()
         page = paginator.paginate_queryset(
             selectors.events_for(project=project, limit=1000), request, view=self
@@ -317,7 +330,7 @@ class EventListApi(APIView):
 class TaskListApi(APIView):
     @extend_schema(responses=TaskOutput(many=True))
     def get(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=request.user, project_id=project_id)
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
         paginator = Pagination()
         page = paginator.paginate_queryset(selectors.tasks_for(project=project), request, view=self)
         return paginator.get_paginated_response(TaskOutput(page, many=True).data)

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from config.auth import current_user
 from config.errors import NotFound, ServiceError
 from projects import audit, selectors, services
 from projects.api import actor_for
@@ -47,7 +48,7 @@ def error_json(exc: ServiceError) -> JsonResponse:
 
 def _project(request: HttpRequest, project_id: UUID) -> Project:
     try:
-        return selectors.project_get(user=request.user, project_id=project_id)
+        return selectors.project_get(user=current_user(request), project_id=project_id)
     except NotFound:
         raise Http404("Project not found.") from None
 
@@ -75,9 +76,11 @@ def _render_list(request: HttpRequest, create_form: ProjectCreateForm, status: i
     if status_filter not in ProjectStatus.values:
         status_filter = ""
     query = request.GET.get("q", "").strip()[:100]
-    projects = selectors.projects_for(user=request.user, status=status_filter or None, search=query or None)
+    projects = selectors.projects_for(
+        user=current_user(request), status=status_filter or None, search=query or None
+    )
     page = Paginator(projects, PAGE_SIZE).get_page(request.GET.get("page"))
-    counts = selectors.project_status_counts(user=request.user)
+    counts = selectors.project_status_counts(user=current_user(request))
     filters = [s for s in FILTER_ORDER if counts.get(s) or s == status_filter]
     context = {
         "page": page,
@@ -87,7 +90,7 @@ def _render_list(request: HttpRequest, create_form: ProjectCreateForm, status: i
         "total": sum(counts.values()),
         "counts": counts,
         "filters": [(s, counts.get(s, 0)) for s in filters],
-        "kubeconfig": user_selectors.kubeconfig_state(user=request.user),
+        "kubeconfig": user_selectors.kubeconfig_state(user=current_user(request)),
         "create_form": create_form,
         "nav": "projects",
     }
@@ -102,14 +105,14 @@ def project_create(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             project = services.project_create(
-                owner=request.user, actor=actor_for(request), **form.cleaned_data
+                owner=current_user(request), actor=actor_for(request), **form.cleaned_data
             )
         except ServiceError as exc:
             add_service_error(form, exc)
     if wants_json(request):
         if project is None:
             return JsonResponse({"errors": {f: list(e) for f, e in form.errors.items()}}, status=400)
-        project = selectors.project_get(user=request.user, project_id=project.pk)
+        project = selectors.project_get(user=current_user(request), project_id=project.pk)
         card = render_to_string("projects/_card.html", {"project": project}, request=request)
         return JsonResponse({"id": str(project.pk), "url": _detail_url(project.pk), "card": card}, status=201)
     if project is None:
@@ -124,7 +127,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
 def project_status(request: HttpRequest) -> JsonResponse:
     """Live statuses for the list page: `?ids=a,b,c` → {id: {status, sandboxes, databases, ...}}."""
     ids = [i for i in request.GET.get("ids", "").split(",") if i]
-    return JsonResponse(selectors.project_statuses(user=request.user, ids=ids))
+    return JsonResponse(selectors.project_statuses(user=current_user(request), ids=ids))
 
 
 # --- Project page ----------------------------------------------------------------------------------
@@ -204,7 +207,7 @@ def project_detail(request: HttpRequest, project_id: UUID) -> HttpResponse:
 def project_live(request: HttpRequest, project_id: UUID) -> JsonResponse:
     """The project page's changing parts, rendered on the server, for its poller."""
     try:
-        project = selectors.project_get(user=request.user, project_id=project_id)
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
     except NotFound:
         # Deleted (or never yours): the poller on a deleted project's page goes back to the list.
         return JsonResponse({"gone": True, "list_url": reverse("projects:list")}, status=404)
@@ -378,7 +381,9 @@ def database_add(request: HttpRequest, project_id: UUID) -> HttpResponse:
 
 def _database(request: HttpRequest, project_id: UUID, database_id: UUID) -> Any:
     try:
-        return selectors.database_get(user=request.user, project_id=project_id, database_id=database_id)
+        return selectors.database_get(
+            user=current_user(request), project_id=project_id, database_id=database_id
+        )
     except NotFound:
         raise Http404("Database not found.") from None
 

@@ -1,6 +1,7 @@
 """One reconcile step for a database: a KubeBlocks PostgreSQL Cluster and its credentials."""
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -162,7 +163,7 @@ def _terminate(database: Database, k: kube.Kube) -> Outcome:
     return Outcome(message="Waiting for the cluster to be deleted.", retry_in=settings.RECONCILE_POLL_SECONDS)
 
 
-_STEPS = {
+_STEPS: dict[str, Callable[[Database, kube.Kube], Outcome]] = {
     S.CREATING: _create,
     S.STARTING: _start,
     S.UPDATING: _start,

@@ -50,8 +50,8 @@ def claim(model: type[Resource], *, ids: list[Any] | None = None, limit: int | N
     limit = limit or settings.RECONCILE_BATCH_SIZE
     with transaction.atomic():
         qs = (
-            model.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("project")
+            model._default_manager.select_for_update(skip_locked=True, of=("self",))
+            .select_related("project")  # type: ignore[misc]  # every concrete Resource has a project
             .filter(status__in=TRANSITIONAL)
             .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
@@ -63,7 +63,9 @@ def claim(model: type[Resource], *, ids: list[Any] | None = None, limit: int | N
             return []
         token = uuid.uuid4()
         until = now + timedelta(seconds=lease_seconds() + random.uniform(0, 2))
-        model.objects.filter(pk__in=[r.pk for r in rows]).update(locked_until=until, lease_token=token)
+        model._default_manager.filter(pk__in=[r.pk for r in rows]).update(
+            locked_until=until, lease_token=token
+        )
     for row in rows:
         row.locked_until, row.lease_token = until, token
     return rows
@@ -117,7 +119,7 @@ def record(row: Resource, outcome: Outcome) -> float | None:
             values["attempts"] = 0  # progress: the next failure starts its backoff afresh
             retry_in = outcome.retry_in if outcome.retry_in is not None else settings.RECONCILE_POLL_SECONDS
         values["next_attempt_at"] = now + timedelta(seconds=retry_in)
-        written = type(row).objects.filter(pk=row.pk, lease_token=token).update(**values) > 0
+        written = type(row)._default_manager.filter(pk=row.pk, lease_token=token).update(**values) > 0
     if not written:
         logger.warning(
             "lease lost on %s %s (%s): result dropped", type(row).__name__.lower(), row.pk, row.status
@@ -130,9 +132,9 @@ def record(row: Resource, outcome: Outcome) -> float | None:
 def _release_orphaned(row: Resource) -> None:
     """A user action took the row from us (token cleared) while we acted: free it for the next claim now
     instead of when our lease would have expired."""
-    type(row).objects.filter(pk=row.pk, lease_token__isnull=True, locked_until=row.locked_until).update(
-        locked_until=None, next_attempt_at=None
-    )
+    type(row)._default_manager.filter(
+        pk=row.pk, lease_token__isnull=True, locked_until=row.locked_until
+    ).update(locked_until=None, next_attempt_at=None)
 
 
 def deadline_passed(row: Resource, now: datetime | None = None) -> timedelta | None:
@@ -160,9 +162,9 @@ def run_batch(
     done = 0
     for i, row in enumerate(rows):
         if time.monotonic() - started > lease_seconds() / 2:
-            model.objects.filter(pk__in=[r.pk for r in rows[i:]], lease_token=row.lease_token).update(
-                locked_until=None, lease_token=None
-            )
+            model._default_manager.filter(
+                pk__in=[r.pk for r in rows[i:]], lease_token=row.lease_token
+            ).update(locked_until=None, lease_token=None)
             break
         try:
             outcome = step(row)

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -227,7 +228,7 @@ def _terminate(sandbox: Sandbox, k: kube.Kube) -> Outcome:
     return Outcome(status=S.TERMINATED, reason="deleted", message="All objects deleted.")
 
 
-_STEPS = {
+_STEPS: dict[str, Callable[[Sandbox, kube.Kube], Outcome]] = {
     S.CREATING: _create,
     S.STARTING: _start,
     S.UPDATING: _update,

@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.auth import current_user
 from config.errors import InvalidState
 from projects import audit, selectors
 from projects.api import SandboxOutput, actor_for
@@ -16,7 +17,9 @@ from projects.api import SandboxOutput, actor_for
 class SandboxDetailApi(APIView):
     @extend_schema(responses=SandboxOutput)
     def get(self, request: Request, sandbox_id: str) -> Response:
-        return Response(SandboxOutput(selectors.sandbox_get(user=request.user, sandbox_id=sandbox_id)).data)
+        return Response(
+            SandboxOutput(selectors.sandbox_get(user=current_user(request), sandbox_id=sandbox_id)).data
+        )
 
 
 class SandboxTerminalApi(APIView):
@@ -32,7 +35,7 @@ class SandboxTerminalApi(APIView):
         )
     )
     def get(self, request: Request, sandbox_id: str) -> Response:
-        sandbox = selectors.sandbox_get(user=request.user, sandbox_id=sandbox_id)
+        sandbox = selectors.sandbox_get(user=current_user(request), sandbox_id=sandbox_id)
         url = selectors.terminal_url(sandbox)
         if url is None:
             raise InvalidState("The terminal is not available for this sandbox.")
@@ -65,7 +68,9 @@ class DatabaseConnectionApi(APIView):
         )
     )
     def get(self, request: Request, project_id: str, database_id: str) -> Response:
-        database = selectors.database_get(user=request.user, project_id=project_id, database_id=database_id)
+        database = selectors.database_get(
+            user=current_user(request), project_id=project_id, database_id=database_id
+        )
         if not database.is_connection_ready:
             raise InvalidState(
                 "The database is not ready yet; its connection details appear when it is RUNNING."

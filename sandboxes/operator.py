@@ -22,6 +22,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 
+from config.auth import current_user
 from config.errors import InvalidState, NotFound
 from projects import services as project_services
 from projects.audit import Actor
@@ -42,7 +43,7 @@ def admin_actor(request: HttpRequest) -> Actor:
     """The staff user behind an admin request, with the same client address rule as the API."""
     from projects.api import client_ip
 
-    return Actor(user=request.user, kind="admin", ip=client_ip(request))
+    return Actor(user=current_user(request), kind="admin", ip=client_ip(request))
 
 
 def plural(count: int, noun: str) -> str:

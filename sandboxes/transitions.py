@@ -100,7 +100,7 @@ def change_status(
     now = timezone.now()
     with transaction.atomic():
         project = lock_project(project_id)
-        rows = model.objects.filter(pk=resource.pk)
+        rows = model._default_manager.filter(pk=resource.pk)
         if lease_token is not None:
             rows = rows.filter(lease_token=lease_token)
         if to_status == ResourceStatus.TERMINATED:

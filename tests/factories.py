@@ -25,7 +25,7 @@ users:
 """
 
 
-class UserFactory(DjangoModelFactory):
+class UserFactory(DjangoModelFactory[User]):
     class Meta:
         model = User
         skip_postgeneration_save = True
@@ -34,7 +34,7 @@ class UserFactory(DjangoModelFactory):
     password = factory.PostGenerationMethodCall("set_password", "correct-horse-battery")
 
 
-class KubeconfigFactory(DjangoModelFactory):
+class KubeconfigFactory(DjangoModelFactory[UserConfig]):
     class Meta:
         model = UserConfig
 
@@ -49,7 +49,7 @@ class KubeconfigFactory(DjangoModelFactory):
     category = "kc"
 
 
-class ProjectFactory(DjangoModelFactory):
+class ProjectFactory(DjangoModelFactory[Project]):
     class Meta:
         model = Project
 
@@ -57,7 +57,7 @@ class ProjectFactory(DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Project {n}")
 
 
-class SandboxFactory(DjangoModelFactory):
+class SandboxFactory(DjangoModelFactory[Sandbox]):
     class Meta:
         model = Sandbox
 
@@ -75,7 +75,7 @@ class SandboxFactory(DjangoModelFactory):
     )
 
 
-class DatabaseFactory(DjangoModelFactory):
+class DatabaseFactory(DjangoModelFactory[Database]):
     class Meta:
         model = Database
 
@@ -93,7 +93,7 @@ class DatabaseFactory(DjangoModelFactory):
     )
 
 
-class EnvironmentFactory(DjangoModelFactory):
+class EnvironmentFactory(DjangoModelFactory[Environment]):
     class Meta:
         model = Environment
 

@@ -6,6 +6,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.auth import current_user
 from config.drf import StrictSerializer
 from projects.api import actor_for
 from userconfig import selectors, services
@@ -49,49 +50,51 @@ def kubeconfig_state(config: UserConfig | None) -> dict[str, object]:
 
 
 class KubeconfigApi(APIView):
-    class InputSerializer(StrictSerializer):
+    class KubeconfigInputSerializer(StrictSerializer):
         kubeconfig = serializers.CharField(max_length=4 * MAX_KUBECONFIG_BYTES, trim_whitespace=False)
 
     @extend_schema(responses=KubeconfigState)
     def get(self, request: Request) -> Response:
-        return Response(kubeconfig_state(selectors.kubeconfig_state(user=request.user)))
+        return Response(kubeconfig_state(selectors.kubeconfig_state(user=current_user(request))))
 
-    @extend_schema(request=InputSerializer, responses=KubeconfigState)
+    @extend_schema(request=KubeconfigInputSerializer, responses=KubeconfigState)
     def put(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.KubeconfigInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.kubeconfig_save(
-            user=request.user, text=data.validated_data["kubeconfig"], actor=actor_for(request)
+            user=current_user(request), text=data.validated_data["kubeconfig"], actor=actor_for(request)
         )
-        return Response(kubeconfig_state(selectors.kubeconfig_state(user=request.user)))
+        return Response(kubeconfig_state(selectors.kubeconfig_state(user=current_user(request))))
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request) -> Response:
-        services.kubeconfig_remove(user=request.user, actor=actor_for(request))
+        services.kubeconfig_remove(user=current_user(request), actor=actor_for(request))
         return Response(status=204)
 
 
 class AgentApi(APIView):
-    class InputSerializer(StrictSerializer):
+    class AgentInputSerializer(StrictSerializer):
         base_url = serializers.URLField(required=False, allow_blank=True, max_length=500)
         model = serializers.CharField(required=False, allow_blank=True, max_length=200)
         small_fast_model = serializers.CharField(required=False, allow_blank=True, max_length=200)
         api_key = serializers.CharField(required=False, allow_blank=True, max_length=1000, write_only=True)
 
-    class OutputSerializer(serializers.Serializer):
+    class AgentOutputSerializer(serializers.Serializer):
         base_url = serializers.CharField()
         model = serializers.CharField()
         small_fast_model = serializers.CharField()
         api_key_set = serializers.BooleanField()
         api_key_masked = serializers.CharField()
 
-    @extend_schema(responses=OutputSerializer)
+    @extend_schema(responses=AgentOutputSerializer)
     def get(self, request: Request) -> Response:
-        return Response(self.OutputSerializer(selectors.agent_settings(user=request.user)).data)
+        return Response(self.AgentOutputSerializer(selectors.agent_settings(user=current_user(request))).data)
 
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    @extend_schema(request=AgentInputSerializer, responses=AgentOutputSerializer)
     def put(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.AgentInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.agent_settings_update(user=request.user, actor=actor_for(request), **data.validated_data)
-        return Response(self.OutputSerializer(selectors.agent_settings(user=request.user)).data)
+        services.agent_settings_update(
+            user=current_user(request), actor=actor_for(request), **data.validated_data
+        )
+        return Response(self.AgentOutputSerializer(selectors.agent_settings(user=current_user(request))).data)

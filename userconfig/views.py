@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from config.auth import current_user
 from config.errors import ServiceError
 from projects.api import actor_for
 from userconfig import selectors, services
@@ -19,7 +20,7 @@ def _wants_json(request: HttpRequest) -> bool:
 
 
 def _agent_form(request: HttpRequest) -> AgentSettingsForm:
-    agent = selectors.agent_settings(user=request.user)
+    agent = selectors.agent_settings(user=current_user(request))
     return AgentSettingsForm(
         initial={"base_url": agent.base_url, "model": agent.model, "small_fast_model": agent.small_fast_model}
     )
@@ -32,9 +33,9 @@ def _render(
     status: int = 200,
 ) -> HttpResponse:
     context = {
-        "kubeconfig": selectors.kubeconfig_state(user=request.user),
+        "kubeconfig": selectors.kubeconfig_state(user=current_user(request)),
         "kubeconfig_form": kubeconfig_form or KubeconfigForm(),
-        "agent": selectors.agent_settings(user=request.user),
+        "agent": selectors.agent_settings(user=current_user(request)),
         "agent_form": agent_form or _agent_form(request),
         "nav": "settings",
     }
@@ -55,7 +56,7 @@ def kubeconfig_save(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             services.kubeconfig_save(
-                user=request.user, text=form.cleaned_data["kubeconfig"], actor=actor_for(request)
+                user=current_user(request), text=form.cleaned_data["kubeconfig"], actor=actor_for(request)
             )
             saved = True
         except ServiceError as exc:
@@ -63,7 +64,7 @@ def kubeconfig_save(request: HttpRequest) -> HttpResponse:
     if _wants_json(request):
         if not saved:
             return JsonResponse({"errors": {f: list(e) for f, e in form.errors.items()}}, status=400)
-        return JsonResponse(state_dict(selectors.kubeconfig_state(user=request.user)))
+        return JsonResponse(state_dict(selectors.kubeconfig_state(user=current_user(request))))
     if not saved:
         return _render(request, kubeconfig_form=form, status=400)
     messages.success(request, "Kubeconfig saved. Checking what it can do on the cluster…")
@@ -74,7 +75,7 @@ def kubeconfig_save(request: HttpRequest) -> HttpResponse:
 @require_POST
 def kubeconfig_remove(request: HttpRequest) -> HttpResponse:
     try:
-        services.kubeconfig_remove(user=request.user, actor=actor_for(request))
+        services.kubeconfig_remove(user=current_user(request), actor=actor_for(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
@@ -87,7 +88,7 @@ def kubeconfig_remove(request: HttpRequest) -> HttpResponse:
 @never_cache
 def kubeconfig_state(request: HttpRequest) -> JsonResponse:
     """Polled by the settings page while the background check is PENDING. Never the content."""
-    return JsonResponse(state_dict(selectors.kubeconfig_state(user=request.user)))
+    return JsonResponse(state_dict(selectors.kubeconfig_state(user=current_user(request))))
 
 
 @login_required
@@ -97,7 +98,7 @@ def agent_save(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _render(request, agent_form=form, status=400)
     try:
-        services.agent_settings_update(user=request.user, actor=actor_for(request), **form.values())
+        services.agent_settings_update(user=current_user(request), actor=actor_for(request), **form.values())
     except ServiceError as exc:
         form.add_error(None, exc.message)
         return _render(request, agent_form=form, status=400)

@@ -47,8 +47,12 @@ def test_save_parses_stores_encrypted_and_never_echoes(api, user):
         ("just a string", "expected a YAML mapping"),
         (GOOD.replace("current-context: test", ""), "no current-context"),
         (GOOD.replace("    namespace: ns-alice\n", ""), "has no namespace"),
-        (GOOD.replace("    server: https://k8s.example.test:6443\n", "    insecure-skip-tls-verify: true\n"),
-         "has no server"),
+        (
+            GOOD.replace(
+                "    server: https://k8s.example.test:6443\n", "    insecure-skip-tls-verify: true\n"
+            ),
+            "has no server",
+        ),
         (GOOD.replace("current-context: test", "current-context: other"), "context 'other' is not defined"),
         (GOOD.replace("https://k8s.example.test:6443", "ftp://x"), "not an http(s) URL"),
         (GOOD.replace("ns-alice", "Not_A_Namespace"), "is not a valid namespace name"),

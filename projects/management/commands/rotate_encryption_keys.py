@@ -27,9 +27,9 @@ class Command(BaseCommand):
             if not fields:
                 continue
             table = connection.ops.quote_name(model._meta.db_table)
-            pk = connection.ops.quote_name(model._meta.pk.column)
+            pk = connection.ops.quote_name(str(model._meta.pk.column))
             for field in fields:
-                column = connection.ops.quote_name(field.column)
+                column = connection.ops.quote_name(str(field.column))
                 rotated = self._rotate_column(fernet, table, pk, column)
                 total += rotated
                 self.stdout.write(f"{model._meta.label}.{field.name}: {rotated} value(s) re-encrypted")
