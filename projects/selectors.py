@@ -1,6 +1,5 @@
 """Permission-scoped reads. Another user's object is simply not found."""
 
-import base64
 import uuid
 from typing import Any
 
@@ -8,6 +7,7 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from config.errors import NotFound
 from projects.models import Environment, Project, ProjectTask
+from reconcile.manifests import database_url, terminal_authorization
 from sandboxes.models import Database, ResourceEvent, Sandbox
 from userconfig.models import User
 
@@ -90,8 +90,7 @@ def terminal_url(sandbox: Sandbox) -> str | None:
     token = Environment.objects.filter(project_id=sandbox.project_id, key="TTYD_ACCESS_TOKEN").first()
     if token is None or not sandbox.ttyd_url:
         return None
-    auth = base64.b64encode(f"user:{token.value}".encode()).decode()
-    return f"{sandbox.ttyd_url}?authorization={auth}"
+    return f"{sandbox.ttyd_url}?authorization={terminal_authorization(token.value)}"
 
 
 def filebrowser_credentials(sandbox: Sandbox) -> dict[str, str]:
@@ -184,11 +183,8 @@ def env_get(*, project: Project, key: str) -> Environment:
 
 def database_connection(database: Database) -> dict[str, Any]:
     """Host, port, user, password and URL of a ready database: a secret, for the owner only."""
-    from urllib.parse import quote
-
-    url = (
-        f"postgresql://{quote(database.username, safe='')}:{quote(database.password, safe='')}"
-        f"@{database.host}:{database.port}/{database.database_name}"
+    url = database_url(
+        database.username, database.password, database.host, database.port or 5432, database.database_name
     )
     return {
         "host": database.host,

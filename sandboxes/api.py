@@ -1,7 +1,5 @@
 """Sandbox state and the owner-only reveals (terminal URL, database connection). Reveals are audited."""
 
-from urllib.parse import quote
-
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -76,19 +74,6 @@ class DatabaseConnectionApi(APIView):
                 "The database is not ready yet; its connection details appear when it is RUNNING."
             )
         audit.record(actor_for(request), "reveal.database_connection", database)
-        url = (
-            f"postgresql://{quote(database.username, safe='')}:{quote(database.password, safe='')}"
-            f"@{database.host}:{database.port}/{database.database_name}"
-        )
-        response = Response(
-            {
-                "host": database.host,
-                "port": database.port,
-                "database": database.database_name,
-                "username": database.username,
-                "password": database.password,
-                "url": url,
-            }
-        )
+        response = Response(selectors.database_connection(database))
         response["Cache-Control"] = "no-store"
         return response

@@ -304,8 +304,9 @@ def test_terminal_reveal_is_owner_only_and_audited(api, user, kubeconfig):
     assert response.status_code == 200
     token = Environment.objects.get(project_id=body["id"], key="TTYD_ACCESS_TOKEN").value
     import base64
+    from urllib.parse import quote
 
-    expected = base64.b64encode(f"user:{token}".encode()).decode()
+    expected = quote(base64.b64encode(f"user:{token}".encode()).decode(), safe="/=")
     assert response.json()["terminal_url"].endswith(f"?authorization={expected}")
     assert response["Cache-Control"] == "no-store"
     assert AuditEntry.objects.filter(action="reveal.terminal", target_id=sandbox_id, actor=user).exists()
