@@ -1,5 +1,6 @@
 """One reconcile step for a sandbox: StatefulSet, Service, three Ingresses and the env Secret."""
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -174,6 +175,11 @@ def _start(sandbox: Sandbox, k: kube.Kube) -> Outcome:
 
 def _update(sandbox: Sandbox, k: kube.Kube) -> Outcome:
     apply_all(k, sandbox, replicas=1, converge=True)
+    # A StatefulSet (OrderedReady) never replaces a pod that is failing, so a fix to the configuration
+    # would never reach it: delete the broken pod and let the controller create it from the new template.
+    if k.pod_failure(sandbox.k8s_name):
+        with contextlib.suppress(kube.KubeNotFound):
+            k.delete("Pod", names.pod_name(sandbox.k8s_name))
     return Outcome(
         status=S.STARTING,
         reason="updated",
