@@ -64,6 +64,10 @@ class Simulator:
         self.started: dict[str, float] = {}  # pod uid -> start time
         self.events_done: set[tuple[str, str]] = set()  # (pod uid, reason)
         self.since: dict[tuple[str, str], float] = {}  # (uid, phase) -> first seen
+        # Objects already converged, by uid -> the signature they had then: a tick skips them until
+        # they (or, for a StatefulSet, its pods) change. Keeps a tick O(changed) instead of O(all).
+        self._settled_sts: dict[str, tuple[Any, ...]] = {}
+        self._settled_pods: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         api.create_hooks.append(self._admission)
@@ -143,13 +147,32 @@ class Simulator:
         return self.since.setdefault((uid, phase), now)
 
     # ------------------------------------------------------------ StatefulSets
+    def _sts_signature(self, sts: Obj) -> tuple[Any, ...]:
+        md = sts["metadata"]
+        replicas = int((sts.get("spec") or {}).get("replicas", 1) or 0)
+        seen = int((sts.get("status") or {}).get("replicas") or 0)
+        pods = [
+            self.api.store.get(POD_KEY, md["namespace"], f"{md['name']}-{i}")
+            for i in range(max(replicas, seen))
+        ]
+        return (md["resourceVersion"], *(p["metadata"]["resourceVersion"] if p else None for p in pods))
+
     def _statefulsets(self, now: float) -> None:
         items, _ = self.api.store.list_objects(STS_KEY, None)
+        live = set()
         for sts in items:
             md = sts["metadata"]
+            live.add(md["uid"])
             if md.get("deletionTimestamp"):
                 continue
+            if self._settled_sts.get(md["uid"]) == self._sts_signature(sts):
+                continue
             self._reconcile_sts(sts, now)
+            current = self.api.store.get(STS_KEY, md["namespace"], md["name"])
+            if current is not None:
+                self._settled_sts[md["uid"]] = self._sts_signature(current)
+        for uid in set(self._settled_sts) - live:
+            del self._settled_sts[uid]
 
     def _reconcile_sts(self, sts: Obj, now: float) -> None:
         md, spec = sts["metadata"], sts.get("spec") or {}
@@ -173,15 +196,13 @@ class Simulator:
                     self._ensure_pvc(sts, vct, i)
                 self._create("", "pods", ns, self._pod_for(sts, i, revision))
         # scale down: remove pods with ordinal >= replicas (PVCs are kept)
-        for pod in store.list_objects(POD_KEY, ns)[0]:
-            for ref in pod["metadata"].get("ownerReferences") or []:
-                if ref.get("uid") == md["uid"]:
-                    try:
-                        ordinal = int(pod["metadata"]["name"].rsplit("-", 1)[1])
-                    except (IndexError, ValueError):
-                        continue
-                    if ordinal >= replicas:
-                        self._delete("", "pods", ns, pod["metadata"]["name"])
+        previous = int((sts.get("status") or {}).get("replicas") or 0)
+        for ordinal in range(replicas, max(previous, replicas + 1)):
+            pod = store.get(POD_KEY, ns, f"{name}-{ordinal}")
+            if pod is not None and any(
+                ref.get("uid") == md["uid"] for ref in pod["metadata"].get("ownerReferences") or []
+            ):
+                self._delete("", "pods", ns, pod["metadata"]["name"])
         found = [store.get(POD_KEY, ns, f"{name}-{i}") for i in range(replicas)]
         pods = [p for p in found if p is not None]
         ready = sum(1 for p in pods if _pod_ready(p))
@@ -272,11 +293,16 @@ class Simulator:
             live.add(uid)
             if md.get("deletionTimestamp"):
                 continue
+            if self._settled_pods.get(uid) == md["resourceVersion"]:
+                continue
             started = self.started.setdefault(uid, now)
-            self._set_status(pod, self._pod_status(pod, now - started, now))
+            new = self._set_status(pod, self._pod_status(pod, now - started, now))
+            if _pod_ready(new) and failure_mode(new) is None:
+                self._settled_pods[uid] = new["metadata"]["resourceVersion"]
         for uid in list(self.started):
             if uid not in live:
                 del self.started[uid]
+                self._settled_pods.pop(uid, None)
                 self.events_done = {e for e in self.events_done if e[0] != uid}
 
     def _pod_status(self, pod: Obj, age: float, now: float) -> dict[str, Any]:
