@@ -169,6 +169,8 @@ CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes the DB connection after every task unless told to reuse it.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=100)
 
 # --- Reconciliation ----------------------------------------------------------------------------------
 RECONCILE_BATCH_SIZE = env.int("RECONCILE_BATCH_SIZE", default=50)

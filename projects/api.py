@@ -137,6 +137,25 @@ class ProjectOutput(serializers.ModelSerializer):
         return allowed_actions(obj.status, statuses)
 
 
+class SandboxSummaryOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Sandbox
+        fields = ["id", "name", "status", "status_reason", "public_url"]
+
+
+class DatabaseSummaryOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Database
+        fields = ["id", "name", "status", "status_reason"]
+
+
+class ProjectSummaryOutput(ProjectOutput):
+    """One row of the project list: the resources in brief (the detail has everything)."""
+
+    sandboxes = SandboxSummaryOutput(many=True, read_only=True)  # type: ignore[assignment]
+    databases = DatabaseSummaryOutput(many=True, read_only=True)  # type: ignore[assignment]
+
+
 class ProjectDetailOutput(ProjectOutput):
     environment = EnvOutput(many=True, read_only=True)
 
@@ -191,7 +210,7 @@ class ProjectListApi(APIView):
         name = serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=False)
         description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
 
-    @extend_schema(responses=ProjectOutput(many=True))
+    @extend_schema(responses=ProjectSummaryOutput(many=True))
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status")
         if status and status not in ProjectStatus.values:
@@ -201,7 +220,7 @@ class ProjectListApi(APIView):
         )
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response(ProjectOutput(page, many=True).data)
+        return paginator.get_paginated_response(ProjectSummaryOutput(page, many=True).data)
 
     @extend_schema(request=ProjectCreateSerializer, responses={202: ProjectDetailOutput})
     def post(self, request: Request) -> Response:
@@ -210,7 +229,7 @@ class ProjectListApi(APIView):
         project = services.project_create(
             owner=current_user(request), actor=actor_for(request), **data.validated_data
         )
-        return Response(_detail(project), status=202)
+        return Response(ProjectDetailOutput(project).data, status=202)
 
 
 class ProjectDetailApi(APIView):

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from config.errors import Conflict, InvalidState, KubeconfigRequired, NotFound, ValidationFailed
 from projects import audit, status
@@ -103,7 +103,7 @@ def project_create(*, owner: User, name: Any, description: Any = "", actor: Acto
             raise Conflict(f"You already have a project named '{name}'.", code="name_taken")
         project = Project.objects.create(owner=owner, name=name, description=description)
         sandbox = _create_sandbox(project, kubeconfig.namespace, domain)
-        Environment.objects.bulk_create(
+        env_rows = Environment.objects.bulk_create(
             Environment(project=project, key=k, value=v, category=c, is_secret=s, is_system=True)
             for k, v, c, s in _system_env()
         )
@@ -118,7 +118,20 @@ def project_create(*, owner: User, name: Any, description: Any = "", actor: Acto
         )
         audit.record(actor, "project.create", project)
         enqueue.kick_sandbox(sandbox.pk)
+    # The caller gets the project with what was just created, as if prefetched: no need to read it back.
+    project._prefetched_objects_cache = {  # type: ignore[attr-defined]
+        "sandboxes": _known(Sandbox.objects.filter(project=project), [sandbox]),
+        "databases": _known(Database.objects.filter(project=project), []),
+        "environment": _known(Environment.objects.filter(project=project), env_rows),
+    }
     return project
+
+
+def _known(queryset: QuerySet[Any], rows: list[Any]) -> QuerySet[Any]:
+    """A queryset whose result is already known (what Django's prefetch_related stores)."""
+    queryset._result_cache = list(rows)
+    queryset._prefetch_done = True
+    return queryset
 
 
 def _create_sandbox(project: Project, namespace: str, domain: str) -> Sandbox:

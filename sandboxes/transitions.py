@@ -30,25 +30,26 @@ def lock_project(project_id: uuid.UUID) -> Project | None:
     return Project.objects.select_for_update().filter(pk=project_id).first()
 
 
-def refresh_project_status(project_id: uuid.UUID) -> str | None:
+def refresh_project_status(project_id: uuid.UUID, project: Project | None = None) -> str | None:
     """Recompute the project's status from its resources; delete the project when none are left.
 
-    Must run inside the transaction that changed a resource, after `lock_project`.
-    Returns the new status, or None when the project is gone.
+    Must run inside the transaction that changed a resource, after `lock_project` (pass the locked
+    row as `project` to save a query). Returns the new status, or None when the project is gone.
     """
-    project = Project.objects.filter(pk=project_id).only("id", "status").first()
     if project is None:
-        return None
-    statuses = list(Sandbox.objects.filter(project_id=project_id).values_list("status", flat=True))
-    statuses += list(Database.objects.filter(project_id=project_id).values_list("status", flat=True))
-    new_status = aggregate(statuses)
+        project = Project.objects.filter(pk=project_id).only("id", "status").first()
+        if project is None:
+            return None
+    sandboxes = Sandbox.objects.filter(project_id=project_id).values_list("status", flat=True)
+    databases = Database.objects.filter(project_id=project_id).values_list("status", flat=True)
+    new_status = aggregate(sandboxes.union(databases, all=True))
     if new_status == "TERMINATED":
         project.delete()
         return None
     if new_status != project.status:
-        Project.objects.filter(pk=project_id).update(
-            status=new_status, status_changed_at=timezone.now(), updated_at=timezone.now()
-        )
+        now = timezone.now()
+        Project.objects.filter(pk=project_id).update(status=new_status, status_changed_at=now, updated_at=now)
+        project.status = new_status
     return new_status
 
 
@@ -137,6 +138,6 @@ def change_status(
             audit.record(
                 actor, f"status.{to_status.lower()}", resource, from_status=from_status, reason=reason
             )
-        refresh_project_status(project_id)
+        refresh_project_status(project_id, project)
     resource.status = to_status
     return True

@@ -96,7 +96,6 @@ def ensure_services() -> dict[str, str]:
             env["DATABASE_URL"] = embedded_postgres()
     if not env.get("REDIS_URL"):
         env["REDIS_URL"] = "redis://127.0.0.1:6379/0" if answers("127.0.0.1", 6379) else embedded_redis()
-    env.setdefault("DEBUG", "true")
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -225,9 +224,11 @@ def main() -> int:
     try:
         env = ensure_services()
         if mode == "run":
+            env.setdefault("DEBUG", "true")
             return run(env)
         ensure_database(env)
         if mode == "test":
+            env.setdefault("DEBUG", "true")
             ensure_chromium()
             env.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
             env.setdefault("CELERY_QUEUE", f"tenter-test-{os.getpid()}")
