@@ -130,7 +130,7 @@ def project_create(*, owner: User, name: Any, description: Any = "", actor: Acto
 def _known(queryset: QuerySet[Any], rows: list[Any]) -> QuerySet[Any]:
     """A queryset whose result is already known (what Django's prefetch_related stores)."""
     queryset._result_cache = list(rows)
-    queryset._prefetch_done = True
+    queryset._prefetch_done = True  # type: ignore[attr-defined]
     return queryset
 
 
