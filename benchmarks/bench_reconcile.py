@@ -361,9 +361,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument(
         "--per-user",
         type=int,
-        default=100,
-        help="sandboxes per user/namespace (default 100: kubesim's simulator is O(pods x StatefulSets) "
-        "per namespace per tick, so 1,000 in one namespace measures kubesim; --per-user 1000 = one user)",
+        default=1000,
+        help="sandboxes per user/namespace (default 1000: one user, one namespace, as in the issue)",
     )
     ap.add_argument(
         "--trickle", type=int, default=None, help="sandboxes in the idle-pickup run (10; quick 4)"

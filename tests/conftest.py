@@ -115,6 +115,15 @@ def celery_worker(django_db_setup, django_db_blocker) -> Iterator[Any]:
             loglevel="WARNING",
         ) as worker:
             yield worker
+        # The worker's threads are gone but their database connections are not: close them so the
+        # test database can be dropped at the end of the session.
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.fixture
