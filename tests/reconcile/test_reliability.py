@@ -160,38 +160,52 @@ def test_drift_recreates_a_missing_statefulset(cluster_api, beat, kubesim, kube_
     assert ResourceEvent.objects.filter(resource_id=sandbox.pk, reason="drift").exists()
 
 
-def test_an_object_we_do_not_manage_is_not_adopted(cluster_user, kubesim, kube_namespace, beat):
+def test_an_object_we_do_not_manage_is_not_adopted(cluster_user, kubesim, kube_namespace, settings):
+    settings.RECONCILE_KICK_ON_COMMIT = False  # this test drives the reconciler itself
     core = client.CoreV1Api(kubesim.api_client(kube_namespace))
     project = project_create(owner=cluster_user, name="Squatted", actor=Actor(user=cluster_user))
-    Sandbox.objects.filter(project=project)  # the name is known before the worker acts
-    name = Sandbox.objects.get(project=project).k8s_name
-    try:
-        core.create_namespaced_service(
-            kube_namespace,
-            {"metadata": {"name": f"{name}-service"}, "spec": {"ports": [{"port": 80}]}},
-        )
-    except client.ApiException as exc:  # the worker was faster: then nothing to prove here
-        assert exc.status == 409
-        pytest.skip("the reconciler created the Service first")
-    wait_for(lambda: status_of(project.pk) in ("ERROR", "RUNNING"), what="settled")
     sandbox = Sandbox.objects.get(project=project)
-    if sandbox.status == "ERROR":
-        assert "name taken by an object Tenter does not manage" in sandbox.status_reason
+    core.create_namespaced_service(
+        kube_namespace,
+        {"metadata": {"name": f"{sandbox.k8s_name}-service"}, "spec": {"ports": [{"port": 80}]}},
+    )
+    assert runner.reconcile(Sandbox, ids=[sandbox.pk]) == 1
+    sandbox.refresh_from_db()
+    assert sandbox.status == "ERROR"
+    assert sandbox.status_reason == (
+        f"Service {sandbox.k8s_name}-service: name taken by an object Tenter does not manage"
+    )
+    # and the foreign object was left as it was
+    assert (
+        core.read_namespaced_service(f"{sandbox.k8s_name}-service", kube_namespace).spec.ports[0].port == 80
+    )
 
 
-def test_rows_wait_while_the_kubeconfig_check_fails(cluster_user, beat, settings):
+def test_rows_wait_while_the_kubeconfig_check_fails(transactional_db, kubesim, kube_namespace, beat):
+    from tests.factories import KubeconfigFactory
     from userconfig.models import UserConfig
 
-    project = project_create(owner=cluster_user, name="Waiting", actor=Actor(user=cluster_user))
-    UserConfig.objects.filter(user=cluster_user).update(check_status="UNREACHABLE", check_message="no route")
-    time.sleep(1)
-    sandbox = Sandbox.objects.get(project=project)
-    if sandbox.status == "CREATING":
-        wait_for(
-            lambda: "kubeconfig check failed" in Sandbox.objects.get(pk=sandbox.pk).status_reason,
-            what="waiting reason",
-        )
-        assert Sandbox.objects.get(pk=sandbox.pk).attempts == 0
+    config = KubeconfigFactory(
+        value=kubesim.kubeconfig(kube_namespace),
+        namespace=kube_namespace,
+        check_status="UNREACHABLE",
+        check_message="Cannot reach the cluster: no route to host",
+    )
+    kubesim.reset_stats()
+    project = project_create(owner=config.user, name="Waiting", actor=Actor(user=config.user))
+    sandbox = wait_for(
+        lambda: Sandbox.objects.filter(
+            project=project, status_reason__contains="kubeconfig check failed"
+        ).first(),
+        what="the waiting reason",
+    )
+    assert sandbox.status == "CREATING"
+    assert sandbox.attempts == 0
+    assert "no route to host" in sandbox.status_reason
+    assert not any(f" {kube_namespace}/" in key for key in kubesim.stats()["by_object"])
+    # the check passes again: the row goes on by itself
+    UserConfig.objects.filter(pk=config.pk).update(check_status="OK")
+    wait_for(lambda: status_of(project.pk) == "RUNNING", timeout=30, what="RUNNING once the check passes")
 
 
 def test_orphans_are_reported_and_deleted_after_the_grace_period(
