@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.auth import current_user
-from config.drf import Pagination, StrictSerializer
+from config.drf import OutputSerializer, Pagination, StrictSerializer
 from config.errors import ValidationFailed
 from projects import selectors, services
 from projects.audit import Actor
@@ -36,7 +36,7 @@ def actor_for(request: HttpRequest | Request) -> Actor:
     return Actor(user=current_user(request), kind="user", ip=client_ip(request))
 
 
-class SandboxOutput(serializers.ModelSerializer):
+class SandboxOutput(OutputSerializer):
     terminal_path = serializers.SerializerMethodField()
 
     class Meta:
@@ -70,7 +70,7 @@ class SandboxOutput(serializers.ModelSerializer):
         return f"/api/v1/sandboxes/{obj.pk}/terminal"
 
 
-class DatabaseOutput(serializers.ModelSerializer):
+class DatabaseOutput(OutputSerializer):
     connection_ready = serializers.BooleanField(source="is_connection_ready")
 
     class Meta:
@@ -101,7 +101,7 @@ class DatabaseOutput(serializers.ModelSerializer):
         ]
 
 
-class EnvOutput(serializers.ModelSerializer):
+class EnvOutput(OutputSerializer):
     value = serializers.SerializerMethodField(method_name="shown_value")
 
     class Meta:
@@ -112,7 +112,7 @@ class EnvOutput(serializers.ModelSerializer):
         return selectors.env_value_for_display(obj)
 
 
-class ProjectOutput(serializers.ModelSerializer):
+class ProjectOutput(OutputSerializer):
     sandboxes = SandboxOutput(many=True, read_only=True)
     databases = DatabaseOutput(many=True, read_only=True)
     allowed_actions = serializers.SerializerMethodField()
@@ -137,13 +137,13 @@ class ProjectOutput(serializers.ModelSerializer):
         return allowed_actions(obj.status, statuses)
 
 
-class SandboxSummaryOutput(serializers.ModelSerializer):
+class SandboxSummaryOutput(OutputSerializer):
     class Meta:
         model = Sandbox
         fields = ["id", "name", "status", "status_reason", "public_url"]
 
 
-class DatabaseSummaryOutput(serializers.ModelSerializer):
+class DatabaseSummaryOutput(OutputSerializer):
     class Meta:
         model = Database
         fields = ["id", "name", "status", "status_reason"]
@@ -163,7 +163,7 @@ class ProjectDetailOutput(ProjectOutput):
         fields = [*ProjectOutput.Meta.fields, "environment"]
 
 
-class EventOutput(serializers.ModelSerializer):
+class EventOutput(OutputSerializer):
     actor_username = serializers.CharField(source="actor_user.username", default=None)
 
     class Meta:
@@ -183,7 +183,7 @@ class EventOutput(serializers.ModelSerializer):
         ]
 
 
-class TaskOutput(serializers.ModelSerializer):
+class TaskOutput(OutputSerializer):
     class Meta:
         model = ProjectTask
         fields = [

@@ -98,26 +98,34 @@ def project_create(*, owner: User, name: Any, description: Any = "", actor: Acto
         raise ValidationFailed(f"Description must be text of at most {DESCRIPTION_MAX} characters.")
     kubeconfig = usable_kubeconfig(owner)
     domain = names.ingress_domain(kubeconfig.server, settings.INGRESS_DOMAIN)
-    with transaction.atomic():
-        if Project.objects.filter(owner=owner, name=name).exists():
-            raise Conflict(f"You already have a project named '{name}'.", code="name_taken")
-        project = Project.objects.create(owner=owner, name=name, description=description)
-        sandbox = _create_sandbox(project, kubeconfig.namespace, domain)
-        env_rows = Environment.objects.bulk_create(
-            Environment(project=project, key=k, value=v, category=c, is_secret=s, is_system=True)
-            for k, v, c, s in _system_env()
-        )
-        add_event(
-            sandbox,
-            from_status="",
-            to_status=ResourceStatus.CREATING,
-            actor=actor,
-            reason="created",
-            message="Sandbox requested.",
-            project_name=project.name,
-        )
-        audit.record(actor, "project.create", project)
-        enqueue.kick_sandbox(sandbox.pk)
+    # No read-before-write: the unique constraints decide. A taken project name is a 409; a sandbox
+    # name that collides in the namespace (8 random letters: practically never) is drawn again.
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                project = Project.objects.create(owner=owner, name=name, description=description)
+                sandbox = _create_sandbox(project, kubeconfig.namespace, domain)
+                env_rows = Environment.objects.bulk_create(
+                    Environment(project=project, key=k, value=v, category=c, is_secret=s, is_system=True)
+                    for k, v, c, s in _system_env()
+                )
+                add_event(
+                    sandbox,
+                    from_status="",
+                    to_status=ResourceStatus.CREATING,
+                    actor=actor,
+                    reason="created",
+                    message="Sandbox requested.",
+                    project_name=project.name,
+                )
+                audit.record(actor, "project.create", project)
+                enqueue.kick_sandbox(sandbox.pk)
+            break
+        except IntegrityError as exc:
+            if "project_unique_owner_name" in str(exc):
+                raise Conflict(f"You already have a project named '{name}'.", code="name_taken") from None
+            if "sandbox_unique_k8s_name" not in str(exc) or attempt == 2:
+                raise
     # The caller gets the project with what was just created, as if prefetched: no need to read it back.
     project._prefetched_objects_cache = {  # type: ignore[attr-defined]
         "sandboxes": _known(Sandbox.objects.filter(project=project), [sandbox]),
@@ -135,25 +143,19 @@ def _known(queryset: QuerySet[Any], rows: list[Any]) -> QuerySet[Any]:
 
 
 def _create_sandbox(project: Project, namespace: str, domain: str) -> Sandbox:
-    for _ in range(5):
-        k8s_name = names.resource_name(project.name)
-        try:
-            with transaction.atomic():
-                return Sandbox.objects.create(
-                    project=project,
-                    name=k8s_name,
-                    k8s_namespace=namespace,
-                    k8s_name=k8s_name,
-                    image=settings.RUNTIME_IMAGE,
-                    ingress_domain=domain,
-                    public_url=f"https://{names.app_host(k8s_name, domain)}",
-                    ttyd_url=f"https://{names.ttyd_host(k8s_name, domain)}",
-                    filebrowser_url=f"https://{names.filebrowser_host(k8s_name, domain)}",
-                    **SANDBOX_RESOURCES,
-                )
-        except IntegrityError:
-            continue  # a random name collided in this namespace: draw another
-    raise Conflict("Could not find a free sandbox name; try again.")
+    k8s_name = names.resource_name(project.name)
+    return Sandbox.objects.create(
+        project=project,
+        name=k8s_name,
+        k8s_namespace=namespace,
+        k8s_name=k8s_name,
+        image=settings.RUNTIME_IMAGE,
+        ingress_domain=domain,
+        public_url=f"https://{names.app_host(k8s_name, domain)}",
+        ttyd_url=f"https://{names.ttyd_host(k8s_name, domain)}",
+        filebrowser_url=f"https://{names.filebrowser_host(k8s_name, domain)}",
+        **SANDBOX_RESOURCES,
+    )
 
 
 def _resources(project: Project, lock: bool = False) -> list[Resource]:

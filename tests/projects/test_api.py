@@ -321,3 +321,15 @@ def test_schema_and_docs_are_served(api):
     for path in ["/api/v1/projects", "/api/v1/me/kubeconfig", "/api/v1/sandboxes/{sandbox_id}/terminal"]:
         assert path in text
     assert api.get("/api/docs/").status_code == 200
+
+
+def test_a_sandbox_name_collision_is_drawn_again(api, kubeconfig, monkeypatch):
+    from reconcile import names
+
+    drawn = iter(["same-aaaaaaaa", "same-aaaaaaaa", "same-bbbbbbbb"])
+    monkeypatch.setattr(names, "resource_name", lambda project_name: next(drawn))
+    assert create(api, name="First").json()["sandboxes"][0]["k8s_name"] == "same-aaaaaaaa"
+    response = create(api, name="Second")
+    assert response.status_code == 202
+    assert response.json()["sandboxes"][0]["k8s_name"] == "same-bbbbbbbb"
+    assert Project.objects.count() == 2
