@@ -947,7 +947,7 @@ def empty_cache():
     kube.clear_kube_cache()
 
 
-def test_client_cache(empty_cache: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_cache(empty_cache: None, settings: Any) -> None:
     first = kube.get_kube(1, KUBECONFIG)
     assert kube.get_kube(1, KUBECONFIG) is first
     assert kube.get_kube("1", KUBECONFIG) is first
@@ -957,7 +957,7 @@ def test_client_cache(empty_cache: None, monkeypatch: pytest.MonkeyPatch) -> Non
     kube.drop_kube(1)
     assert second.closed and kube.cached_user_ids() == []
 
-    monkeypatch.setattr(kube, "_cache_size", lambda: 2)
+    settings.KUBE_CLIENT_CACHE_SIZE = 2
     a, b = kube.get_kube(1, KUBECONFIG), kube.get_kube(2, KUBECONFIG)
     kube.get_kube(1, KUBECONFIG)  # 1 is now the most recently used
     c = kube.get_kube(3, KUBECONFIG)
