@@ -11,13 +11,12 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from projects.models import AuditEntry, Environment, Project, ProjectTask
 from projects.selectors import SECRET_MASK
 from sandboxes import operator
 from sandboxes.admin import (
-    TIMELINE_LIMIT,
     KubeconfigFailingFilter,
     ReadOnlyRowsMixin,
     YesNoFilter,
@@ -27,6 +26,7 @@ from sandboxes.admin import (
     kubeconfig_status_subquery,
     report_to,
     short,
+    timeline_html,
 )
 from sandboxes.models import Database, ResourceEvent, Sandbox
 
@@ -245,36 +245,7 @@ class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
 
     @admin.display(description="events")
     def timeline(self, obj: Project) -> str:
-        events = list(
-            ResourceEvent.objects.filter(project_id=obj.pk)
-            .select_related("actor_user")
-            .order_by("-created_at", "-id")[:TIMELINE_LIMIT]
-        )
-        if not events:
-            return "No events."
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{} {}</td><td>{} → <strong>{}</strong></td>"
-            "<td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (
-                    timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M:%S"),
-                    e.resource_kind,
-                    e.resource_name,
-                    e.from_status or "∅",
-                    e.to_status,
-                    e.reason,
-                    e.actor + (f" ({e.actor_user.username})" if e.actor_user else ""),
-                    e.message,
-                )
-                for e in events
-            ),
-        )
-        return format_html(
-            "<table><thead><tr><th>when</th><th>resource</th><th>transition</th><th>reason</th>"
-            "<th>actor</th><th>message</th></tr></thead><tbody>{}</tbody></table>",
-            rows,
-        )
+        return timeline_html(ResourceEvent.objects.filter(project_id=obj.pk), show_resource=True)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None

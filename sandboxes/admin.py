@@ -26,6 +26,43 @@ from userconfig.models import ConfigKey, UserConfig
 TIMELINE_LIMIT = 50
 
 
+def timeline_html(events_qs: QuerySet[ResourceEvent], *, show_resource: bool) -> str:
+    """The newest TIMELINE_LIMIT events as an HTML table (and how many older ones are not shown)."""
+    events = list(events_qs.select_related("actor_user").order_by("-created_at", "-id")[:TIMELINE_LIMIT])
+    if not events:
+        return "No events."
+    resource_cell = "<td>{} {}</td>" if show_resource else ""
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td>"
+        + resource_cell
+        + "<td>{} → <strong>{}</strong></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+                *((e.resource_kind, e.resource_name) if show_resource else ()),
+                e.from_status or "∅",
+                e.to_status,
+                e.reason,
+                e.actor + (f" ({e.actor_user.username})" if e.actor_user else ""),
+                e.message,
+            )
+            for e in events
+        ),
+    )
+    footer = ""
+    if len(events) == TIMELINE_LIMIT:
+        more = events_qs.count() - len(events)
+        footer = format_html("<p>{} older events not shown.</p>", more) if more > 0 else ""
+    header = "<th>when</th>" + ("<th>resource</th>" if show_resource else "")
+    return format_html(
+        "<table><thead><tr>" + header + "<th>transition</th><th>reason</th><th>actor</th>"
+        "<th>message</th></tr></thead><tbody>{}</tbody></table>{}",
+        rows,
+        footer,
+    )
+
+
 # --- shared display helpers (also used by projects/admin.py) ------------------------------------
 
 
@@ -335,38 +372,7 @@ class ResourceAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
 
     @admin.display(description="events")
     def timeline(self, obj: Resource) -> str:
-        events = list(
-            ResourceEvent.objects.filter(resource_id=obj.pk)
-            .select_related("actor_user")
-            .order_by("-created_at", "-id")[:TIMELINE_LIMIT]
-        )
-        if not events:
-            return "No events."
-        rows = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{} → <strong>{}</strong></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (
-                    timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M:%S"),
-                    e.from_status or "∅",
-                    e.to_status,
-                    e.reason,
-                    e.actor + (f" ({e.actor_user.username})" if e.actor_user else ""),
-                    e.message,
-                )
-                for e in events
-            ),
-        )
-        footer = ""
-        if len(events) == TIMELINE_LIMIT:
-            more = ResourceEvent.objects.filter(resource_id=obj.pk).count() - len(events)
-            footer = format_html("<p>{} older events not shown.</p>", more) if more > 0 else ""
-        return format_html(
-            "<table><thead><tr><th>when</th><th>transition</th><th>reason</th><th>actor</th>"
-            "<th>message</th></tr></thead><tbody>{}</tbody></table>{}",
-            rows,
-            footer,
-        )
+        return timeline_html(ResourceEvent.objects.filter(resource_id=obj.pk), show_resource=False)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
