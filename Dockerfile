@@ -8,4 +8,4 @@ RUN DEBUG=true python manage.py collectstatic --noinput -v 0
 RUN useradd --create-home tenter
 USER tenter
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4"]
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000"]

@@ -8,8 +8,8 @@ system environment rows and one event) are bulk-inserted, each user with a DRF t
 row (tests/factories.py KUBECONFIG_TEMPLATE, check OK), plus one "big" user with 200 projects for the
 query-count comparison. 50 users get a dashboard session (force_login; the cookie is reused).
 
-Server: `gunicorn config.wsgi:application --workers 4 --threads 2` on 127.0.0.1, DEBUG=false, a fresh
-SECRET_KEY and Fernet FIELD_ENCRYPTION_KEYS, ALLOWED_HOSTS=127.0.0.1, access log on (to /dev/null).
+Server: `gunicorn config.wsgi:application --workers 2` (sync, docker-compose's WEB_CONCURRENCY) on
+127.0.0.1, DEBUG=false, a fresh SECRET_KEY and Fernet FIELD_ENCRYPTION_KEYS, ALLOWED_HOSTS=127.0.0.1, access log on (to /dev/null).
 Load: wrk (Debian package `wrk`) with benchmarks/wrk_requests.lua, 2 threads, closed loop, C connections;
 each request picks a random user (token or session) and a random project of that user.
 
@@ -212,8 +212,17 @@ def j_suffix(i: int) -> str:
 # --- server and load ---------------------------------------------------------------------------------
 
 
+GUNICORN_WORKERS = os.environ.get("BENCH_GUNICORN_WORKERS", "2")
+GUNICORN_THREADS = os.environ.get("BENCH_GUNICORN_THREADS", "1")
+GUNICORN = f"{GUNICORN_WORKERS} workers x {GUNICORN_THREADS} threads"
+
+
 class Gunicorn:
-    def __init__(self, workers: int = 4, threads: int = 2):
+    def __init__(
+        self,
+        workers: int = int(GUNICORN_WORKERS),
+        threads: int = int(GUNICORN_THREADS),
+    ):
         self.port = free_port()
         self.log = open(tempfile.mktemp(prefix="bench-gunicorn-", suffix=".log"), "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -403,7 +412,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     elapsed = time.perf_counter() - t_all
     print(
         table(
-            f"API under load: gunicorn 4x2, wrk 2 threads, {duration:g} s per run (median of runs)",
+            f"API under load: gunicorn {GUNICORN}, wrk 2 threads, {duration:g} s per run (median of runs)",
             rows,
             ["endpoint", "clients", "rps", "p50_ms", "p95_ms", "p99_ms", "max_ms", "errors", "runs", "goal"],
         )

@@ -8,7 +8,7 @@ reconcile.engine.record, reports its own RSS on SIGUSR2) reconciles 20 sandboxes
 `kubesim-fail-crashloop`, so on kubesim --simulate their pod runs but never becomes ready and every step
 is a STARTING poll (GET StatefulSet, pod failure lookup, record) with RECONCILE_POLL_SECONDS=0.02, kicks
 on. RSS is read when the worker has done >= the first and >= the second number of steps.
-Web: gunicorn as in bench_api (4 workers x 2 threads, DEBUG=false) on the bench_api data set, driven
+Web: gunicorn as in bench_api (2 sync workers, DEBUG=false) on the bench_api data set, driven
 by wrk (10 clients) with a mix of GET /api/v1/projects, GET /api/v1/projects/{id} and the status poll;
 RSS of each gunicorn worker (mean over the 4) after the first and the second number of requests.
 Growth = (RSS at the second checkpoint - RSS at the first) / RSS at the first. Median of the repeats.
