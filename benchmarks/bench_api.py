@@ -9,7 +9,8 @@ row (tests/factories.py KUBECONFIG_TEMPLATE, check OK), plus one "big" user with
 query-count comparison. 50 users get a dashboard session (force_login; the cookie is reused).
 
 Server: `gunicorn config.wsgi:application --workers 2` (sync, docker-compose's WEB_CONCURRENCY) on
-127.0.0.1, DEBUG=false, a fresh SECRET_KEY and Fernet FIELD_ENCRYPTION_KEYS, ALLOWED_HOSTS=127.0.0.1, access log on (to /dev/null).
+127.0.0.1, DEBUG=false, a fresh SECRET_KEY and Fernet FIELD_ENCRYPTION_KEYS, ALLOWED_HOSTS=127.0.0.1,
+access log on (to /dev/null).
 Load: wrk (Debian package `wrk`) with benchmarks/wrk_requests.lua, 2 threads, closed loop, C connections;
 each request picks a random user (token or session) and a random project of that user.
 
