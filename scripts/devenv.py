@@ -221,6 +221,8 @@ def run(env: dict[str, str]) -> int:
 def main() -> int:
     mode, args = (sys.argv[1] if len(sys.argv) > 1 else "test"), sys.argv[2:]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # Ctrl-C stops everything, even when started from a shell that ignores SIGINT in background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         env = ensure_services()
         if mode == "run":
