@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -18,12 +18,14 @@ from projects.selectors import SECRET_MASK
 from sandboxes import operator
 from sandboxes.admin import (
     KubeconfigFailingFilter,
+    ReadOnlyInline,
     ReadOnlyRowsMixin,
     YesNoFilter,
     admin_link,
     duration,
     kubeconfig_badge,
     kubeconfig_status_subquery,
+    owner_kubeconfig_html,
     report_to,
     short,
     timeline_html,
@@ -49,21 +51,6 @@ def pretty_json(value: Any) -> str:
     if value in (None, {}, []):
         return "—"
     return format_html("<pre>{}</pre>", json.dumps(redacted(value), indent=2, sort_keys=True, default=str))
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ResourceInline(ReadOnlyInline):
@@ -226,32 +213,11 @@ class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
 
     @admin.display(description="owner's kubeconfig")
     def owner_kubeconfig(self, obj: Any) -> str:
-        from userconfig.models import ConfigKey, UserConfig
-
-        config = (
-            UserConfig.objects.filter(user_id=obj.owner_id, key=ConfigKey.KUBECONFIG)
-            .only("id", "namespace", "server_host", "check_status", "check_message", "checked_at")
-            .first()
-        )
-        if config is None:
-            return "No kubeconfig stored."
-        return format_html(
-            "{} — namespace <code>{}</code> on <code>{}</code>; {}",
-            admin_link(config, config.get_check_status_display()),
-            config.namespace,
-            config.server_host,
-            config.check_message or "no message",
-        )
+        return owner_kubeconfig_html(obj.owner_id)
 
     @admin.display(description="events")
     def timeline(self, obj: Project) -> str:
         return timeline_html(ResourceEvent.objects.filter(project_id=obj.pk), show_resource=True)
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
-    ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "show_delete": False}
-        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Reconcile now (all transitional resources)", permissions=["change"])
     def reconcile_now(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:

@@ -151,6 +151,51 @@ class ReadOnlyRowsMixin:
     def has_destructive_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and request.user.is_superuser)
 
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "show_delete": False}
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def owner_kubeconfig_html(owner_id: int) -> str:
+    """The owner's kubeconfig state for a detail page: never its content."""
+    config = (
+        UserConfig.objects.filter(user_id=owner_id, key=ConfigKey.KUBECONFIG)
+        .only("id", "namespace", "server_host", "check_status", "check_message", "checked_at")
+        .first()
+    )
+    if config is None:
+        return "No kubeconfig stored."
+    checked = (
+        f"checked {duration(timezone.now() - config.checked_at)} ago"
+        if config.checked_at
+        else "never checked"
+    )
+    return format_html(
+        "{} — namespace <code>{}</code> on <code>{}</code>, {}<br>{}",
+        admin_link(config, config.get_check_status_display()),
+        config.namespace,
+        config.server_host,
+        checked,
+        config.check_message or "",
+    )
+
 
 # --- filters --------------------------------------------------------------------------------------
 
@@ -349,36 +394,11 @@ class ResourceAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
 
     @admin.display(description="owner's kubeconfig")
     def owner_kubeconfig(self, obj: Any) -> str:
-        config = (
-            UserConfig.objects.filter(user_id=obj.project.owner_id, key=ConfigKey.KUBECONFIG)
-            .only("id", "namespace", "server_host", "check_status", "check_message", "checked_at")
-            .first()
-        )
-        if config is None:
-            return "No kubeconfig stored."
-        checked = (
-            f"checked {duration(timezone.now() - config.checked_at)} ago"
-            if config.checked_at
-            else "never checked"
-        )
-        return format_html(
-            "{} — namespace <code>{}</code> on <code>{}</code>, {}<br>{}",
-            admin_link(config, config.get_check_status_display()),
-            config.namespace,
-            config.server_host,
-            checked,
-            config.check_message or "",
-        )
+        return owner_kubeconfig_html(obj.project.owner_id)
 
     @admin.display(description="events")
     def timeline(self, obj: Resource) -> str:
         return timeline_html(ResourceEvent.objects.filter(resource_id=obj.pk), show_resource=False)
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
-    ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "show_delete": False}
-        return super().change_view(request, object_id, form_url, extra_context)
 
     # actions
 

@@ -6,12 +6,20 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework.authtoken.models import TokenProxy
 
 from sandboxes import operator
-from sandboxes.admin import ReadOnlyRowsMixin, YesNoFilter, duration, kubeconfig_badge, report_to, short
+from sandboxes.admin import (
+    ReadOnlyInline,
+    ReadOnlyRowsMixin,
+    YesNoFilter,
+    duration,
+    kubeconfig_badge,
+    report_to,
+    short,
+)
 from userconfig.models import ConfigKey, User, UserConfig
 
 NEVER_SHOWN = "•••••••• (encrypted; never shown)"
@@ -32,7 +40,7 @@ STATE_FIELDS = (
 )
 
 
-class UserConfigInline(admin.TabularInline):
+class UserConfigInline(ReadOnlyInline):
     model = UserConfig
     fields = readonly_fields = (
         "key",
@@ -44,21 +52,9 @@ class UserConfigInline(admin.TabularInline):
         "check_message",
     )
     exclude = ["value"]
-    extra = 0
-    can_delete = False
-    show_change_link = True
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return super().get_queryset(request).defer("value")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="value")
     def masked_value(self, obj: UserConfig) -> str:
@@ -178,12 +174,6 @@ class UserConfigAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     @admin.display(description="check message")
     def short_message(self, obj: UserConfig) -> str:
         return short(obj.check_message, 80)
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
-    ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "show_delete": False}
-        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Re-check the kubeconfig", permissions=["change"])
     def recheck_kubeconfig(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
