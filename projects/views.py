@@ -112,7 +112,6 @@ def project_create(request: HttpRequest) -> HttpResponse:
     if wants_json(request):
         if project is None:
             return JsonResponse({"errors": {f: list(e) for f, e in form.errors.items()}}, status=400)
-        project = selectors.project_get(user=current_user(request), project_id=project.pk)
         card = render_to_string("projects/_card.html", {"project": project}, request=request)
         return JsonResponse({"id": str(project.pk), "url": _detail_url(project.pk), "card": card}, status=201)
     if project is None:

@@ -43,6 +43,7 @@ def check_drift(batch: int = DRIFT_BATCH) -> int:
         )
     }
     drifted = 0
+    present = []
     for sandbox in rows:
         config = configs.get(sandbox.project.owner_id)
         if config is None:
@@ -62,9 +63,11 @@ def check_drift(batch: int = DRIFT_BATCH) -> int:
         except kube.KubeError as exc:
             logger.info("drift check skipped for %s: %s", sandbox.pk, exc.__class__.__name__)
             continue
-        Sandbox.objects.filter(pk=sandbox.pk, status=ResourceStatus.RUNNING).update(
-            last_observed_at=timezone.now()
-        )
+        present.append(sandbox.pk)
+    # One write for the whole batch: these were seen as they should be.
+    Sandbox.objects.filter(pk__in=present, status=ResourceStatus.RUNNING).update(
+        last_observed_at=timezone.now()
+    )
     return drifted
 
 
