@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from projects.selectors import SECRET_MASK
 from userconfig.models import ConfigKey, User, UserConfig
 
 
@@ -24,12 +25,6 @@ class AgentSettings:
     api_key_masked: str
 
 
-def mask(secret: str) -> str:
-    if not secret:
-        return ""
-    return "•" * 8
-
-
 def agent_settings(*, user: User) -> AgentSettings:
     rows = {c.key: c.value for c in UserConfig.objects.filter(user=user).exclude(key=ConfigKey.KUBECONFIG)}
     key = rows.get(ConfigKey.ANTHROPIC_API_KEY, "")
@@ -38,7 +33,7 @@ def agent_settings(*, user: User) -> AgentSettings:
         model=rows.get(ConfigKey.ANTHROPIC_MODEL, ""),
         small_fast_model=rows.get(ConfigKey.ANTHROPIC_SMALL_FAST_MODEL, ""),
         api_key_set=bool(key),
-        api_key_masked=mask(key),
+        api_key_masked=SECRET_MASK if key else "",
     )
 
 
