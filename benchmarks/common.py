@@ -76,17 +76,11 @@ def setup_django() -> None:
 
 
 def ensure_database(env: dict[str, str]) -> None:
-    """Create the bench database when missing, then migrate it (quietly)."""
-    code = (
-        "import environ, os, psycopg\n"
-        "cfg = environ.Env.db_url_config(os.environ['DATABASE_URL'])\n"
-        "kw = dict(host=cfg['HOST'] or None, port=cfg['PORT'] or None, user=cfg['USER'], "
-        "password=cfg['PASSWORD'] or None, dbname='postgres', autocommit=True)\n"
-        "conn = psycopg.connect(**kw)\n"
-        "if not conn.execute('SELECT 1 FROM pg_database WHERE datname=%s', [cfg['NAME']]).fetchone():\n"
-        "    conn.execute('CREATE DATABASE \"%s\"' % cfg['NAME'])\n"
-    )
-    subprocess.run([PY, "-c", code], env=env, check=True, cwd=ROOT)
+    """Create the bench database when missing (the same way `make run` does), then migrate it quietly."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import devenv
+
+    devenv.ensure_database(env)
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, check=True, cwd=ROOT)
 
 

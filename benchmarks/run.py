@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,6 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PY, RESULTS, ROOT, bench_env, ensure_database, machine, table
 
 BENCHMARKS = ["bench_kubesim", "bench_reconcile", "bench_api", "bench_memory"]
+# Programs a benchmark needs beyond pyproject.toml (`make bench` installs them with apt-get when it can).
+NEEDS = {"bench_api": ["wrk"], "bench_memory": ["wrk"]}
+
+
+def missing_requirements(names: list[str]) -> list[str]:
+    """Why any of the chosen benchmarks cannot run, checked before the first one starts."""
+    return [
+        f"{name} needs `{program}` (Debian package {program}), which is not on PATH"
+        for name in names
+        for program in NEEDS.get(name, [])
+        if not shutil.which(program)
+    ]
 
 
 def run_kubesim(env: dict[str, str], quick: bool) -> int:
@@ -83,6 +96,10 @@ def main() -> int:
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         ap.error(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    missing = missing_requirements(names)
+    if missing:
+        print("[bench] cannot run:\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 2
     env = bench_env()
     print(
         f"[bench] database {env['DATABASE_URL']}, broker {env['REDIS_URL']}, queue {env['CELERY_QUEUE']}",

@@ -14,7 +14,8 @@ from kubesim.validation import compile_crd_validator
 
 log = logging.getLogger("kubesim")
 
-DEFAULT_CRD_DIR = Path(__file__).resolve().parents[2] / "shared" / "k8s-schemas" / "kubeblocks"
+# Carried in the repository (kubesim/crds/kubeblocks/README.md says where they come from).
+DEFAULT_CRD_DIR = Path(__file__).resolve().parent / "crds" / "kubeblocks"
 # (relative file, versions to serve or None for all served versions)
 DEFAULT_CRD_FILES: list[tuple[str, list[str] | None]] = [
     ("v1.0.2/apps.kubeblocks.io_clusters.yaml", None),
@@ -100,7 +101,11 @@ def crd_status(crd: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_crd_files(crd_dir: Path | None) -> list[dict[str, Any]]:
+    """Load the CRDs kubesim serves. The repository's own copy (crd_dir None) must be whole: a missing
+    file there is a broken checkout and raises; a custom directory that lacks them only warns."""
     d = crd_dir or DEFAULT_CRD_DIR
+    if crd_dir is None and not d.is_dir():
+        raise FileNotFoundError(f"kubesim: CRD directory {d} is missing from the repository")
     if not d.is_dir():
         log.warning("kubesim: CRD directory %s not found; KubeBlocks kinds will not be served", d)
         return []
@@ -112,6 +117,8 @@ def load_crd_files(crd_dir: Path | None) -> list[dict[str, Any]]:
         files = [d / rel for rel, _ in DEFAULT_CRD_FILES]
     for f in files:
         if not f.exists():
+            if crd_dir is None:
+                raise FileNotFoundError(f"kubesim: CRD file {f} is missing from the repository")
             log.warning("kubesim: CRD file %s missing", f)
             continue
         with open(f, "rb") as fh:

@@ -20,7 +20,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".state"
+# Where embedded servers, kubesim's kubeconfig and the demo's API token live (a test points it elsewhere).
+STATE = Path(os.environ.get("TENTER_STATE_DIR") or ROOT / ".state").resolve()
 PY = sys.executable
 EMBEDDED_REDIS_PORT = 6390
 DEMO_USER, DEMO_PASSWORD = "demo", "tenter-demo"
@@ -54,7 +55,36 @@ def embedded_postgres() -> str:
     socket_dir = uri.split("host=", 1)[1].split("&", 1)[0]
     log(f"embedded PostgreSQL on socket {socket_dir}")
     globals()["_pgserver"] = server  # keep the handle alive until exit
-    return f"postgres://postgres@{quote(socket_dir, safe='')}/postgres"
+    return socket_database_url(socket_dir)
+
+
+def socket_database_url(socket_dir: str, name: str = "tenter") -> str:
+    """A URL for a server on a unix socket that django-environ, Django and psycopg all read the same
+    way: the socket directory goes in the `host` query parameter (django-environ passes it through as
+    an OPTION), not in the netloc, which django-environ does not percent-decode."""
+    return f"postgres://postgres@/{name}?host={quote(socket_dir, safe='/')}"
+
+
+def server_kwargs(url: str, dbname: str = "postgres") -> dict[str, object]:
+    """psycopg connection arguments for the server of a DATABASE_URL, to its maintenance database."""
+    import environ
+
+    cfg = environ.Env.db_url_config(url)
+    options = cfg.get("OPTIONS") or {}
+    return {
+        "host": cfg["HOST"] or options.get("host") or None,
+        "port": cfg["PORT"] or options.get("port") or None,
+        "user": cfg["USER"] or None,
+        "password": cfg["PASSWORD"] or None,
+        "dbname": dbname,
+        "autocommit": True,
+    }
+
+
+def database_name(url: str) -> str:
+    import environ
+
+    return str(environ.Env.db_url_config(url)["NAME"])
 
 
 def embedded_redis() -> str:
@@ -100,40 +130,49 @@ def ensure_services() -> dict[str, str]:
     return env
 
 
-def ensure_database(env: dict[str, str]) -> None:
+def ensure_database(env: dict[str, str], wait_s: float = 30) -> None:
     """Create the database named in DATABASE_URL when the server is up but the database is not."""
-    code = (
-        "import environ, psycopg\n"
-        "cfg = environ.Env.db_url_config(__import__('os').environ['DATABASE_URL'])\n"
-        "kw = dict(host=cfg['HOST'] or None, port=cfg['PORT'] or None, user=cfg['USER'], "
-        "password=cfg['PASSWORD'] or None, dbname='postgres', autocommit=True)\n"
-        "for _ in range(60):\n"
-        "    try:\n"
-        "        conn = psycopg.connect(**kw); break\n"
-        "    except psycopg.OperationalError:\n"
-        "        __import__('time').sleep(0.5)\n"
-        "else:\n"
-        "    raise SystemExit('PostgreSQL did not answer')\n"
-        "if not conn.execute('SELECT 1 FROM pg_database WHERE datname=%s', [cfg['NAME']]).fetchone():\n"
-        "    conn.execute('CREATE DATABASE \"%s\"' % cfg['NAME'])\n"
+    import psycopg
+    from psycopg import sql
+
+    url = env["DATABASE_URL"]
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn = psycopg.connect(**server_kwargs(url), connect_timeout=5)  # type: ignore[arg-type]
+            break
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                where = server_kwargs(url)["host"] or "its default socket"
+                raise SystemExit(f"PostgreSQL did not answer at {where}: {exc.__class__.__name__}") from exc
+            time.sleep(0.5)
+    with conn:
+        name = database_name(url)
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def apt_install(command: str, packages: list[str], purpose: str) -> bool:
+    """Install Debian packages that provide `command` when it is missing and we can (CI runs as root).
+    Returns whether `command` is there afterwards."""
+    if shutil.which(command):
+        return True
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        log(f"{command} is missing and cannot be installed here (needs root and apt-get): {purpose}")
+        return False
+    log(f"installing {' '.join(packages)} with apt-get ({purpose})")
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=apt_env)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages], check=False, env=apt_env
     )
-    subprocess.run([PY, "-c", code], env=env, check=True, cwd=ROOT)
+    return shutil.which(command) is not None
 
 
 def ensure_chromium() -> None:
-    """Browser tests need Debian's chromium; install it when we can (CI runs as root)."""
-    if shutil.which("chromium") or os.environ.get("TENTER_SKIP_CHROMIUM_INSTALL"):
-        return
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        log("chromium is missing and cannot be installed here: browser tests will be skipped")
-        return
-    log("installing chromium with apt-get (browser tests)")
-    subprocess.run(["apt-get", "update", "-qq"], check=False)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "fonts-dejavu-core"],
-        check=False,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
+    """Browser tests need Debian's chromium; without it they skip with a message."""
+    if not os.environ.get("TENTER_SKIP_CHROMIUM_INSTALL"):
+        apt_install("chromium", ["chromium", "fonts-dejavu-core"], "browser tests")
 
 
 def stop_children() -> None:
@@ -204,6 +243,8 @@ def run(env: dict[str, str]) -> int:
         ADMIN_PASSWORD,
         "--kubeconfig",
         str(kubeconfig),
+        "--token-file",
+        str(STATE / "demo-token"),
     )
     procfile = STATE / "Procfile"
     procfile.write_text(
@@ -236,6 +277,7 @@ def main() -> int:
             env.setdefault("CELERY_QUEUE", f"tenter-test-{os.getpid()}")
             return subprocess.run([PY, "-m", "pytest", *args], env=env, cwd=ROOT).returncode
         if mode == "bench":
+            apt_install("wrk", ["wrk"], "bench_api and bench_memory drive the API with wrk")
             return subprocess.run([PY, "benchmarks/run.py", *args], env=env, cwd=ROOT).returncode
         if mode == "env":
             for key in ("DATABASE_URL", "REDIS_URL"):

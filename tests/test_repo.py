@@ -1,5 +1,7 @@
 """Repository hygiene that CI must catch: migrations match the models; the compose file is valid."""
 
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +95,135 @@ def test_production_starts_with_its_secrets():
     )
     assert result.returncode == 0, result.stderr
     assert "drf_spectacular" not in result.stderr  # the OpenAPI schema builds without warnings
+
+
+# --- Nothing outside the repository ------------------------------------------------------------------
+# A fresh clone in an empty folder must run, test, build and benchmark: no code, test, script or build
+# file may reach a path above the repository (an earlier kubesim read its CRDs from ../shared).
+
+CODE_FILES = ("Makefile", "Dockerfile", "docker-compose.yml", "pyproject.toml", ".ci/run")
+
+
+def _tracked(suffix: str = "") -> list[Path]:
+    out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    return [ROOT / p for p in out.stdout.split("\0") if p and p.endswith(suffix) and (ROOT / p).is_file()]
+
+
+def _file_anchor(node: ast.AST) -> bool:
+    """`Path(__file__)`, `Path(__file__).resolve()` or `.absolute()`."""
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in {"resolve", "absolute"}
+    ):
+        return _file_anchor(node.func.value)
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "Path"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Name)
+        and node.args[0].id == "__file__"
+    )
+
+
+def _levels_up(node: ast.AST) -> int | None:
+    """How many directories above the file's own an expression like Path(__file__).parents[2] climbs."""
+    if isinstance(node, ast.Attribute) and node.attr == "parent":
+        if _file_anchor(node.value):
+            return 0
+        inner = _levels_up(node.value)
+        return None if inner is None else inner + 1
+    if (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "parents"
+        and _file_anchor(node.value.value)
+        and isinstance(node.slice, ast.Constant)
+        and isinstance(node.slice.value, int)
+    ):
+        return node.slice.value
+    return None
+
+
+def _names_outside(text: str) -> bool:
+    return text == ".." or "../" in text or "shared/k8s-schemas" in text
+
+
+def paths_outside_the_repository(path: Path, source: str) -> list[str]:
+    """Places in one Python file that climb above ROOT from __file__ or spell a parent directory."""
+    rel = path.relative_to(ROOT)
+    found = []
+    for node in ast.walk(ast.parse(source, filename=str(rel))):
+        levels = _levels_up(node)
+        if levels is not None and levels > len(rel.parts) - 1:
+            found.append(
+                f"{rel}:{node.lineno}: climbs {levels} levels from a folder {len(rel.parts) - 1} deep"
+            )
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and _names_outside(node.value):
+            found.append(f"{rel}:{node.lineno}: {node.value.strip()[:80]!r}")
+    return found
+
+
+def test_no_code_or_test_reads_a_path_outside_the_repository():
+    offenders = []
+    for path in _tracked(".py"):
+        if path == Path(__file__).resolve():  # its own examples below
+            continue
+        offenders += paths_outside_the_repository(path, path.read_text())
+    for name in CODE_FILES:
+        for number, line in enumerate((ROOT / name).read_text().splitlines(), 1):
+            if _names_outside(line):
+                offenders.append(f"{name}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("source", "caught"),
+    [
+        ("CRDS = Path(__file__).resolve().parents[2] / 'shared'", True),  # from kubesim/x.py: outside
+        ("ROOT = Path(__file__).resolve().parents[1]", False),
+        ("ROOT = Path(__file__).resolve().parent.parent.parent", True),
+        ("ROOT = Path(__file__).parent.parent", False),
+        ("CRDS = ROOT / '..' / 'shared'", True),
+        ("CRDS = '../shared/k8s-schemas/kubeblocks'", True),
+        ("CRDS = ROOT / 'kubesim' / 'crds'", False),
+    ],
+)
+def test_the_outside_path_check_catches_what_it_should(source, caught):
+    assert bool(paths_outside_the_repository(ROOT / "kubesim" / "x.py", source)) is caught
+
+
+def test_the_kubeblocks_crds_are_carried_whole_in_the_repository():
+    """Every file the README of kubesim/crds/kubeblocks lists is there with its byte size, and it is
+    where kubesim loads its CRDs from by default."""
+    from kubesim.crd import DEFAULT_CRD_DIR, DEFAULT_CRD_FILES
+
+    assert DEFAULT_CRD_DIR.is_relative_to(ROOT)
+    readme = (DEFAULT_CRD_DIR / "README.md").read_text()
+    listed = {}
+    folder = ""
+    for line in readme.splitlines():
+        m = re.match(r"^\| (?:`([^`]+)/`|same) \| [^|]+ \| `([^`]+)` \| ([\d,]+) \|", line)
+        if m:
+            folder = m.group(1) or folder
+            listed[f"{folder}/{m.group(2)}"] = int(m.group(3).replace(",", ""))
+    assert len(listed) == 6
+    actual = {str(p.relative_to(DEFAULT_CRD_DIR)): p.stat().st_size for p in DEFAULT_CRD_DIR.glob("*/*.yaml")}
+    assert actual == listed
+    assert {rel for rel, _ in DEFAULT_CRD_FILES} <= set(actual)
+
+
+def test_make_bench_stops_at_once_when_a_benchmark_cannot_run(tmp_path):
+    """Without wrk, `make bench` says why before running any benchmark (it used to fail after 26 min)."""
+    result = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},  # nothing on PATH: no wrk
+    )
+    assert result.returncode == 2
+    assert "bench_api needs `wrk`" in result.stderr
+    assert "[bench] bench_" not in result.stdout  # no benchmark started

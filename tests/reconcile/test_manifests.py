@@ -2,7 +2,7 @@
 
 No cluster and no database: built-in kinds are validated with kubernetes-validate (strict) for
 Kubernetes 1.28 and 1.33, KubeBlocks kinds with jsonschema against the CRDs in
-../shared/k8s-schemas/kubeblocks/.
+kubesim/crds/kubeblocks/ (carried in the repository).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import re
 import ssl
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -25,6 +24,7 @@ import urllib3
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from kubesim.crd import DEFAULT_CRD_DIR
 from reconcile import kube, manifests, names
 from reconcile.specs import KUBEBLOCKS_V1, KUBEBLOCKS_V1ALPHA1, DatabaseSpec, SandboxSpec
 
@@ -33,20 +33,7 @@ SECRET_VALUES = ("s3cr3t-VALUE-123", "sk-ant-TOPSECRET-999", "fb-pass-XYZ-777", 
 PROJECT_ID = "0b7c1a9e-4f9e-4a47-9d35-0d2c51f0a4a1"
 
 
-def _find_schema_dir() -> Path | None:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "k8s-schemas" / "kubeblocks"
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-KUBEBLOCKS_SCHEMAS = _find_schema_dir()
-needs_crds = pytest.mark.skipif(
-    KUBEBLOCKS_SCHEMAS is None,
-    reason="KubeBlocks CRDs not found (expected shared/k8s-schemas/kubeblocks/ above the repository)",
-)
+KUBEBLOCKS_SCHEMAS = DEFAULT_CRD_DIR
 
 
 def sandbox_spec(**overrides: Any) -> SandboxSpec:
@@ -179,10 +166,8 @@ def _prepare_schema(schema: Any, strict: bool) -> Any:
 
 @functools.cache
 def _crd(folder: str, filename: str) -> dict[str, Any]:
-    assert KUBEBLOCKS_SCHEMAS is not None
     path = KUBEBLOCKS_SCHEMAS / folder / filename
-    if not path.exists():
-        pytest.skip(f"CRD file {path} is missing")
+    assert path.is_file(), f"CRD file {path} is missing from the repository"
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with path.open() as fh:
         return yaml.load(fh, Loader=loader)
@@ -216,7 +201,6 @@ CLUSTER_CASES = [
 ]
 
 
-@needs_crds
 @pytest.mark.parametrize(("api_version", "folder", "filename"), CLUSTER_CASES)
 @pytest.mark.parametrize("stopped", [False, True])
 @pytest.mark.parametrize("storage_class", ["", "openebs-backup"])
@@ -227,7 +211,6 @@ def test_cluster_validates_against_crd(
     _validate_crd_object(manifests.database_cluster(spec), folder, filename)
 
 
-@needs_crds
 def test_crd_validation_rejects_unknown_fields() -> None:
     cluster = manifests.database_cluster(database_spec())
     cluster["spec"]["componentSpecs"][0]["componentDefRefX"] = "postgresql"
@@ -242,7 +225,6 @@ OPS_CASES = [
 ]
 
 
-@needs_crds
 @pytest.mark.parametrize(("api_version", "folder", "filename"), OPS_CASES)
 @pytest.mark.parametrize("ops_type", ["Stop", "Start"])
 def test_ops_request_validates_against_crd(

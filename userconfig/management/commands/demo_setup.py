@@ -20,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--admin-username", default="admin")
         parser.add_argument("--admin-password", required=True)
         parser.add_argument("--kubeconfig", type=Path, required=True)
+        parser.add_argument("--token-file", type=Path, help="also write the API token here (mode 0600)")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         user, _ = User.objects.get_or_create(username=opts["username"])
@@ -31,4 +32,7 @@ class Command(BaseCommand):
         admin.is_staff = admin.is_superuser = True
         admin.set_password(opts["admin_password"])
         admin.save()
+        if opts["token_file"]:
+            opts["token_file"].touch(mode=0o600)
+            opts["token_file"].write_text(token.key)
         self.stdout.write(f"demo user '{user.username}' ready; API token: {token.key}")
