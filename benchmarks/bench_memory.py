@@ -34,7 +34,7 @@ import bench_reconcile  # noqa: E402  (Workers, fresh_user, cleanup, flush_broke
 from django.conf import settings  # noqa: E402
 from django.db import transaction  # noqa: E402
 
-from projects.audit import SYSTEM  # noqa: E402
+from core.audit import SYSTEM  # noqa: E402
 from projects.services import project_create  # noqa: E402
 
 NEVER_READY_IMAGE = "registry.example.test/kubesim-fail-crashloop:1"

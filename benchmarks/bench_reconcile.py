@@ -79,7 +79,7 @@ setup_django()
 from django.conf import settings  # noqa: E402
 from django.db import transaction  # noqa: E402
 
-from projects.audit import SYSTEM  # noqa: E402
+from core.audit import SYSTEM  # noqa: E402
 from projects.models import Project  # noqa: E402
 from projects.services import project_create  # noqa: E402
 from sandboxes.models import ResourceEvent, Sandbox  # noqa: E402

@@ -1,4 +1,4 @@
-"""The Celery app. Tasks are sent by name (see reconcile/enqueue.py), so request code never imports them."""
+"""The Celery app. Tasks are sent by name (see core/kick.py), so request code never imports them."""
 
 import os
 

@@ -13,7 +13,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from projects.models import AuditEntry, Environment, Project, ProjectTask
+from core.models import AuditEntry
+from projects.models import Environment, Project, ProjectTask
 from projects.selectors import SECRET_MASK
 from sandboxes import operator
 from sandboxes.admin import (

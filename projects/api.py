@@ -3,37 +3,21 @@ selector or a service, and serialize."""
 
 from typing import Any
 
-from django.conf import settings
-from django.http import HttpRequest
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.auth import current_user
-from config.drf import OutputSerializer, Pagination, StrictSerializer
-from config.errors import ValidationFailed
+from core.audit import actor_for
+from core.drf import OutputSerializer, Pagination, StrictSerializer
+from core.errors import ValidationFailed
 from projects import selectors, services
-from projects.audit import Actor
 from projects.models import Environment, Project, ProjectStatus, ProjectTask
 from projects.status import allowed_actions
 from sandboxes import services as resource_services
 from sandboxes.models import Database, ResourceEvent, Sandbox
-
-
-def client_ip(request: HttpRequest | Request) -> str | None:
-    """The client address for the audit trail. X-Forwarded-For is trusted only behind a known proxy
-    (USE_X_FORWARDED_FOR), since any client can send that header."""
-    if settings.USE_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
-        if forwarded:
-            return forwarded
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def actor_for(request: HttpRequest | Request) -> Actor:
-    return Actor(user=current_user(request), kind="user", ip=client_ip(request))
+from userconfig.auth import current_user
 
 
 class SandboxOutput(OutputSerializer):

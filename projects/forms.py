@@ -2,7 +2,7 @@
 
 from django import forms
 
-from config.errors import ServiceError
+from core.errors import ServiceError
 
 
 class ProjectCreateForm(forms.Form):

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from config.errors import NotFound
+from core.errors import NotFound
 from projects.models import Environment, Project, ProjectTask
 from reconcile.manifests import database_url, terminal_authorization
 from sandboxes.models import Database, ResourceEvent, Sandbox

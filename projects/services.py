@@ -11,9 +11,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 
-from config.errors import Conflict, InvalidState, KubeconfigRequired, NotFound, ValidationFailed
-from projects import audit, status
-from projects.audit import Actor
+from core import audit
+from core import kick as kicks
+from core.audit import Actor
+from core.errors import Conflict, InvalidState, KubeconfigRequired, NotFound, ValidationFailed
+from projects import status
 from projects.models import (
     ENV_KEY_MAX,
     PROJECT_NAME_MAX,
@@ -21,7 +23,7 @@ from projects.models import (
     Environment,
     Project,
 )
-from reconcile import enqueue, names
+from reconcile import names
 from sandboxes.models import Database, Resource, ResourceStatus, Sandbox
 from sandboxes.transitions import add_event, change_status, lock_project
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
@@ -119,7 +121,7 @@ def project_create(*, owner: User, name: Any, description: Any = "", actor: Acto
                     project_name=project.name,
                 )
                 audit.record(actor, "project.create", project)
-                enqueue.kick_sandbox(sandbox.pk)
+                kicks.kick(sandbox)
             break
         except IntegrityError as exc:
             if "project_unique_owner_name" in str(exc):
@@ -173,13 +175,6 @@ def _locked(project: Project) -> tuple[Project, list[Resource]]:
     return locked, _resources(locked, lock=True)
 
 
-def _kick(resource: Resource) -> None:
-    if isinstance(resource, Sandbox):
-        enqueue.kick_sandbox(resource.pk)
-    else:
-        enqueue.kick_database(resource.pk)
-
-
 def _move(
     resources: Iterable[Resource], targets: Mapping[str, str], *, actor: Actor, reason: str, message: str
 ) -> int:
@@ -194,7 +189,7 @@ def _move(
             change_status(
                 resource, target, actor=actor, reason=reason, message=message, fields={"failed_status": ""}
             )
-            _kick(resource)
+            kicks.kick(resource)
             moved += 1
     return moved
 
@@ -301,7 +296,7 @@ def config_changed(project: Project, *, actor: Actor, message: str) -> None:
         project=project, status__in=[ResourceStatus.RUNNING, ResourceStatus.STARTING]
     ):
         change_status(sandbox, ResourceStatus.UPDATING, actor=actor, reason="config_changed", message=message)
-        enqueue.kick_sandbox(sandbox.pk)
+        kicks.kick(sandbox)
 
 
 def env_upsert(*, project: Project, variables: Any, actor: Actor) -> list[Environment]:

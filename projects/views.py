@@ -15,16 +15,17 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from config.auth import current_user
-from config.errors import NotFound, ServiceError
-from projects import audit, selectors, services
-from projects.api import actor_for
+from core import audit
+from core.audit import actor_for
+from core.errors import NotFound, ServiceError
+from projects import selectors, services
 from projects.forms import DeleteProjectForm, EnvVarForm, ProjectCreateForm, add_service_error
 from projects.models import Project, ProjectStatus
 from projects.status import allowed_actions
 from sandboxes import services as resource_services
 from sandboxes.models import Sandbox
 from userconfig import selectors as user_selectors
+from userconfig.auth import current_user
 
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 50

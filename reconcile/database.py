@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from projects.audit import RECONCILER
+from core.audit import RECONCILER
 from projects.services import set_system_variable
 from reconcile import kube, manifests, names
 from reconcile.engine import Outcome, deadline_passed, describe_age, error_outcome

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from projects.audit import RECONCILER
+from core.audit import RECONCILER
 from reconcile import kube
 from sandboxes.models import Database, ResourceStatus, Sandbox
 from sandboxes.transitions import change_status

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from projects.audit import RECONCILER
+from core.audit import RECONCILER
 from sandboxes.models import TRANSITIONAL, Resource, ResourceStatus
 from sandboxes.transitions import change_status
 

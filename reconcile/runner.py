@@ -7,8 +7,9 @@ from typing import Any
 
 from django.conf import settings
 
+from core import kick as kicks
 from reconcile import database as database_steps
-from reconcile import engine, enqueue, kube
+from reconcile import engine, kube
 from reconcile import sandbox as sandbox_steps
 from reconcile.engine import Outcome
 from sandboxes.models import Database, Resource, Sandbox
@@ -91,7 +92,7 @@ def reconcile(model: type[Resource], *, ids: list[Any] | None = None, limit: int
 def follow_up(model: type[Resource], row: Resource, delay: float) -> None:
     """Come back to a row that still has work after `delay` seconds, without waiting for the sweep."""
     # A little slack so the kick never arrives before the row is due.
-    enqueue.send_later(enqueue.SANDBOX if model is Sandbox else enqueue.DATABASE, str(row.pk), delay + 0.05)
+    kicks.send_later(kicks.task_for(model), str(row.pk), delay + 0.05)
 
 
 def sweep(model: type[Resource]) -> bool:

@@ -6,10 +6,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.auth import current_user
-from config.errors import InvalidState
-from projects import audit, selectors
-from projects.api import SandboxOutput, actor_for
+from core import audit
+from core.audit import actor_for
+from core.errors import InvalidState
+from projects import selectors
+from projects.api import SandboxOutput
+from userconfig.auth import current_user
 
 
 class SandboxDetailApi(APIView):

@@ -3,7 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from config.crypto import EncryptedTextField
+from core.crypto import EncryptedTextField
 from projects.models import Project
 
 

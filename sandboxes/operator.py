@@ -22,13 +22,13 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.utils import timezone
 
-from config.auth import current_user
-from config.errors import InvalidState, NotFound
+from core import kick as kicks
+from core.audit import Actor, actor_for
+from core.errors import InvalidState, NotFound
+from core.models import AuditEntry
 from projects import services as project_services
-from projects.audit import Actor
-from projects.models import AuditEntry, Project
+from projects.models import Project
 from projects.services import RESUMABLE, set_system_variable
-from reconcile import enqueue
 from sandboxes.models import TRANSITIONAL, Database, Resource, ResourceStatus, Sandbox
 from sandboxes.transitions import change_status, kind_of
 from userconfig import services as userconfig_services
@@ -41,9 +41,7 @@ RESOURCE_MODELS: tuple[Any, ...] = (Sandbox, Database)
 
 def admin_actor(request: HttpRequest) -> Actor:
     """The staff user behind an admin request, with the same client address rule as the API."""
-    from projects.api import client_ip
-
-    return Actor(user=current_user(request), kind="admin", ip=client_ip(request))
+    return actor_for(request, kind="admin")
 
 
 def plural(count: int, noun: str) -> str:
@@ -106,13 +104,6 @@ def _audit_many(actor: Actor, action: str, targets: Sequence[Any], **details: An
     )
 
 
-def _kick(resource: Resource) -> None:
-    if isinstance(resource, Sandbox):
-        enqueue.kick_sandbox(resource.pk)
-    else:
-        enqueue.kick_database(resource.pk)
-
-
 def _lock_projects(project_ids: Iterable[Any]) -> None:
     """Lock projects in primary-key order (ORDER BY pk), so two bulk actions cannot deadlock."""
     ids = list(set(project_ids))
@@ -165,7 +156,7 @@ def reconcile_now(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, mod
             model.objects.filter(pk__in=[r.pk for r in due]).update(next_attempt_at=now, updated_at=now)
             _audit_many(actor, "admin.reconcile_now", due)
             for row in due:
-                _kick(row)
+                kicks.kick(row)
         leased = sum(1 for r in due if r.locked_until and r.locked_until > now)
         if leased:
             report.notes.append(f"{leased} still leased, will run when the lease ends")
@@ -197,7 +188,7 @@ def release_lease(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, mod
             _audit_many(actor, "admin.release_lease", leased)
             for row in leased:
                 if row.status in TRANSITIONAL:
-                    _kick(row)
+                    kicks.kick(row)
         held = sum(1 for r in leased if r.locked_until and r.locked_until > now)
         if held:
             report.notes.append(f"{held} held by a live lease; that worker's result will be dropped")
@@ -252,7 +243,7 @@ def _transition(
                 )
                 row.from_status = from_status  # type: ignore[attr-defined]
                 moved.append(row)
-                _kick(row)
+                kicks.kick(row)
             if moved:
                 if after is not None:
                     after(project_id, moved)

@@ -3,12 +3,13 @@
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from config.errors import Conflict, InvalidState
-from projects import audit
-from projects.audit import Actor
+from core import audit
+from core import kick as kicks
+from core.audit import Actor
+from core.errors import Conflict, InvalidState
 from projects.models import Project, ProjectStatus
 from projects.services import set_system_variable, usable_kubeconfig
-from reconcile import enqueue, names
+from reconcile import names
 from sandboxes.models import Database, ResourceStatus
 from sandboxes.transitions import add_event, change_status, lock_project, refresh_project_status
 
@@ -57,7 +58,7 @@ def database_add(*, project: Project, actor: Actor) -> Database:
         )
         refresh_project_status(locked.pk)
         audit.record(actor, "database.add", database)
-        enqueue.kick_database(database.pk)
+        kicks.kick(database)
     return database
 
 
@@ -73,4 +74,4 @@ def database_remove(*, database: Database, actor: Actor) -> None:
         # The sandbox must stop pointing at it now, not when the cluster is done.
         set_system_variable(project=locked.project, key="DATABASE_URL", value=None, actor=actor)
         audit.record(actor, "database.remove", locked)
-        enqueue.kick_database(locked.pk)
+        kicks.kick(locked)

@@ -12,8 +12,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from projects import audit
-from projects.audit import Actor
+from core import audit
+from core.audit import Actor
 from projects.models import Project
 from projects.status import aggregate
 from sandboxes.models import Database, Resource, ResourceEvent, ResourceStatus, Sandbox

@@ -9,7 +9,7 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 from rest_framework.test import APIClient
 
-from projects.audit import SYSTEM
+from core.audit import SYSTEM
 from tests.factories import KubeconfigFactory, UserFactory
 from userconfig import services as userconfig_services
 

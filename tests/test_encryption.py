@@ -7,7 +7,7 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection
 
-from config import crypto
+from core import crypto
 from projects.models import Environment
 from tests.factories import DatabaseFactory, EnvironmentFactory
 

@@ -6,10 +6,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.auth import current_user
-from config.drf import StrictSerializer
-from projects.api import actor_for
+from core.audit import actor_for
+from core.drf import StrictSerializer
 from userconfig import selectors, services
+from userconfig.auth import current_user
 from userconfig.kubeconfig import MAX_KUBECONFIG_BYTES
 from userconfig.models import UserConfig
 

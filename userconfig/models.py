@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 
-from config.crypto import EncryptedTextField
+from core.crypto import EncryptedTextField
 
 
 class User(AbstractUser):

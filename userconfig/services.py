@@ -3,10 +3,10 @@
 from django.db import transaction
 from django.utils import timezone
 
-from config.errors import NotFound, ValidationFailed
-from projects import audit
-from projects.audit import Actor
-from reconcile import enqueue
+from core import audit
+from core import kick as kicks
+from core.audit import Actor
+from core.errors import NotFound, ValidationFailed
 from userconfig import kubeconfig
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
@@ -41,7 +41,7 @@ def kubeconfig_save(*, user: User, text: str, actor: Actor) -> UserConfig:
             },
         )
         audit.record(actor, "kubeconfig.save", config, namespace=info.namespace, server_host=info.server_host)
-        enqueue.kick_kubeconfig_check(user.pk)
+        kicks.kick_kubeconfig_check(user.pk)
     return config
 
 
@@ -104,5 +104,5 @@ def kubeconfig_recheck(*, user: User, actor: Actor) -> UserConfig:
         )
         config.check_status, config.check_message = CheckStatus.PENDING, ""
         audit.record(actor, "kubeconfig.recheck", config, previous_status=previous)
-        enqueue.kick_kubeconfig_check(user.pk)
+        kicks.kick_kubeconfig_check(user.pk)
     return config

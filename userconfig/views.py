@@ -7,11 +7,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from config.auth import current_user
-from config.errors import ServiceError
-from projects.api import actor_for
+from core.audit import actor_for
+from core.errors import ServiceError
 from userconfig import selectors, services
 from userconfig.api import kubeconfig_state as state_dict
+from userconfig.auth import current_user
 from userconfig.forms import AgentSettingsForm, KubeconfigForm
 
 

@@ -9,7 +9,7 @@ ADMIN_MODELS = [
     ("sandboxes", "resourceevent"),
     ("projects", "project"),
     ("projects", "projecttask"),
-    ("projects", "auditentry"),
+    ("core", "auditentry"),
     ("projects", "environment"),
     ("userconfig", "user"),
     ("userconfig", "userconfig"),

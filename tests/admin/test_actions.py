@@ -8,8 +8,9 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
 
-from projects.audit import RECONCILER, Actor
-from projects.models import AuditEntry, Environment
+from core.audit import RECONCILER, Actor
+from core.models import AuditEntry
+from projects.models import Environment
 from sandboxes import operator
 from sandboxes.models import Database, ResourceEvent, Sandbox
 from sandboxes.transitions import change_status

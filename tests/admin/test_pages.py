@@ -122,7 +122,7 @@ def test_task_detail_shows_payload_result_and_error(world, su_client):
 
 
 def test_audit_trail_filters(world, su_client):
-    url = reverse("admin:projects_auditentry_changelist")
+    url = reverse("admin:core_auditentry_changelist")
     for query in ["actor_kind=reconciler", "action_group=status.", "target_type=sandbox", "q=alice"]:
         response = su_client.get(f"{url}?{query}")
         assert response.status_code == 200, query

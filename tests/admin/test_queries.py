@@ -7,7 +7,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from projects.models import AuditEntry, Project, ProjectTask
+from core.models import AuditEntry
+from projects.models import Project, ProjectTask
 from sandboxes.models import Database, ResourceEvent, Sandbox
 from userconfig.models import ConfigKey, User, UserConfig
 
@@ -102,7 +103,7 @@ CHANGELISTS = [
     "admin:sandboxes_resourceevent_changelist",
     "admin:projects_project_changelist",
     "admin:projects_projecttask_changelist",
-    "admin:projects_auditentry_changelist",
+    "admin:core_auditentry_changelist",
     "admin:userconfig_userconfig_changelist",
     "admin:userconfig_user_changelist",
 ]
@@ -125,7 +126,7 @@ def test_changelists_and_filters_run_a_bounded_number_of_queries(
     for name in ["admin:sandboxes_sandbox_changelist", "admin:sandboxes_database_changelist"]:
         pages += [reverse(name) + query for query in FILTERS]
     pages += [reverse("admin:projects_project_changelist") + "?kubeconfig_failing=yes&q=P1"]
-    pages += [reverse("admin:projects_auditentry_changelist") + "?actor_kind=user&action_group=project."]
+    pages += [reverse("admin:core_auditentry_changelist") + "?actor_kind=user&action_group=project."]
     for url in pages:
         with django_assert_max_num_queries(BOUND, info=url):
             response = su_client.get(url)

@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from projects.audit import RECONCILER, Actor
+from core.audit import RECONCILER, Actor
 from projects.models import ProjectTask
 from sandboxes.transitions import change_status
 from tests.factories import (

@@ -2,7 +2,8 @@
 
 import pytest
 
-from projects.models import AuditEntry, Environment, Project
+from core.models import AuditEntry
+from projects.models import Environment, Project
 from sandboxes.models import Database, ResourceEvent, Sandbox
 from tests.factories import DatabaseFactory, KubeconfigFactory, ProjectFactory, SandboxFactory
 

@@ -60,7 +60,7 @@ def test_kubeconfig_check_runs_in_the_background(cluster_user, celery_worker):
 def test_a_token_without_permission_fails_the_check_with_the_permission(
     transactional_db, kubesim, kube_namespace, celery_worker
 ):
-    from projects.audit import SYSTEM
+    from core.audit import SYSTEM
     from tests.factories import UserFactory
     from userconfig import services
 

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 from kubernetes import client
 
-from projects.audit import Actor
+from core.audit import Actor
 from projects.models import Project
 from projects.services import project_create
 from reconcile import engine, runner

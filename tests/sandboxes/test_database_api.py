@@ -2,7 +2,8 @@
 
 import pytest
 
-from projects.models import AuditEntry, Environment
+from core.models import AuditEntry
+from projects.models import Environment
 from sandboxes.models import Database, Sandbox
 from tests.factories import DatabaseFactory, EnvironmentFactory, ProjectFactory, SandboxFactory
 

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from projects.audit import RECONCILER, Actor
+from core.audit import RECONCILER, Actor
 from projects.models import Project
 from sandboxes.models import ResourceEvent, Sandbox
 from sandboxes.transitions import change_status

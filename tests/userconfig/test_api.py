@@ -3,7 +3,7 @@
 import pytest
 from django.db import connection
 
-from projects.models import AuditEntry
+from core.models import AuditEntry
 from tests.factories import KUBECONFIG_TEMPLATE
 from userconfig.models import UserConfig
 

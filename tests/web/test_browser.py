@@ -23,9 +23,10 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
+from core.audit import SYSTEM  # noqa: E402
+from core.models import AuditEntry  # noqa: E402
 from projects import services  # noqa: E402
-from projects.audit import SYSTEM  # noqa: E402
-from projects.models import AuditEntry, Environment, Project  # noqa: E402
+from projects.models import Environment, Project  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
 from tests.factories import UserFactory  # noqa: E402
 from userconfig import services as userconfig_services  # noqa: E402

@@ -8,9 +8,10 @@ from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from core.audit import SYSTEM
+from core.models import AuditEntry
 from projects import services
-from projects.audit import SYSTEM
-from projects.models import AuditEntry, Environment, Project
+from projects.models import Environment, Project
 from sandboxes.models import Database, ResourceEvent, Sandbox
 from tests.factories import KubeconfigFactory, UserFactory
 from userconfig.models import ConfigKey, UserConfig

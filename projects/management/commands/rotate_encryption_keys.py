@@ -11,7 +11,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
-from config.crypto import EncryptedTextField, _fernet
+from core.crypto import EncryptedTextField, _fernet
 
 BATCH = 500
 

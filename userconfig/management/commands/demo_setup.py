@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
-from projects.audit import SYSTEM
+from core.audit import SYSTEM
 from userconfig import services
 from userconfig.models import User
 

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """The foundation every app builds on: errors, crypto, DRF glue, the audit trail, the kick."""
+
+    name = "core"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,75 @@
+"""Who is acting, and the one writer of the audit trail every service uses."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.http import HttpRequest
+from rest_framework.request import Request
+
+from core.models import AuditEntry
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The person or process behind a service call: a user (API or dashboard), staff in the admin,
+    or the reconciler."""
+
+    user: Any = None  # a User, or None for the reconciler/system
+    kind: str = "user"  # user | admin | reconciler | system
+    ip: str | None = None
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk if self.user is not None else None
+
+
+RECONCILER = Actor(kind="reconciler")
+SYSTEM = Actor(kind="system")
+
+
+def client_ip(request: HttpRequest | Request) -> str | None:
+    """The client address for the audit trail. X-Forwarded-For is trusted only behind a known proxy
+    (USE_X_FORWARDED_FOR), since any client can send that header."""
+    if settings.USE_X_FORWARDED_FOR:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def actor_for(request: HttpRequest | Request, kind: str = "user") -> Actor:
+    """The signed-in user behind a request (kind "admin" for staff in the admin)."""
+    user = request.user
+    if not user.is_authenticated:
+        raise PermissionDenied
+    return Actor(user=user, kind=kind, ip=client_ip(request))
+
+
+def _entry(actor: Actor, action: str, target: models.Model | None, details: dict[str, Any]) -> AuditEntry:
+    return AuditEntry(
+        actor=actor.user,
+        actor_kind=actor.kind,
+        action=action,
+        target_type=str(target._meta.model_name) if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        target_repr=str(target)[:200] if target is not None else "",
+        ip_address=actor.ip,
+        details=details,
+    )
+
+
+def record(actor: Actor, action: str, target: models.Model | None = None, **details: Any) -> AuditEntry:
+    entry = _entry(actor, action, target, details)
+    entry.save(force_insert=True)
+    return entry
+
+
+def record_many(
+    actor: Actor, action: str, targets: Iterable[tuple[models.Model, dict[str, Any]]]
+) -> list[AuditEntry]:
+    """One entry per (target, details) pair, in a single INSERT."""
+    return AuditEntry.objects.bulk_create(_entry(actor, action, t, details) for t, details in targets)
