@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from projects.models import Project
-from sandboxes.models import TRANSITIONAL, Database, Sandbox
+from sandboxes.models import TRANSITIONAL, Database, Sandbox, lease_held_q, past_deadline_q
 from userconfig.models import ConfigKey, UserConfig
 
 
@@ -33,13 +33,10 @@ def render() -> str:
         due = model.objects.filter(status__in=TRANSITIONAL).filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
         )
-        past_deadline = Q()
-        for status, limit in settings.STATUS_DEADLINES.items():
-            past_deadline |= Q(status=status, status_changed_at__lt=now - limit)
         stats = model.objects.aggregate(
             oldest_due=Min("status_changed_at", filter=Q(pk__in=due.values("pk"))),
-            past_deadline=Count("id", filter=past_deadline),
-            leased=Count("id", filter=Q(locked_until__gt=now)),
+            past_deadline=Count("id", filter=past_deadline_q(now)),
+            leased=Count("id", filter=lease_held_q(now)),
         )
         oldest = stats["oldest_due"]
         lag_lines.append(

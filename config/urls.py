@@ -4,8 +4,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, metrics
 from projects import api as project_api
+from projects import views as project_views
 from sandboxes import api as sandbox_api
 from userconfig import api as user_api
+from userconfig import views as user_views
 
 api_v1 = [
     path("me/kubeconfig", user_api.KubeconfigApi.as_view(), name="kubeconfig"),
@@ -38,6 +40,47 @@ api_v1 = [
     ),
 ]
 
+# The dashboard (server-rendered pages), namespace `dashboard`.
+dashboard = [
+    # Sign in / out / up
+    path("login/", user_views.LoginView.as_view(), name="login"),
+    path("logout/", user_views.LogoutView.as_view(), name="logout"),
+    path("signup/", user_views.signup, name="signup"),
+    # Settings
+    path("settings/", user_views.settings_page, name="settings"),
+    path("settings/kubeconfig", user_views.kubeconfig_save, name="kubeconfig-save"),
+    path("settings/kubeconfig/delete", user_views.kubeconfig_remove, name="kubeconfig-remove"),
+    path("settings/kubeconfig/state", user_views.kubeconfig_state, name="kubeconfig-state"),
+    path("settings/agent", user_views.agent_save, name="agent-save"),
+    # Projects
+    path("", project_views.project_list, name="list"),
+    path("projects/new", project_views.project_create, name="create"),
+    path("projects/status", project_views.project_status, name="status"),
+    path("projects/<uuid:project_id>/", project_views.project_detail, name="detail"),
+    path("projects/<uuid:project_id>/live", project_views.project_live, name="live"),
+    path("projects/<uuid:project_id>/start", project_views.project_action, {"action": "start"}, name="start"),
+    path("projects/<uuid:project_id>/stop", project_views.project_action, {"action": "stop"}, name="stop"),
+    path("projects/<uuid:project_id>/retry", project_views.project_action, {"action": "retry"}, name="retry"),
+    path("projects/<uuid:project_id>/delete", project_views.project_delete, name="delete"),
+    path("projects/<uuid:project_id>/env", project_views.env_save, name="env-save"),
+    path("projects/<uuid:project_id>/env/<str:key>/delete", project_views.env_delete, name="env-delete"),
+    path("projects/<uuid:project_id>/env/<str:key>/reveal", project_views.env_reveal, name="env-reveal"),
+    path("projects/<uuid:project_id>/terminal", project_views.terminal_reveal, name="terminal"),
+    path("projects/<uuid:project_id>/terminal/open", project_views.terminal_open, name="terminal-open"),
+    path("projects/<uuid:project_id>/filebrowser", project_views.filebrowser_reveal, name="filebrowser"),
+    path("projects/<uuid:project_id>/databases", project_views.database_add, name="database-add"),
+    path(
+        "projects/<uuid:project_id>/databases/<uuid:database_id>/delete",
+        project_views.database_remove,
+        name="database-remove",
+    ),
+    path(
+        "projects/<uuid:project_id>/databases/<uuid:database_id>/connection",
+        project_views.database_connection,
+        name="database-connection",
+    ),
+]
+
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
@@ -46,7 +89,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
-    path("", include("projects.urls")),
+    path("", include((dashboard, "dashboard"), namespace="dashboard")),
 ]
 
 handler404 = "config.views.page_not_found"

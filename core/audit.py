@@ -1,6 +1,6 @@
 """Who is acting, and the one writer of the audit trail every service uses."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,13 +13,20 @@ from rest_framework.request import Request
 from core.models import AuditEntry
 
 
+class ActorKind(models.TextChoices):
+    USER = "user"
+    RECONCILER = "reconciler"
+    ADMIN = "admin"
+    SYSTEM = "system"
+
+
 @dataclass(frozen=True)
 class Actor:
     """The person or process behind a service call: a user (API or dashboard), staff in the admin,
     or the reconciler."""
 
     user: Any = None  # a User, or None for the reconciler/system
-    kind: str = "user"  # user | admin | reconciler | system
+    kind: str = ActorKind.USER
     ip: str | None = None
 
     @property
@@ -27,8 +34,8 @@ class Actor:
         return self.user.pk if self.user is not None else None
 
 
-RECONCILER = Actor(kind="reconciler")
-SYSTEM = Actor(kind="system")
+RECONCILER = Actor(kind=ActorKind.RECONCILER)
+SYSTEM = Actor(kind=ActorKind.SYSTEM)
 
 
 def client_ip(request: HttpRequest | Request) -> str | None:
@@ -41,7 +48,7 @@ def client_ip(request: HttpRequest | Request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def actor_for(request: HttpRequest | Request, kind: str = "user") -> Actor:
+def actor_for(request: HttpRequest | Request, kind: str = ActorKind.USER) -> Actor:
     """The signed-in user behind a request (kind "admin" for staff in the admin)."""
     user = request.user
     if not user.is_authenticated:
@@ -69,7 +76,12 @@ def record(actor: Actor, action: str, target: models.Model | None = None, **deta
 
 
 def record_many(
-    actor: Actor, action: str, targets: Iterable[tuple[models.Model, dict[str, Any]]]
+    actor: Actor,
+    action: str,
+    targets: Iterable[Any],
+    details: Callable[[Any], dict[str, Any]] | None = None,
 ) -> list[AuditEntry]:
-    """One entry per (target, details) pair, in a single INSERT."""
-    return AuditEntry.objects.bulk_create(_entry(actor, action, t, details) for t, details in targets)
+    """One entry per target (with `details(target)`), in a single INSERT."""
+    return AuditEntry.objects.bulk_create(
+        _entry(actor, action, target, details(target) if details else {}) for target in targets
+    )

@@ -1,9 +1,10 @@
 """Operator admin for projects, their tasks, and the audit trail. Read-only rows; actions call services.
 
-Secret environment values are never rendered (the mask from projects.selectors stands in for them).
+Secret environment values are never rendered (the mask from core.secrets stands in for them).
 """
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
@@ -13,25 +14,21 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from core.admin import ReadOnlyInline, ReadOnlyRowsMixin, YesNoFilter, admin_link, duration, report_to, short
+from core.audit import ActorKind, actor_for
 from core.models import AuditEntry
+from core.reports import Report
+from core.secrets import SECRET_MASK
+from projects import operator_services
 from projects.models import Environment, Project, ProjectTask
-from projects.selectors import SECRET_MASK
-from sandboxes import operator
-from sandboxes.admin import (
+from sandboxes.admin import timeline_html
+from sandboxes.models import Database, ResourceEvent, Sandbox, lease_held_q
+from userconfig.admin import (
     KubeconfigFailingFilter,
-    ReadOnlyInline,
-    ReadOnlyRowsMixin,
-    YesNoFilter,
-    admin_link,
-    duration,
     kubeconfig_badge,
     kubeconfig_status_subquery,
     owner_kubeconfig_html,
-    report_to,
-    short,
-    timeline_html,
 )
-from sandboxes.models import Database, ResourceEvent, Sandbox
 
 SECRET_WORDS = ("password", "secret", "token", "credential", "authorization", "api_key", "apikey", "private")
 
@@ -220,30 +217,26 @@ class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     def timeline(self, obj: Project) -> str:
         return timeline_html(ResourceEvent.objects.filter(project_id=obj.pk), show_resource=True)
 
+    def _run(self, request: HttpRequest, queryset: QuerySet[Any], service: Callable[..., Report]) -> None:
+        report_to(self, request, service(projects=queryset, actor=actor_for(request, kind=ActorKind.ADMIN)))
+
     @admin.action(description="Reconcile now (all transitional resources)", permissions=["change"])
     def reconcile_now(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        report = operator.projects_reconcile_now(projects=queryset, actor=operator.admin_actor(request))
-        report_to(self, request, report)
+        self._run(request, queryset, operator_services.projects_reconcile_now)
 
     @admin.action(description="Retry resources in ERROR", permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        report_to(
-            self, request, operator.projects_retry(projects=queryset, actor=operator.admin_actor(request))
-        )
+        self._run(request, queryset, operator_services.projects_retry)
 
     @admin.action(description="Stop (superusers)", permissions=["destructive"])
     def stop(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        report_to(
-            self, request, operator.projects_stop(projects=queryset, actor=operator.admin_actor(request))
-        )
+        self._run(request, queryset, operator_services.projects_stop)
 
     @admin.action(
         description="Delete the project and its resources (superusers)", permissions=["destructive"]
     )
     def delete(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        report_to(
-            self, request, operator.projects_delete(projects=queryset, actor=operator.admin_actor(request))
-        )
+        self._run(request, queryset, operator_services.projects_delete)
 
 
 class TaskLeaseHeldFilter(YesNoFilter):
@@ -251,7 +244,7 @@ class TaskLeaseHeldFilter(YesNoFilter):
     parameter_name = "lease_held"
 
     def condition(self) -> Any:
-        return operator.lease_held_q()
+        return lease_held_q()
 
 
 @admin.register(ProjectTask)

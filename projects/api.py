@@ -15,7 +15,6 @@ from core.errors import ValidationFailed
 from projects import selectors, services
 from projects.models import Environment, Project, ProjectStatus, ProjectTask
 from projects.status import allowed_actions
-from sandboxes import services as resource_services
 from sandboxes.models import Database, ResourceEvent, Sandbox
 from userconfig.auth import current_user
 
@@ -297,7 +296,7 @@ class DatabaseListApi(APIView):
         project = selectors.project_get(user=current_user(request), project_id=project_id)
         if request.data:
             raise serializers.ValidationError({"non_field_errors": ["This endpoint takes no fields."]})
-        database = resource_services.database_add(project=project, actor=actor_for(request))
+        database = services.database_add(project=project, actor=actor_for(request))
         return Response(DatabaseOutput(database).data, status=202)
 
 
@@ -314,7 +313,7 @@ class DatabaseDetailApi(APIView):
         database = selectors.database_get(
             user=current_user(request), project_id=project_id, database_id=database_id
         )
-        resource_services.database_remove(database=database, actor=actor_for(request))
+        services.database_remove(database=database, actor=actor_for(request))
         database.refresh_from_db()
         return Response(DatabaseOutput(database).data, status=202)
 

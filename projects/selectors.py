@@ -1,17 +1,28 @@
 """Permission-scoped reads. Another user's object is simply not found."""
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.conf import settings
+from django.db.models import Count, Max, Min, Prefetch, Q, QuerySet
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from core.errors import NotFound
+from core.secrets import SECRET_MASK
 from projects.models import Environment, Project, ProjectTask
 from reconcile.manifests import database_url, terminal_authorization
-from sandboxes.models import Database, ResourceEvent, Sandbox
-from userconfig.models import User
-
-SECRET_MASK = "••••••••"
+from sandboxes.models import (
+    TRANSITIONAL,
+    Database,
+    ResourceEvent,
+    ResourceStatus,
+    Sandbox,
+    lease_held_q,
+    past_deadline_q,
+)
+from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
 
 def _uuid(value: Any) -> uuid.UUID | None:
@@ -106,7 +117,6 @@ def filebrowser_credentials(sandbox: Sandbox) -> dict[str, str]:
 
 # --- Dashboard reads (added for the browser dashboard) ---------------------------------------------
 
-TRANSITIONAL_STATUSES = frozenset({"CREATING", "STARTING", "UPDATING", "STOPPING", "TERMINATING"})
 STATUS_POLL_MAX_IDS = 200
 
 
@@ -129,12 +139,12 @@ def project_statuses(*, user: User, ids: Any) -> dict[str, dict[str, Any]]:
     fields = ("project_id", "id", "name", "status", "status_reason", "status_changed_at", "created_at")
     sandboxes = (
         Sandbox.objects.filter(project_id__in=owned)
-        .annotate(kind=Value("sandbox", output_field=CharField()))
+        .annotate(kind=Value(Sandbox.resource_kind, output_field=CharField()))
         .values_list(*fields, "kind")
     )
     databases = (
         Database.objects.filter(project_id__in=owned)
-        .annotate(kind=Value("database", output_field=CharField()))
+        .annotate(kind=Value(Database.resource_kind, output_field=CharField()))
         .values_list(*fields, "kind")
     )
     out: dict[str, dict[str, Any]] = {
@@ -160,9 +170,7 @@ def project_statuses(*, user: User, ids: Any) -> dict[str, dict[str, Any]]:
     for item in out.values():
         statuses = [r["status"] for r in (*item["sandboxes"], *item["databases"])]
         item["allowed_actions"] = allowed_actions(item["status"], statuses)
-        item["transitional"] = item["status"] in TRANSITIONAL_STATUSES or bool(
-            TRANSITIONAL_STATUSES & set(statuses)
-        )
+        item["transitional"] = item["status"] in TRANSITIONAL or any(s in TRANSITIONAL for s in statuses)
     return out
 
 
@@ -193,4 +201,75 @@ def database_connection(database: Database) -> dict[str, Any]:
         "username": database.username,
         "password": database.password,
         "url": url,
+    }
+
+
+# --- the operations overview (support staff) -----------------------------------------------------
+
+
+def operations_overview(
+    *, now: datetime | None = None, stuck_limit: int = 50, error_limit: int = 20
+) -> dict[str, Any]:
+    """Counts, stuck rows, reconcile lag and recent errors, in a constant number of queries."""
+    now = now or timezone.now()
+    since = now - timedelta(hours=24)
+    due = (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)) & (
+        Q(locked_until__isnull=True) | Q(locked_until__lte=now)
+    )
+    kinds = []
+    resource_models: tuple[Any, ...] = (Sandbox, Database)
+    for model in resource_models:
+        base = model.objects.all()
+        if model is Database:
+            base = base.defer("password")
+        counts = dict(base.order_by().values_list("status").annotate(n=Count("pk")))
+        lag = base.filter(status__in=TRANSITIONAL).aggregate(
+            oldest=Min("status_changed_at"),
+            oldest_due=Min(Coalesce("next_attempt_at", "status_changed_at"), filter=due),
+            leased=Count("pk", filter=lease_held_q(now)),
+            past_deadline=Count("pk", filter=past_deadline_q(now)),
+        )
+        stuck = list(
+            base.filter(past_deadline_q(now))
+            .select_related("project", "project__owner")
+            .order_by("status_changed_at")[:stuck_limit]
+        )
+        for row in stuck:
+            row.age = now - row.status_changed_at  # type: ignore[attr-defined]
+            row.deadline = settings.STATUS_DEADLINES.get(row.status)  # type: ignore[attr-defined]
+        errors = list(
+            base.filter(status=ResourceStatus.ERROR, status_changed_at__gte=since)
+            .order_by()
+            .values("failed_status", "last_error")
+            .annotate(n=Count("pk"), latest=Max("status_changed_at"))
+            .order_by("-n", "-latest")[:error_limit]
+        )
+        kinds.append(
+            {
+                "kind": model.resource_kind,
+                "model": model,
+                "counts": [(s, counts.get(s, 0)) for s in ResourceStatus.values],
+                "total": sum(counts.values()),
+                "oldest_age": now - lag["oldest"] if lag["oldest"] else None,
+                "oldest_due_age": now - lag["oldest_due"] if lag["oldest_due"] else None,
+                "leased": lag["leased"],
+                "past_deadline": lag["past_deadline"],
+                "stuck": stuck,
+                "errors": errors,
+            }
+        )
+    project_counts = dict(Project.objects.order_by().values_list("status").annotate(n=Count("pk")))
+    kubeconfig_counts = dict(
+        UserConfig.objects.filter(key=ConfigKey.KUBECONFIG)
+        .order_by()
+        .values_list("check_status")
+        .annotate(n=Count("pk"))
+    )
+    return {
+        "now": now,
+        "kinds": kinds,
+        "project_counts": sorted(project_counts.items()),
+        "project_total": sum(project_counts.values()),
+        "kubeconfig_counts": [(s.label, s.value, kubeconfig_counts.get(s.value, 0)) for s in CheckStatus],
+        "deadlines": settings.STATUS_DEADLINES,
     }

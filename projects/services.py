@@ -1,5 +1,6 @@
-"""Every write to projects and their environment. One transaction each; the cluster is never called here:
-the services record intent and kick the reconciler after commit."""
+"""Every write to projects, their environment and their resources (sandbox, database). One transaction
+each; the cluster is never called here: the services record intent and kick the reconciler after
+commit."""
 
 import re
 import secrets
@@ -22,10 +23,11 @@ from projects.models import (
     EnvCategory,
     Environment,
     Project,
+    ProjectStatus,
 )
+from projects.transitions import add_event, change_status, lock_project, refresh_project_status
 from reconcile import names
-from sandboxes.models import Database, Resource, ResourceStatus, Sandbox
-from sandboxes.transitions import add_event, change_status, lock_project
+from sandboxes.models import RESUMABLE, Database, Resource, ResourceStatus, Sandbox
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
 PROJECT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 -]*$")
@@ -33,7 +35,6 @@ ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_VALUE_MAX_BYTES = 32 * 1024
 ENV_MAX_VARIABLES = 500
 DESCRIPTION_MAX = 2000
-RESUMABLE = {ResourceStatus.CREATING, ResourceStatus.STARTING, ResourceStatus.UPDATING}
 
 # The reference's sandbox defaults (fulling §4.3, §4.11).
 SANDBOX_RESOURCES = {
@@ -387,3 +388,69 @@ def set_system_variable(*, project: Project, key: str, value: str | None, actor:
             row.value, row.is_system, row.is_secret = value, True, True
             row.save(update_fields=["value", "is_system", "is_secret", "updated_at"])
         config_changed(project, actor=actor, message=f"{key} {'removed' if value is None else 'updated'}.")
+
+
+# --- the project's database ----------------------------------------------------------------------
+
+# The reference's database defaults (fulling §4.8, §4.11).
+DATABASE_RESOURCES = {
+    "cpu_request": "100m",
+    "cpu_limit": "1000m",
+    "memory_request": "102Mi",
+    "memory_limit": "1024Mi",
+    "storage_size": "3Gi",
+}
+
+
+def database_add(*, project: Project, actor: Actor) -> Database:
+    """Add the project's PostgreSQL database (one per project, as in the reference)."""
+    kubeconfig = usable_kubeconfig(project.owner)
+    with transaction.atomic():
+        locked = lock_project(project.pk)
+        if locked is None or locked.status in (ProjectStatus.TERMINATING, ProjectStatus.TERMINATED):
+            raise InvalidState("The project is being deleted.")
+        if Database.objects.filter(project=locked).exists():
+            raise Conflict("This project already has a database.", code="database_exists")
+        sandbox = locked.sandboxes.first()
+        namespace = sandbox.k8s_namespace if sandbox else kubeconfig.namespace
+        k8s_name = names.database_name(locked.name)
+        try:
+            with transaction.atomic():
+                database = Database.objects.create(
+                    project=locked,
+                    name=k8s_name,
+                    k8s_namespace=namespace,
+                    k8s_name=k8s_name,
+                    api_version=settings.KUBEBLOCKS_API_VERSION,
+                    **DATABASE_RESOURCES,
+                )
+        except IntegrityError:
+            raise Conflict("Could not find a free database name; try again.") from None
+        add_event(
+            database,
+            from_status="",
+            to_status=ResourceStatus.CREATING,
+            actor=actor,
+            reason="created",
+            message="PostgreSQL database requested.",
+            project_name=locked.name,
+        )
+        refresh_project_status(locked.pk)
+        audit.record(actor, "database.add", database)
+        kicks.kick(database)
+    return database
+
+
+def database_remove(*, database: Database, actor: Actor) -> None:
+    with transaction.atomic():
+        lock_project(database.project_id)
+        locked = Database.objects.select_for_update().filter(pk=database.pk).first()
+        if locked is None or locked.status == ResourceStatus.TERMINATING:
+            raise InvalidState("The database is already being removed.")
+        change_status(
+            locked, ResourceStatus.TERMINATING, actor=actor, reason="delete", message="Removal requested."
+        )
+        # The sandbox must stop pointing at it now, not when the cluster is done.
+        set_system_variable(project=locked.project, key="DATABASE_URL", value=None, actor=actor)
+        audit.record(actor, "database.remove", locked)
+        kicks.kick(locked)

@@ -3,9 +3,8 @@
 from collections.abc import Iterable
 
 from projects.models import ProjectStatus as P
+from sandboxes.models import BLOCKING
 
-# Resources in these statuses block start and stop (they must settle first).
-BLOCKING_STATUSES = frozenset({"CREATING", "UPDATING", "TERMINATING", "TERMINATED"})
 START_FROM = frozenset({P.STOPPED, P.PARTIAL, P.STOPPING, P.ERROR})
 STOP_FROM = frozenset({P.RUNNING, P.STARTING, P.PARTIAL, P.ERROR})
 NO_DELETE_FROM = frozenset({P.TERMINATING, P.TERMINATED})
@@ -38,7 +37,7 @@ def aggregate(statuses: Iterable[str]) -> str:
 
 
 def _blocked(action: str, resource_statuses: Iterable[str]) -> str | None:
-    blocking = sorted(set(resource_statuses) & BLOCKING_STATUSES)
+    blocking = sorted(set(resource_statuses) & BLOCKING)
     if blocking:
         return (
             f"Cannot {action} the project while some resources are {', '.join(blocking)}; "

@@ -18,12 +18,12 @@ from django.views.decorators.http import require_GET, require_POST
 from core import audit
 from core.audit import actor_for
 from core.errors import NotFound, ServiceError
+from core.secrets import SECRET_MASK
 from projects import selectors, services
 from projects.forms import DeleteProjectForm, EnvVarForm, ProjectCreateForm, add_service_error
 from projects.models import Project, ProjectStatus
 from projects.status import allowed_actions
-from sandboxes import services as resource_services
-from sandboxes.models import Sandbox
+from sandboxes.models import TRANSITIONAL, Sandbox
 from userconfig import selectors as user_selectors
 from userconfig.auth import current_user
 
@@ -60,7 +60,7 @@ def _sandbox(project: Project) -> Sandbox | None:
 
 
 def _detail_url(project_id: UUID) -> str:
-    return reverse("projects:detail", args=[project_id])
+    return reverse("dashboard:detail", args=[project_id])
 
 
 # --- List and create -------------------------------------------------------------------------------
@@ -118,7 +118,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
     if project is None:
         return _render_list(request, form, status=400)
     messages.success(request, f"Creating {project.name}. Its sandbox starts in the background.")
-    return redirect("projects:list")
+    return redirect("dashboard:list")
 
 
 @login_required
@@ -170,8 +170,7 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "errors": errors,
         "actions": allowed_actions(project.status, [r.status for r in resources]),
         "waiting": _waiting(sandbox),
-        "transitional": project.status in selectors.TRANSITIONAL_STATUSES
-        or any(r.is_transitional for r in resources),
+        "transitional": project.status in TRANSITIONAL or any(r.is_transitional for r in resources),
         "events": list(selectors.events_for(project=project, limit=TIMELINE_LIMIT)),
     }
 
@@ -189,7 +188,7 @@ def _render_detail(
             if row.is_system and row.category not in ("ttyd", "file_browser")
         ],
         "env_form": env_form or EnvVarForm(),
-        "mask": selectors.SECRET_MASK,
+        "mask": SECRET_MASK,
         "nav": "projects",
     }
     return render(request, "projects/detail.html", context, status=status)
@@ -210,7 +209,7 @@ def project_live(request: HttpRequest, project_id: UUID) -> JsonResponse:
         project = selectors.project_get(user=current_user(request), project_id=project_id)
     except NotFound:
         # Deleted (or never yours): the poller on a deleted project's page goes back to the list.
-        return JsonResponse({"gone": True, "list_url": reverse("projects:list")}, status=404)
+        return JsonResponse({"gone": True, "list_url": reverse("dashboard:list")}, status=404)
     context = _live_context(request, project)
     html = {
         region: render_to_string(f"projects/_{region}.html", context, request=request)
@@ -264,7 +263,7 @@ def project_delete(request: HttpRequest, project_id: UUID) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect(_detail_url(project.pk))
     messages.success(request, f"Deleting {project.name}. Its resources are being removed from the cluster.")
-    return redirect("projects:list")
+    return redirect("dashboard:list")
 
 
 # --- Environment -----------------------------------------------------------------------------------
@@ -369,7 +368,7 @@ def filebrowser_reveal(request: HttpRequest, project_id: UUID) -> JsonResponse:
 def database_add(request: HttpRequest, project_id: UUID) -> HttpResponse:
     project = _project(request, project_id)
     try:
-        resource_services.database_add(project=project, actor=actor_for(request))
+        services.database_add(project=project, actor=actor_for(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
@@ -393,7 +392,7 @@ def _database(request: HttpRequest, project_id: UUID, database_id: UUID) -> Any:
 def database_remove(request: HttpRequest, project_id: UUID, database_id: UUID) -> HttpResponse:
     database = _database(request, project_id, database_id)
     try:
-        resource_services.database_remove(database=database, actor=actor_for(request))
+        services.database_remove(database=database, actor=actor_for(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

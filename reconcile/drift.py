@@ -16,9 +16,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.audit import RECONCILER
+from projects.transitions import change_status
 from reconcile import kube
 from sandboxes.models import Database, ResourceStatus, Sandbox
-from sandboxes.transitions import change_status
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
 
 logger = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.audit import RECONCILER
+from projects.transitions import change_status
 from sandboxes.models import TRANSITIONAL, Resource, ResourceStatus
-from sandboxes.transitions import change_status
 
 logger = logging.getLogger(__name__)
 

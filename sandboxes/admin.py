@@ -1,27 +1,47 @@
-"""Operator admin for sandboxes and databases, the event timeline and the operations overview.
+"""Operator admin for sandboxes and databases, and the event timeline.
 
 Rows are read-only here: status, lease and observed fields only change through the actions, which call
-the services in `sandboxes/operator.py`. Database passwords are never loaded, let alone rendered.
+the support-staff services in `projects/operator_services.py`. Database passwords are never loaded,
+let alone rendered.
 """
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
-from django.contrib import admin, messages
-from django.db.models import Case, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
-from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.contrib import admin
+from django.db.models import Case, Q, QuerySet, Value, When
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
-from django.utils.text import Truncator
 
-from sandboxes import operator
-from sandboxes.models import TRANSITIONAL, Database, Resource, ResourceEvent, ResourceStatus, Sandbox
-from userconfig.models import ConfigKey, UserConfig
+from core.admin import (
+    ReadOnlyRowsMixin,
+    YesNoFilter,
+    admin_link,
+    duration,
+    past_deadline,
+    report_to,
+    short,
+)
+from core.audit import ActorKind, actor_for
+from core.reports import Report
+from projects import operator_services
+from sandboxes.models import (
+    TRANSITIONAL,
+    Database,
+    Resource,
+    ResourceEvent,
+    ResourceStatus,
+    Sandbox,
+    lease_held_q,
+    past_deadline_q,
+)
+from userconfig.admin import (
+    KubeconfigFailingFilter,
+    kubeconfig_badge,
+    kubeconfig_status_subquery,
+    owner_kubeconfig_html,
+)
 
 TIMELINE_LIMIT = 50
 
@@ -63,156 +83,7 @@ def timeline_html(events_qs: QuerySet[ResourceEvent], *, show_resource: bool) ->
     )
 
 
-# --- shared display helpers (also used by projects/admin.py) ------------------------------------
-
-
-def duration(delta: timedelta | None) -> str:
-    if delta is None:
-        return "—"
-    seconds = max(0, int(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
-
-
-def short(text: str, length: int = 80) -> str:
-    return Truncator(text or "").chars(length) or "—"
-
-
-def past_deadline(status: str, changed_at: datetime | None, now: datetime | None = None) -> timedelta | None:
-    limit = settings.STATUS_DEADLINES.get(status)
-    if limit is None or changed_at is None:
-        return None
-    age = (now or timezone.now()) - changed_at
-    return age - limit if age > limit else None
-
-
-def admin_link(obj: Any, text: Any = None) -> str:
-    if obj is None:
-        return "—"
-    meta = obj._meta
-    url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
-    return format_html('<a href="{}">{}</a>', url, text if text is not None else str(obj))
-
-
-def kubeconfig_failing_q(owner_path: str) -> Exists:
-    return Exists(
-        UserConfig.objects.filter(
-            user_id=OuterRef(owner_path),
-            key=ConfigKey.KUBECONFIG,
-            check_status__in=operator.KUBECONFIG_FAILING,
-        )
-    )
-
-
-def kubeconfig_status_subquery(owner_path: str) -> Subquery:
-    return Subquery(
-        UserConfig.objects.filter(user_id=OuterRef(owner_path), key=ConfigKey.KUBECONFIG).values(
-            "check_status"
-        )[:1]
-    )
-
-
-def kubeconfig_badge(status: str | None) -> str:
-    if not status:
-        return mark_safe('<span title="no kubeconfig stored">none</span>')
-    if status in operator.KUBECONFIG_FAILING:
-        return format_html('<strong style="color:#ba2121">{}</strong>', status)
-    return status
-
-
-def report_to(modeladmin: admin.ModelAdmin, request: HttpRequest, report: operator.Report) -> None:
-    level = messages.WARNING if report.skipped or not report.done else messages.SUCCESS
-    modeladmin.message_user(request, report.message, level)
-
-
-class ReadOnlyRowsMixin:
-    """Rows can be viewed and acted on (actions need the model's change permission), never edited,
-    added or deleted through a form."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if obj is not None:
-            return False  # the change page is a view page: no form can write a row
-        return super().has_change_permission(request)  # type: ignore[misc]
-
-    def has_destructive_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_superuser)
-
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
-    ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "show_delete": False}
-        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-def owner_kubeconfig_html(owner_id: int) -> str:
-    """The owner's kubeconfig state for a detail page: never its content."""
-    config = (
-        UserConfig.objects.filter(user_id=owner_id, key=ConfigKey.KUBECONFIG)
-        .only("id", "namespace", "server_host", "check_status", "check_message", "checked_at")
-        .first()
-    )
-    if config is None:
-        return "No kubeconfig stored."
-    checked = (
-        f"checked {duration(timezone.now() - config.checked_at)} ago"
-        if config.checked_at
-        else "never checked"
-    )
-    return format_html(
-        "{} — namespace <code>{}</code> on <code>{}</code>, {}<br>{}",
-        admin_link(config, config.get_check_status_display()),
-        config.namespace,
-        config.server_host,
-        checked,
-        config.check_message or "",
-    )
-
-
 # --- filters --------------------------------------------------------------------------------------
-
-
-class YesNoFilter(admin.SimpleListFilter):
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Yes"), ("no", "No")]
-
-    def condition(self) -> Q:
-        raise NotImplementedError
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() == "yes":
-            return queryset.filter(self.condition())
-        if self.value() == "no":
-            return queryset.exclude(self.condition())
-        return queryset
 
 
 class PastDeadlineFilter(YesNoFilter):
@@ -220,7 +91,7 @@ class PastDeadlineFilter(YesNoFilter):
     parameter_name = "past_deadline"
 
     def condition(self) -> Q:
-        return operator.deadline_q()
+        return past_deadline_q()
 
 
 class LeaseHeldFilter(YesNoFilter):
@@ -228,7 +99,7 @@ class LeaseHeldFilter(YesNoFilter):
     parameter_name = "lease_held"
 
     def condition(self) -> Q:
-        return operator.lease_held_q()
+        return lease_held_q()
 
 
 class InErrorFilter(YesNoFilter):
@@ -245,15 +116,6 @@ class TransitionalFilter(YesNoFilter):
 
     def condition(self) -> Q:
         return Q(status__in=TRANSITIONAL)
-
-
-class KubeconfigFailingFilter(YesNoFilter):
-    title = "owner's kubeconfig failing"
-    parameter_name = "kubeconfig_failing"
-    owner_path = "project__owner_id"
-
-    def condition(self) -> Q:
-        return Q(kubeconfig_failing_q(self.owner_path))
 
 
 # --- sandboxes and databases ----------------------------------------------------------------------
@@ -402,35 +264,33 @@ class ResourceAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
 
     # actions
 
-    def _run(
-        self, request: HttpRequest, queryset: QuerySet[Any], service: Callable[..., operator.Report]
-    ) -> None:
-        report = service(resources=queryset, actor=operator.admin_actor(request), model=self.model)
+    def _run(self, request: HttpRequest, queryset: QuerySet[Any], service: Callable[..., Report]) -> None:
+        report = service(resources=queryset, actor=actor_for(request, kind=ActorKind.ADMIN), model=self.model)
         report_to(self, request, report)
 
     @admin.action(description="Reconcile now (transitional rows)", permissions=["change"])
     def reconcile_now(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._run(request, queryset, operator.reconcile_now)
+        self._run(request, queryset, operator_services.reconcile_now)
 
     @admin.action(description="Release the lease", permissions=["change"])
     def release_lease(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._run(request, queryset, operator.release_lease)
+        self._run(request, queryset, operator_services.release_lease)
 
     @admin.action(description="Retry from ERROR", permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._run(request, queryset, operator.retry)
+        self._run(request, queryset, operator_services.retry)
 
     @admin.action(description="Re-check the owner's kubeconfig", permissions=["change"])
     def recheck_kubeconfig(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._run(request, queryset, operator.recheck_owner_kubeconfigs)
+        self._run(request, queryset, operator_services.recheck_owner_kubeconfigs)
 
     @admin.action(description="Stop (superusers)", permissions=["destructive"])
     def stop(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._run(request, queryset, operator.stop)
+        self._run(request, queryset, operator_services.stop)
 
     @admin.action(description="Delete from the cluster (superusers)", permissions=["destructive"])
     def delete(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._run(request, queryset, operator.delete)
+        self._run(request, queryset, operator_services.delete)
 
 
 @admin.register(Sandbox)
@@ -484,58 +344,3 @@ class ResourceEventAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     @admin.display(description="message")
     def short_message(self, obj: ResourceEvent) -> str:
         return short(obj.message, 80)
-
-
-# --- the operations overview ----------------------------------------------------------------------
-
-
-def overview_view(request: HttpRequest) -> HttpResponse:
-    data = operator.overview()
-    for kind in data["kinds"]:
-        model = kind["model"]
-        changelist = reverse(f"admin:sandboxes_{model._meta.model_name}_changelist")
-        kind["changelist"] = changelist
-        kind["label"] = operator.plural(2, kind["kind"]).split(" ", 1)[1]  # "sandboxes", not "sandboxs"
-        kind["stuck_rows"] = [
-            {
-                "link": admin_link(row, row.k8s_name),
-                "project": admin_link(row.project),
-                "owner": row.project.owner.username,
-                "status": row.status,
-                "age": duration(row.age),
-                "deadline": duration(row.deadline),
-                "reason": short(row.status_reason or row.last_error, 100),
-                "lease": bool(row.locked_until and row.locked_until > data["now"]),
-            }
-            for row in kind["stuck"]
-        ]
-        kind["oldest_age_text"] = duration(kind["oldest_age"])
-        kind["oldest_due_age_text"] = duration(kind["oldest_due_age"])
-        for error in kind["errors"]:
-            error["latest_ago"] = duration(data["now"] - error["latest"])
-    context = {
-        **admin.site.each_context(request),
-        "title": "Operations overview",
-        "data": data,
-        "project_changelist": reverse("admin:projects_project_changelist"),
-        "userconfig_changelist": reverse("admin:userconfig_userconfig_changelist"),
-        "deadlines": [(s, duration(d)) for s, d in settings.STATUS_DEADLINES.items()],
-    }
-    return TemplateResponse(request, "admin/overview.html", context)
-
-
-def _install_overview_url() -> None:
-    """Serve the overview at /admin/overview/ on the default admin site (named `admin:overview`)."""
-    site = admin.site
-    if getattr(site, "_tenter_overview", False):
-        return
-    original = site.get_urls
-
-    def get_urls() -> list[Any]:
-        return [path("overview/", site.admin_view(overview_view), name="overview"), *original()]
-
-    site.get_urls = get_urls  # type: ignore[method-assign]
-    site._tenter_overview = True  # type: ignore[attr-defined]
-
-
-_install_overview_url()

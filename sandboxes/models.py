@@ -1,10 +1,13 @@
 import uuid
+from datetime import datetime
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
+from core.audit import ActorKind
 from core.crypto import EncryptedTextField
-from projects.models import Project
 
 
 class ResourceStatus(models.TextChoices):
@@ -19,15 +22,44 @@ class ResourceStatus(models.TextChoices):
     ERROR = "ERROR"
 
 
+class ResourceKind(models.TextChoices):
+    SANDBOX = "sandbox"
+    DATABASE = "database"
+    PROJECT = "project"
+
+
+# The groups of statuses every part of Tenter uses (engine, services, admin, metrics, dashboard).
 # "Work to do": the reconciler moves these to a stable status.
-TRANSITIONAL = [
+TRANSITIONAL = (
     ResourceStatus.CREATING,
     ResourceStatus.STARTING,
     ResourceStatus.UPDATING,
     ResourceStatus.STOPPING,
     ResourceStatus.TERMINATING,
-]
-STABLE = [ResourceStatus.RUNNING, ResourceStatus.STOPPED]
+)
+STABLE = (ResourceStatus.RUNNING, ResourceStatus.STOPPED)
+# A retry of an ERROR row resumes the step it failed in when it was one of these (else it starts).
+RESUMABLE = frozenset({ResourceStatus.CREATING, ResourceStatus.STARTING, ResourceStatus.UPDATING})
+STOPPABLE = frozenset({ResourceStatus.RUNNING, ResourceStatus.STARTING, ResourceStatus.ERROR})
+# Resources in these statuses block a project's start and stop (they must settle first).
+BLOCKING = frozenset(
+    {ResourceStatus.CREATING, ResourceStatus.UPDATING, ResourceStatus.TERMINATING, ResourceStatus.TERMINATED}
+)
+
+
+def past_deadline_q(now: datetime | None = None, prefix: str = "") -> models.Q:
+    """Rows whose current status has a deadline (settings.STATUS_DEADLINES) that has passed: the one
+    definition the deadline sweep, the metrics and the admin all use."""
+    now = now or timezone.now()
+    q = models.Q(pk__in=[])
+    for status, limit in settings.STATUS_DEADLINES.items():
+        q |= models.Q(**{f"{prefix}status": status, f"{prefix}status_changed_at__lt": now - limit})
+    return q
+
+
+def lease_held_q(now: datetime | None = None) -> models.Q:
+    """Rows a worker holds a reconcile lease on right now."""
+    return models.Q(locked_until__gt=now or timezone.now())
 
 
 class Resource(models.Model):
@@ -59,6 +91,8 @@ class Resource(models.Model):
     storage_size = models.CharField(max_length=16)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    resource_kind: ClassVar[str]  # ResourceKind of the concrete model
 
     class Meta:
         abstract = True
@@ -99,7 +133,8 @@ def _resource_indexes(prefix: str) -> list[models.Index]:
 
 
 class Sandbox(Resource):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="sandboxes")
+    resource_kind: ClassVar[str] = ResourceKind.SANDBOX
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="sandboxes")
     image = models.CharField(max_length=300)
     public_url = models.CharField(max_length=300, blank=True, default="")
     ttyd_url = models.CharField(max_length=300, blank=True, default="")  # without the token
@@ -118,7 +153,8 @@ class Sandbox(Resource):
 
 
 class Database(Resource):
-    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="databases")
+    resource_kind: ClassVar[str] = ResourceKind.DATABASE
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="databases")
     api_version = models.CharField(max_length=64)
     host = models.CharField(max_length=253, blank=True, default="")
     port = models.PositiveIntegerField(null=True, blank=True)
@@ -139,24 +175,11 @@ class Database(Resource):
         return bool(self.host and self.username and self.password)
 
 
-class ResourceKind(models.TextChoices):
-    SANDBOX = "sandbox"
-    DATABASE = "database"
-    PROJECT = "project"
-
-
-class Actor(models.TextChoices):
-    USER = "user"
-    RECONCILER = "reconciler"
-    ADMIN = "admin"
-    SYSTEM = "system"
-
-
 class ResourceEvent(models.Model):
     """Append-only timeline. Kept when the resource row is gone (no foreign key to it)."""
 
     project = models.ForeignKey(
-        Project, on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
+        "projects.Project", on_delete=models.SET_NULL, null=True, blank=True, related_name="events"
     )
     project_name = models.CharField(max_length=63, blank=True, default="")
     resource_kind = models.CharField(max_length=16, choices=ResourceKind.choices)
@@ -166,7 +189,7 @@ class ResourceEvent(models.Model):
     to_status = models.CharField(max_length=16, blank=True, default="")
     reason = models.CharField(max_length=64, blank=True, default="")
     message = models.TextField(blank=True, default="")
-    actor = models.CharField(max_length=16, choices=Actor.choices)
+    actor = models.CharField(max_length=16, choices=ActorKind.choices)
     actor_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

@@ -5,22 +5,17 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from rest_framework.authtoken.models import TokenProxy
 
-from sandboxes import operator
-from sandboxes.admin import (
-    ReadOnlyInline,
-    ReadOnlyRowsMixin,
-    YesNoFilter,
-    duration,
-    kubeconfig_badge,
-    report_to,
-    short,
-)
-from userconfig.models import ConfigKey, User, UserConfig
+from core.admin import ReadOnlyInline, ReadOnlyRowsMixin, YesNoFilter, admin_link, duration, report_to, short
+from core.audit import ActorKind, actor_for
+from userconfig import services
+from userconfig.models import KUBECONFIG_FAILING, ConfigKey, User, UserConfig
 
 NEVER_SHOWN = "•••••••• (encrypted; never shown)"
 STATE_FIELDS = (
@@ -38,6 +33,68 @@ STATE_FIELDS = (
     "created_at",
     "updated_at",
 )
+
+
+# --- the owner's kubeconfig, as other apps' admin pages show it -------------------------------------
+
+
+def kubeconfig_failing_q(owner_path: str) -> Exists:
+    return Exists(
+        UserConfig.objects.filter(
+            user_id=OuterRef(owner_path),
+            key=ConfigKey.KUBECONFIG,
+            check_status__in=KUBECONFIG_FAILING,
+        )
+    )
+
+
+def kubeconfig_status_subquery(owner_path: str) -> Subquery:
+    return Subquery(
+        UserConfig.objects.filter(user_id=OuterRef(owner_path), key=ConfigKey.KUBECONFIG).values(
+            "check_status"
+        )[:1]
+    )
+
+
+def kubeconfig_badge(status: str | None) -> str:
+    if not status:
+        return mark_safe('<span title="no kubeconfig stored">none</span>')
+    if status in KUBECONFIG_FAILING:
+        return format_html('<strong style="color:#ba2121">{}</strong>', status)
+    return status
+
+
+def owner_kubeconfig_html(owner_id: int) -> str:
+    """The owner's kubeconfig state for a detail page: never its content."""
+    config = (
+        UserConfig.objects.filter(user_id=owner_id, key=ConfigKey.KUBECONFIG)
+        .only("id", "namespace", "server_host", "check_status", "check_message", "checked_at")
+        .first()
+    )
+    if config is None:
+        return "No kubeconfig stored."
+    checked = (
+        f"checked {duration(timezone.now() - config.checked_at)} ago"
+        if config.checked_at
+        else "never checked"
+    )
+    return format_html(
+        "{} — namespace <code>{}</code> on <code>{}</code>, {}<br>{}",
+        admin_link(config, config.get_check_status_display()),
+        config.namespace,
+        config.server_host,
+        checked,
+        config.check_message or "",
+    )
+
+
+class KubeconfigFailingFilter(YesNoFilter):
+    title = "owner's kubeconfig failing"
+    parameter_name = "kubeconfig_failing"
+    owner_path = "project__owner_id"
+
+    def condition(self) -> Q:
+        return Q(kubeconfig_failing_q(self.owner_path))
 
 
 class UserConfigInline(ReadOnlyInline):
@@ -106,13 +163,15 @@ class UserAdmin(BaseUserAdmin):
     @admin.action(description="Re-check the kubeconfig", permissions=["change"])
     def recheck_kubeconfig(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         user_ids = list(queryset.values_list("pk", flat=True))
-        report = operator.recheck_kubeconfigs(user_ids=user_ids, actor=operator.admin_actor(request))
+        report = services.recheck_kubeconfigs(
+            user_ids=user_ids, actor=actor_for(request, kind=ActorKind.ADMIN)
+        )
         report_to(self, request, report)
 
     @admin.action(description="Revoke API tokens", permissions=["change"])
     def revoke_api_tokens(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         user_ids = list(queryset.values_list("pk", flat=True))
-        report = operator.revoke_api_tokens(user_ids=user_ids, actor=operator.admin_actor(request))
+        report = services.revoke_api_tokens(user_ids=user_ids, actor=actor_for(request, kind=ActorKind.ADMIN))
         report_to(self, request, report)
 
 
@@ -127,7 +186,7 @@ class FailingFilter(YesNoFilter):
     parameter_name = "failing"
 
     def condition(self) -> Q:
-        return Q(key=ConfigKey.KUBECONFIG, check_status__in=operator.KUBECONFIG_FAILING)
+        return Q(key=ConfigKey.KUBECONFIG, check_status__in=KUBECONFIG_FAILING)
 
 
 @admin.register(UserConfig)
@@ -178,7 +237,9 @@ class UserConfigAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     @admin.action(description="Re-check the kubeconfig", permissions=["change"])
     def recheck_kubeconfig(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         user_ids = queryset.filter(key=ConfigKey.KUBECONFIG).values_list("user_id", flat=True)
-        report = operator.recheck_kubeconfigs(user_ids=list(user_ids), actor=operator.admin_actor(request))
+        report = services.recheck_kubeconfigs(
+            user_ids=list(user_ids), actor=actor_for(request, kind=ActorKind.ADMIN)
+        )
         skipped_rows = queryset.exclude(key=ConfigKey.KUBECONFIG).count()
         if skipped_rows:
             report.skipped["not a kubeconfig"] += skipped_rows

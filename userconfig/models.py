@@ -24,6 +24,10 @@ class CheckStatus(models.TextChoices):
     UNREACHABLE = "UNREACHABLE", "Cluster unreachable"
 
 
+# Checks that say the kubeconfig cannot be used right now.
+KUBECONFIG_FAILING = (CheckStatus.FAILED, CheckStatus.UNREACHABLE)
+
+
 class UserConfig(models.Model):
     """One per-user setting. Values are encrypted at rest whatever their kind.
 

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from projects.selectors import SECRET_MASK
+from core.secrets import SECRET_MASK
 from userconfig.models import ConfigKey, User, UserConfig
 
 

@@ -1,12 +1,17 @@
-"""Writes of per-user settings: kubeconfig and AI agent settings."""
+"""Writes of per-user settings: kubeconfig and AI agent settings, and the support-staff actions on users."""
+
+from collections.abc import Iterable
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from core import audit
 from core import kick as kicks
 from core.audit import Actor
 from core.errors import NotFound, ValidationFailed
+from core.reports import Report
 from userconfig import kubeconfig
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
@@ -106,3 +111,41 @@ def kubeconfig_recheck(*, user: User, actor: Actor) -> UserConfig:
         audit.record(actor, "kubeconfig.recheck", config, previous_status=previous)
         kicks.kick_kubeconfig_check(user.pk)
     return config
+
+
+# --- support staff (admin actions) ----------------------------------------------------------------
+
+
+def recheck_kubeconfigs(*, user_ids: Iterable[Any], actor: Actor) -> Report:
+    """Reset each user's kubeconfig check to PENDING and queue the cluster check again."""
+    report = Report("user", "queued for a kubeconfig re-check")
+    ids = sorted(set(user_ids))
+    users = {u.pk: u for u in User.objects.filter(pk__in=ids)}
+    for user_id in ids:
+        user = users.get(user_id)
+        if user is None:
+            report.skip("gone")
+            continue
+        try:
+            kubeconfig_recheck(user=user, actor=actor)
+        except NotFound:
+            report.skip("no kubeconfig")
+            continue
+        report.done.append(str(user_id))
+    return report
+
+
+def revoke_api_tokens(*, user_ids: Iterable[Any], actor: Actor) -> Report:
+    """Delete the users' REST API tokens (DRF authtoken); the key itself is never shown or recorded."""
+    report = Report("user", "had their API token revoked")
+    ids = sorted(set(user_ids))
+    with transaction.atomic():
+        tokens = list(Token.objects.select_related("user").filter(user_id__in=ids))
+        holders = [t.user for t in tokens]
+        for _ in range(len(ids) - len(holders)):
+            report.skip("no token")
+        if holders:
+            Token.objects.filter(user_id__in=[u.pk for u in holders]).delete()
+            audit.record_many(actor, "admin.revoke_api_token", holders)
+        report.done = [str(u.pk) for u in holders]
+    return report

@@ -1,8 +1,15 @@
-"""Dashboard settings: the kubeconfig (with its live cluster check) and the AI agent settings."""
+"""Dashboard pages of the user: sign in, out and up; settings (the kubeconfig with its live cluster check,
+and the AI agent settings)."""
 
+from typing import Any
+
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import forms as auth_forms
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -13,6 +20,37 @@ from userconfig import selectors, services
 from userconfig.api import kubeconfig_state as state_dict
 from userconfig.auth import current_user
 from userconfig.forms import AgentSettingsForm, KubeconfigForm
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "auth/login.html"
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), "signup_enabled": settings.SIGNUP_ENABLED}
+
+
+class LogoutView(auth_views.LogoutView):
+    pass
+
+
+class SignupForm(auth_forms.UserCreationForm):
+    class Meta(auth_forms.UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username",)
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if not settings.SIGNUP_ENABLED:
+        raise Http404("Sign-up is disabled on this server.")
+    if request.user.is_authenticated:
+        return redirect("dashboard:list")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("dashboard:settings")
+    return render(request, "auth/signup.html", {"form": form}, status=400 if form.errors else 200)
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -68,7 +106,7 @@ def kubeconfig_save(request: HttpRequest) -> HttpResponse:
     if not saved:
         return _render(request, kubeconfig_form=form, status=400)
     messages.success(request, "Kubeconfig saved. Checking what it can do on the cluster…")
-    return redirect("projects:settings")
+    return redirect("dashboard:settings")
 
 
 @login_required
@@ -80,7 +118,7 @@ def kubeconfig_remove(request: HttpRequest) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, "Kubeconfig removed.")
-    return redirect("projects:settings")
+    return redirect("dashboard:settings")
 
 
 @login_required
@@ -103,4 +141,4 @@ def agent_save(request: HttpRequest) -> HttpResponse:
         form.add_error(None, exc.message)
         return _render(request, agent_form=form, status=400)
     messages.success(request, "Agent settings saved. New and restarted sandboxes use them.")
-    return redirect("projects:settings")
+    return redirect("dashboard:settings")

@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from core.audit import RECONCILER, Actor
 from core.models import AuditEntry
+from projects import operator_services as operator
 from projects.models import Environment
-from sandboxes import operator
+from projects.transitions import change_status
 from sandboxes.models import Database, ResourceEvent, Sandbox
-from sandboxes.transitions import change_status
 from tests.factories import DatabaseFactory, KubeconfigFactory, ProjectFactory, SandboxFactory
 from userconfig.models import UserConfig
 

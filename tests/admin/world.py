@@ -7,7 +7,7 @@ from rest_framework.authtoken.models import Token
 
 from core.audit import RECONCILER, Actor
 from projects.models import ProjectTask
-from sandboxes.transitions import change_status
+from projects.transitions import change_status
 from tests.factories import (
     KUBECONFIG_TEMPLATE,
     DatabaseFactory,

@@ -217,7 +217,7 @@ def running_project(user, *statuses):
     project = ProjectFactory(owner=user, status="RUNNING")
     for status in statuses or ("RUNNING",):
         SandboxFactory(project=project, status=status)
-    from sandboxes.transitions import refresh_project_status
+    from projects.transitions import refresh_project_status
 
     refresh_project_status(project.pk)
     project.refresh_from_db()

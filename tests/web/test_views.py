@@ -88,24 +88,24 @@ def add_database(project: Project, status: str = "RUNNING") -> Database:
 def project_urls(project: Project, database: Database | None = None) -> list[tuple[str, str]]:
     pk = project.pk
     urls = [
-        ("get", reverse("projects:detail", args=[pk])),
-        ("get", reverse("projects:live", args=[pk])),
-        ("get", reverse("projects:terminal-open", args=[pk])),
-        ("post", reverse("projects:start", args=[pk])),
-        ("post", reverse("projects:stop", args=[pk])),
-        ("post", reverse("projects:retry", args=[pk])),
-        ("post", reverse("projects:delete", args=[pk])),
-        ("post", reverse("projects:env-save", args=[pk])),
-        ("post", reverse("projects:env-delete", args=[pk, "FOO"])),
-        ("post", reverse("projects:env-reveal", args=[pk, "FOO"])),
-        ("post", reverse("projects:terminal", args=[pk])),
-        ("post", reverse("projects:filebrowser", args=[pk])),
-        ("post", reverse("projects:database-add", args=[pk])),
+        ("get", reverse("dashboard:detail", args=[pk])),
+        ("get", reverse("dashboard:live", args=[pk])),
+        ("get", reverse("dashboard:terminal-open", args=[pk])),
+        ("post", reverse("dashboard:start", args=[pk])),
+        ("post", reverse("dashboard:stop", args=[pk])),
+        ("post", reverse("dashboard:retry", args=[pk])),
+        ("post", reverse("dashboard:delete", args=[pk])),
+        ("post", reverse("dashboard:env-save", args=[pk])),
+        ("post", reverse("dashboard:env-delete", args=[pk, "FOO"])),
+        ("post", reverse("dashboard:env-reveal", args=[pk, "FOO"])),
+        ("post", reverse("dashboard:terminal", args=[pk])),
+        ("post", reverse("dashboard:filebrowser", args=[pk])),
+        ("post", reverse("dashboard:database-add", args=[pk])),
     ]
     if database is not None:
         urls += [
-            ("post", reverse("projects:database-remove", args=[pk, database.pk])),
-            ("post", reverse("projects:database-connection", args=[pk, database.pk])),
+            ("post", reverse("dashboard:database-remove", args=[pk, database.pk])),
+            ("post", reverse("dashboard:database-connection", args=[pk, database.pk])),
         ]
     return urls
 
@@ -118,13 +118,13 @@ def test_anonymous_is_sent_to_login_everywhere(project):
     anon = Client()
     site = [
         ("get", "/"),
-        ("get", reverse("projects:status")),
-        ("post", reverse("projects:create")),
-        ("get", reverse("projects:settings")),
-        ("post", reverse("projects:kubeconfig-save")),
-        ("get", reverse("projects:kubeconfig-state")),
-        ("post", reverse("projects:kubeconfig-remove")),
-        ("post", reverse("projects:agent-save")),
+        ("get", reverse("dashboard:status")),
+        ("post", reverse("dashboard:create")),
+        ("get", reverse("dashboard:settings")),
+        ("post", reverse("dashboard:kubeconfig-save")),
+        ("get", reverse("dashboard:kubeconfig-state")),
+        ("post", reverse("dashboard:kubeconfig-remove")),
+        ("post", reverse("dashboard:agent-save")),
     ]
     for method, url in site + project_urls(project, database):
         response = getattr(anon, method)(url)
@@ -147,12 +147,12 @@ def test_other_users_project_is_404_on_every_page_action_and_reveal(project):
     assert Environment.objects.get(project=project, key="FOO").value == "bar"
     assert not AuditEntry.objects.filter(action__startswith="reveal").exists()
     # The status endpoint simply leaves foreign ids out.
-    response = stranger.get(reverse("projects:status"), {"ids": str(project.pk)})
+    response = stranger.get(reverse("dashboard:status"), {"ids": str(project.pk)})
     assert response.json() == {}
 
 
 def test_404_page_is_in_the_app_style(client):
-    response = client.get(reverse("projects:detail", args=[uuid.uuid4()]))
+    response = client.get(reverse("dashboard:detail", args=[uuid.uuid4()]))
     assert response.status_code == 404
     html = response.content.decode()
     assert "find that page" in html
@@ -199,7 +199,7 @@ def test_signup_is_behind_the_setting(settings):
     ok = client.post(
         "/signup/", {"username": "ann", "password1": "tall-giraffe-42", "password2": "tall-giraffe-42"}
     )
-    assert ok.status_code == 302 and ok["Location"] == reverse("projects:settings")
+    assert ok.status_code == 302 and ok["Location"] == reverse("dashboard:settings")
     assert client.get("/").status_code == 200
 
 
@@ -207,14 +207,14 @@ def test_csrf_is_enforced_on_forms(owner):
     owner.save()
     client = Client(enforce_csrf_checks=True)
     client.force_login(owner)
-    response = client.post(reverse("projects:create"), {"name": "No Token"})
+    response = client.post(reverse("dashboard:create"), {"name": "No Token"})
     assert response.status_code == 403
     assert not Project.objects.filter(name="No Token").exists()
     # With the token from the page, the same form works.
     page = client.get("/")
     token = page.context["csrf_token"]
     response = client.post(
-        reverse("projects:create"), {"name": "With Token", "csrfmiddlewaretoken": str(token)}
+        reverse("dashboard:create"), {"name": "With Token", "csrfmiddlewaretoken": str(token)}
     )
     assert response.status_code == 302
     assert Project.objects.filter(name="With Token").exists()
@@ -232,14 +232,14 @@ def test_empty_state_explains_the_first_steps():
 
 
 def test_create_project_form_and_json(client, owner):
-    response = client.post(reverse("projects:create"), {"name": "Blog", "description": "my blog"})
+    response = client.post(reverse("dashboard:create"), {"name": "Blog", "description": "my blog"})
     assert response.status_code == 302
     assert Project.objects.get(owner=owner, name="Blog").status == "CREATING"
-    response = client.post(reverse("projects:create"), {"name": "Api"}, HTTP_ACCEPT="application/json")
+    response = client.post(reverse("dashboard:create"), {"name": "Api"}, HTTP_ACCEPT="application/json")
     assert response.status_code == 201
     body = response.json()
     assert "data-project" in body["card"] and "Creating" in body["card"]
-    assert body["url"] == reverse("projects:detail", args=[body["id"]])
+    assert body["url"] == reverse("dashboard:detail", args=[body["id"]])
 
 
 @pytest.mark.parametrize(
@@ -252,22 +252,22 @@ def test_create_project_form_and_json(client, owner):
     ],
 )
 def test_bad_project_name_shows_the_service_message(client, owner, name, message):
-    response = client.post(reverse("projects:create"), {"name": name})
+    response = client.post(reverse("dashboard:create"), {"name": name})
     assert response.status_code == 400
     assert message in response.content.decode()
     assert "data-open-on-load" in response.content.decode()  # the dialog reopens with the error
-    json = client.post(reverse("projects:create"), {"name": name}, HTTP_ACCEPT="application/json")
+    json = client.post(reverse("dashboard:create"), {"name": name}, HTTP_ACCEPT="application/json")
     assert json.status_code == 400
     assert json.json()["errors"]["name"] == [message]
     assert not Project.objects.filter(owner=owner).exists()
 
 
 def test_duplicate_name_and_missing_kubeconfig(client, project):
-    response = client.post(reverse("projects:create"), {"name": "Web Shop"}, HTTP_ACCEPT="application/json")
+    response = client.post(reverse("dashboard:create"), {"name": "Web Shop"}, HTTP_ACCEPT="application/json")
     assert response.status_code == 400
     assert response.json()["errors"]["name"] == ["You already have a project named 'Web Shop'."]
     newcomer = login(UserFactory())
-    response = newcomer.post(reverse("projects:create"), {"name": "First"}, HTTP_ACCEPT="application/json")
+    response = newcomer.post(reverse("dashboard:create"), {"name": "First"}, HTTP_ACCEPT="application/json")
     assert response.status_code == 400
     assert "Upload a kubeconfig" in response.json()["errors"]["__all__"][0]
     assert Project.objects.count() == 1
@@ -291,7 +291,7 @@ def test_list_filters_searches_and_paginates(client, owner):
 
 def test_status_endpoint_shape(client, project):
     database = add_database(project, status="CREATING")
-    response = client.get(reverse("projects:status"), {"ids": f"{project.pk},not-a-uuid,{uuid.uuid4()}"})
+    response = client.get(reverse("dashboard:status"), {"ids": f"{project.pk},not-a-uuid,{uuid.uuid4()}"})
     assert response.status_code == 200
     body = response.json()
     assert list(body) == [str(project.pk)]
@@ -309,7 +309,7 @@ def test_status_endpoint_shape(client, project):
 def test_project_page_shows_status_links_and_no_secrets(client, project):
     Environment.objects.create(project=project, key="STRIPE_KEY", value="sk_live_hidden", is_secret=True)
     Environment.objects.create(project=project, key="MODE", value="production")
-    html = client.get(reverse("projects:detail", args=[project.pk])).content.decode()
+    html = client.get(reverse("dashboard:detail", args=[project.pk])).content.decode()
     token = Environment.objects.get(project=project, key="TTYD_ACCESS_TOKEN").value
     fb_password = Environment.objects.get(project=project, key="FILE_BROWSER_PASSWORD").value
     assert "Creating your sandbox" in html
@@ -324,46 +324,46 @@ def test_error_shows_reason_and_retry(client, project):
         status="ERROR", failed_status="CREATING", last_error="Forbidden: cannot create statefulsets"
     )
     Project.objects.filter(pk=project.pk).update(status="ERROR")
-    html = client.get(reverse("projects:detail", args=[project.pk])).content.decode()
+    html = client.get(reverse("dashboard:detail", args=[project.pk])).content.decode()
     assert "Forbidden: cannot create statefulsets" in html
     assert 'data-action="retry"' in html
-    response = client.post(reverse("projects:retry", args=[project.pk]), follow=True)
+    response = client.post(reverse("dashboard:retry", args=[project.pk]), follow=True)
     assert "Retrying Web Shop" in response.content.decode()
     assert Sandbox.objects.get(project=project).status == "CREATING"
 
 
 def test_start_stop_buttons_follow_allowed_actions(client, project):
     set_status(project, "RUNNING")
-    html = client.get(reverse("projects:detail", args=[project.pk])).content.decode()
+    html = client.get(reverse("dashboard:detail", args=[project.pk])).content.decode()
     assert 'data-action="start" disabled' in html
     assert 'data-action="stop" >' in html or 'data-action="stop">' in html
-    refused = client.post(reverse("projects:start", args=[project.pk]), follow=True)
+    refused = client.post(reverse("dashboard:start", args=[project.pk]), follow=True)
     assert "Cannot start a project that is RUNNING." in refused.content.decode()
-    client.post(reverse("projects:stop", args=[project.pk]))
+    client.post(reverse("dashboard:stop", args=[project.pk]))
     assert Sandbox.objects.get(project=project).status == "STOPPING"
     set_status(project, "STOPPED")
-    client.post(reverse("projects:start", args=[project.pk]))
+    client.post(reverse("dashboard:start", args=[project.pk]))
     assert Sandbox.objects.get(project=project).status == "STARTING"
 
 
 def test_delete_needs_the_exact_name(client, project):
     response = client.post(
-        reverse("projects:delete", args=[project.pk]), {"confirm_name": "web shop"}, follow=True
+        reverse("dashboard:delete", args=[project.pk]), {"confirm_name": "web shop"}, follow=True
     )
     assert "Nothing was deleted" in response.content.decode()
     assert Project.objects.get(pk=project.pk).status == "CREATING"
-    response = client.post(reverse("projects:delete", args=[project.pk]), {"confirm_name": "Web Shop"})
+    response = client.post(reverse("dashboard:delete", args=[project.pk]), {"confirm_name": "Web Shop"})
     assert response.status_code == 302 and response["Location"] == "/"
     assert Project.objects.get(pk=project.pk).status == "TERMINATING"
 
 
 def test_live_endpoint_renders_regions_and_reports_deletion(client, project):
-    body = client.get(reverse("projects:live", args=[project.pk])).json()
+    body = client.get(reverse("dashboard:live", args=[project.pk])).json()
     assert body["status"] == "CREATING" and body["transitional"] is True
     assert set(body["html"]) == {"header", "waiting", "resources", "timeline"}
     assert "Sandbox requested." in body["html"]["timeline"]
     Project.objects.filter(pk=project.pk).delete()
-    gone = client.get(reverse("projects:live", args=[project.pk]))
+    gone = client.get(reverse("dashboard:live", args=[project.pk]))
     assert gone.status_code == 404 and gone.json()["gone"] is True
 
 
@@ -371,26 +371,28 @@ def test_live_endpoint_renders_regions_and_reports_deletion(client, project):
 
 
 def test_env_add_edit_delete(client, project):
-    url = reverse("projects:env-save", args=[project.pk])
+    url = reverse("dashboard:env-save", args=[project.pk])
     assert client.post(url, {"key": "API_URL", "value": "https://x"}).status_code == 302
     assert client.post(url, {"key": "TOKEN", "value": "s3cr3t", "is_secret": "on"}).status_code == 302
     assert Environment.objects.get(project=project, key="TOKEN").is_secret
     client.post(url, {"key": "API_URL", "value": "https://y"})
     assert Environment.objects.get(project=project, key="API_URL").value == "https://y"
-    html = client.get(reverse("projects:detail", args=[project.pk])).content.decode()
+    html = client.get(reverse("dashboard:detail", args=[project.pk])).content.decode()
     assert "https://y" in html and "s3cr3t" not in html
-    client.post(reverse("projects:env-delete", args=[project.pk, "API_URL"]))
+    client.post(reverse("dashboard:env-delete", args=[project.pk, "API_URL"]))
     assert not Environment.objects.filter(project=project, key="API_URL").exists()
-    refused = client.post(reverse("projects:env-delete", args=[project.pk, "TTYD_ACCESS_TOKEN"]), follow=True)
+    refused = client.post(
+        reverse("dashboard:env-delete", args=[project.pk, "TTYD_ACCESS_TOKEN"]), follow=True
+    )
     assert "managed by Tenter" in refused.content.decode()
     assert Environment.objects.filter(project=project, key="TTYD_ACCESS_TOKEN").exists()
 
 
 def test_env_change_warns_and_restarts_running_sandbox(client, project):
     set_status(project, "RUNNING")
-    html = client.get(reverse("projects:detail", args=[project.pk])).content.decode()
+    html = client.get(reverse("dashboard:detail", args=[project.pk])).content.decode()
     assert "Saving a change restarts the running sandbox" in html
-    client.post(reverse("projects:env-save", args=[project.pk]), {"key": "A", "value": "1"})
+    client.post(reverse("dashboard:env-save", args=[project.pk]), {"key": "A", "value": "1"})
     assert Sandbox.objects.get(project=project).status == "UPDATING"
 
 
@@ -405,7 +407,7 @@ def test_env_change_warns_and_restarts_running_sandbox(client, project):
 )
 def test_bad_env_input_shows_the_message_and_stores_nothing(client, project, data, message):
     before = {(e.key, e.value) for e in Environment.objects.filter(project=project)}
-    response = client.post(reverse("projects:env-save", args=[project.pk]), data)
+    response = client.post(reverse("dashboard:env-save", args=[project.pk]), data)
     assert response.status_code == 400
     assert message in response.content.decode()
     assert {(e.key, e.value) for e in Environment.objects.filter(project=project)} == before
@@ -416,25 +418,25 @@ def test_bad_env_input_shows_the_message_and_stores_nothing(client, project, dat
 
 def test_env_secret_reveal_is_post_only_and_audited(client, project, owner):
     Environment.objects.create(project=project, key="TOKEN", value="s3cr3t", is_secret=True)
-    url = reverse("projects:env-reveal", args=[project.pk, "TOKEN"])
+    url = reverse("dashboard:env-reveal", args=[project.pk, "TOKEN"])
     assert client.get(url).status_code == 405
     response = client.post(url)
     assert response.json() == {"key": "TOKEN", "value": "s3cr3t"}
     assert response["Cache-Control"] == "no-store"
     entry = AuditEntry.objects.get(action="reveal.env")
     assert entry.actor == owner and entry.details == {"key": "TOKEN"}
-    assert client.post(reverse("projects:env-reveal", args=[project.pk, "NOPE"])).status_code == 404
+    assert client.post(reverse("dashboard:env-reveal", args=[project.pk, "NOPE"])).status_code == 404
 
 
 def test_terminal_and_filebrowser_reveals(client, project):
     token = Environment.objects.get(project=project, key="TTYD_ACCESS_TOKEN").value
-    response = client.post(reverse("projects:terminal", args=[project.pk]))
+    response = client.post(reverse("dashboard:terminal", args=[project.pk]))
     assert response.status_code == 200
     url = response.json()["url"]
     assert url.startswith(project.sandboxes.first().ttyd_url + "?authorization=")
-    opened = client.get(reverse("projects:terminal-open", args=[project.pk]))
+    opened = client.get(reverse("dashboard:terminal-open", args=[project.pk]))
     assert opened.status_code == 302 and opened["Location"] == url
-    creds = client.post(reverse("projects:filebrowser", args=[project.pk])).json()
+    creds = client.post(reverse("dashboard:filebrowser", args=[project.pk])).json()
     assert creds["username"].startswith("fb-") and creds["password"]
     assert token not in str(creds)
     assert AuditEntry.objects.filter(action="reveal.terminal").count() == 2
@@ -442,10 +444,10 @@ def test_terminal_and_filebrowser_reveals(client, project):
 
 
 def test_database_add_connection_reveal_and_remove(client, project):
-    response = client.post(reverse("projects:database-add", args=[project.pk]))
+    response = client.post(reverse("dashboard:database-add", args=[project.pk]))
     assert response.status_code == 302
     database = Database.objects.get(project=project)
-    not_ready = client.post(reverse("projects:database-connection", args=[project.pk, database.pk]))
+    not_ready = client.post(reverse("dashboard:database-connection", args=[project.pk, database.pk]))
     assert not_ready.status_code == 409
     Database.objects.filter(pk=database.pk).update(
         status="RUNNING", host="pg.ns.svc", port=5432, username="postgres"
@@ -453,15 +455,15 @@ def test_database_add_connection_reveal_and_remove(client, project):
     database.refresh_from_db()
     database.password = "p@ss w0rd"
     database.save()
-    html = client.get(reverse("projects:detail", args=[project.pk])).content.decode()
+    html = client.get(reverse("dashboard:detail", args=[project.pk])).content.decode()
     assert "pg.ns.svc" in html and "p@ss w0rd" not in html
-    body = client.post(reverse("projects:database-connection", args=[project.pk, database.pk])).json()
+    body = client.post(reverse("dashboard:database-connection", args=[project.pk, database.pk])).json()
     assert body["password"] == "p@ss w0rd"
     assert body["url"] == "postgresql://postgres:p%40ss%20w0rd@pg.ns.svc:5432/postgres"
     assert AuditEntry.objects.filter(action="reveal.database_connection").count() == 1
-    again = client.post(reverse("projects:database-add", args=[project.pk]), follow=True)
+    again = client.post(reverse("dashboard:database-add", args=[project.pk]), follow=True)
     assert "already has a database" in again.content.decode()
-    client.post(reverse("projects:database-remove", args=[project.pk, database.pk]))
+    client.post(reverse("dashboard:database-remove", args=[project.pk, database.pk]))
     assert Database.objects.get(pk=database.pk).status == "TERMINATING"
 
 
@@ -471,19 +473,19 @@ def test_database_add_connection_reveal_and_remove(client, project):
 def test_kubeconfig_save_state_and_remove(owner):
     UserConfig.objects.filter(user=owner).delete()
     client = login(owner)
-    response = client.post(reverse("projects:kubeconfig-save"), {"kubeconfig": GOOD_KUBECONFIG})
+    response = client.post(reverse("dashboard:kubeconfig-save"), {"kubeconfig": GOOD_KUBECONFIG})
     assert response.status_code == 302
-    state = client.get(reverse("projects:kubeconfig-state")).json()
+    state = client.get(reverse("dashboard:kubeconfig-state")).json()
     assert state["namespace"] == "ns-web" and state["check_status"] == "PENDING"
     assert "token" not in str(state)
     json = client.post(
-        reverse("projects:kubeconfig-save"), {"kubeconfig": GOOD_KUBECONFIG}, HTTP_ACCEPT="application/json"
+        reverse("dashboard:kubeconfig-save"), {"kubeconfig": GOOD_KUBECONFIG}, HTTP_ACCEPT="application/json"
     )
     assert json.json()["server_host"] == "k8s.example.test"
-    html = client.get(reverse("projects:settings")).content.decode()
+    html = client.get(reverse("dashboard:settings")).content.decode()
     assert "ns-web" in html and "token: abc" not in html
-    client.post(reverse("projects:kubeconfig-remove"))
-    assert client.get(reverse("projects:kubeconfig-state")).json()["configured"] is False
+    client.post(reverse("dashboard:kubeconfig-remove"))
+    assert client.get(reverse("dashboard:kubeconfig-state")).json()["configured"] is False
 
 
 @pytest.mark.parametrize(
@@ -498,23 +500,23 @@ def test_kubeconfig_save_state_and_remove(owner):
 def test_bad_kubeconfig_shows_the_message_and_stores_nothing(owner, text, message):
     UserConfig.objects.filter(user=owner).delete()
     client = login(owner)
-    response = client.post(reverse("projects:kubeconfig-save"), {"kubeconfig": text})
+    response = client.post(reverse("dashboard:kubeconfig-save"), {"kubeconfig": text})
     assert response.status_code == 400
     assert message in response.content.decode()
     json = client.post(
-        reverse("projects:kubeconfig-save"), {"kubeconfig": text}, HTTP_ACCEPT="application/json"
+        reverse("dashboard:kubeconfig-save"), {"kubeconfig": text}, HTTP_ACCEPT="application/json"
     )
     assert message in json.json()["errors"]["kubeconfig"][0]
     assert not UserConfig.objects.filter(user=owner, key=ConfigKey.KUBECONFIG).exists()
 
 
 def test_agent_settings_key_is_write_only(client, owner):
-    url = reverse("projects:agent-save")
+    url = reverse("dashboard:agent-save")
     response = client.post(
         url, {"base_url": "https://llm.example", "model": "m1", "api_key": "sk-ant-secret"}
     )
     assert response.status_code == 302
-    html = client.get(reverse("projects:settings")).content.decode()
+    html = client.get(reverse("dashboard:settings")).content.decode()
     assert "https://llm.example" in html and "m1" in html
     assert "sk-ant-secret" not in html and "A key is stored." in html
     client.post(url, {"base_url": "https://llm.example", "model": "m2"})  # blank key keeps it
@@ -581,7 +583,7 @@ def test_list_page_query_count_is_constant(client, owner):
 
 
 def test_project_page_query_count_is_constant(client, project, django_assert_max_num_queries):
-    url = reverse("projects:detail", args=[project.pk])
+    url = reverse("dashboard:detail", args=[project.pk])
     small = count_queries(client, "get", url)
     sandbox = project.sandboxes.first()
     ResourceEvent.objects.bulk_create(
@@ -594,7 +596,7 @@ def test_project_page_query_count_is_constant(client, project, django_assert_max
     with django_assert_max_num_queries(10):
         client.get(url)
     with django_assert_max_num_queries(8):
-        client.get(reverse("projects:live", args=[project.pk]))
+        client.get(reverse("dashboard:live", args=[project.pk]))
 
 
 def test_status_poll_for_100_projects_takes_two_queries(client, owner, django_assert_max_num_queries):
@@ -602,7 +604,7 @@ def test_status_poll_for_100_projects_takes_two_queries(client, owner, django_as
     ids = ",".join(str(p.pk) for p in projects)
     # Two for the answer, plus the session and the user.
     with django_assert_max_num_queries(4):
-        response = client.get(reverse("projects:status"), {"ids": ids})
+        response = client.get(reverse("dashboard:status"), {"ids": ids})
     body = response.json()
     assert len(body) == 100
     assert sum(len(v["databases"]) for v in body.values()) == 34
@@ -622,24 +624,24 @@ def test_no_dashboard_request_touches_the_cluster(client, project, monkeypatch):
     pk = project.pk
     calls = [
         ("get", "/", {}),
-        ("get", reverse("projects:status"), {"ids": str(pk)}),
-        ("post", reverse("projects:create"), {"name": "Second"}),
-        ("get", reverse("projects:detail", args=[pk]), {}),
-        ("get", reverse("projects:live", args=[pk]), {}),
-        ("post", reverse("projects:env-save", args=[pk]), {"key": "A", "value": "1"}),
-        ("post", reverse("projects:env-reveal", args=[pk, "FOO"]), {}),
-        ("post", reverse("projects:env-delete", args=[pk, "A"]), {}),
-        ("post", reverse("projects:terminal", args=[pk]), {}),
-        ("get", reverse("projects:terminal-open", args=[pk]), {}),
-        ("post", reverse("projects:filebrowser", args=[pk]), {}),
-        ("post", reverse("projects:database-connection", args=[pk, database.pk]), {}),
-        ("post", reverse("projects:database-remove", args=[pk, database.pk]), {}),
-        ("post", reverse("projects:stop", args=[pk]), {}),
-        ("get", reverse("projects:settings"), {}),
-        ("post", reverse("projects:kubeconfig-save"), {"kubeconfig": GOOD_KUBECONFIG}),
-        ("get", reverse("projects:kubeconfig-state"), {}),
-        ("post", reverse("projects:agent-save"), {"model": "m"}),
-        ("post", reverse("projects:delete", args=[pk]), {"confirm_name": "Web Shop"}),
+        ("get", reverse("dashboard:status"), {"ids": str(pk)}),
+        ("post", reverse("dashboard:create"), {"name": "Second"}),
+        ("get", reverse("dashboard:detail", args=[pk]), {}),
+        ("get", reverse("dashboard:live", args=[pk]), {}),
+        ("post", reverse("dashboard:env-save", args=[pk]), {"key": "A", "value": "1"}),
+        ("post", reverse("dashboard:env-reveal", args=[pk, "FOO"]), {}),
+        ("post", reverse("dashboard:env-delete", args=[pk, "A"]), {}),
+        ("post", reverse("dashboard:terminal", args=[pk]), {}),
+        ("get", reverse("dashboard:terminal-open", args=[pk]), {}),
+        ("post", reverse("dashboard:filebrowser", args=[pk]), {}),
+        ("post", reverse("dashboard:database-connection", args=[pk, database.pk]), {}),
+        ("post", reverse("dashboard:database-remove", args=[pk, database.pk]), {}),
+        ("post", reverse("dashboard:stop", args=[pk]), {}),
+        ("get", reverse("dashboard:settings"), {}),
+        ("post", reverse("dashboard:kubeconfig-save"), {"kubeconfig": GOOD_KUBECONFIG}),
+        ("get", reverse("dashboard:kubeconfig-state"), {}),
+        ("post", reverse("dashboard:agent-save"), {"model": "m"}),
+        ("post", reverse("dashboard:delete", args=[pk]), {"confirm_name": "Web Shop"}),
     ]
     for method, url, data in calls:
         response = getattr(client, method)(url, data)

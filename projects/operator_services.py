@@ -1,7 +1,7 @@
-"""Operator actions behind the Django admin, and the operations overview it shows.
+"""Support-staff services behind the admin's actions: bulk actions on sandboxes, databases and projects.
 
 Every action here is a service: it takes a selection and an admin `Actor`, changes statuses only
-through `change_status` or the project services, writes one AuditEntry per target (actor kind
+through `change_status` or the project services, writes one audit entry per target (actor kind
 "admin", the staff user, the request address), kicks the reconciler after commit, and returns a
 `Report` saying what it did and what it skipped and why. Selections of hundreds of rows are fine:
 the reads and the non-status writes are a constant number of queries; status changes cost what
@@ -9,73 +9,28 @@ the reads and the non-status writes are a constant number of queries; status cha
 first, then resources (the order `change_status` and the project services use).
 """
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Max, Min, Q, QuerySet
-from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from core import audit
 from core import kick as kicks
-from core.audit import Actor, actor_for
+from core.audit import Actor
 from core.errors import InvalidState, NotFound
-from core.models import AuditEntry
+from core.reports import Report
 from projects import services as project_services
 from projects.models import Project
-from projects.services import RESUMABLE, set_system_variable
-from sandboxes.models import TRANSITIONAL, Database, Resource, ResourceStatus, Sandbox
-from sandboxes.transitions import change_status, kind_of
+from projects.services import set_system_variable
+from projects.transitions import change_status
+from sandboxes.models import RESUMABLE, STOPPABLE, TRANSITIONAL, Database, Resource, ResourceStatus, Sandbox
 from userconfig import services as userconfig_services
-from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
 OPERATOR_MESSAGE = "by an operator"
-KUBECONFIG_FAILING = [CheckStatus.FAILED, CheckStatus.UNREACHABLE]
 RESOURCE_MODELS: tuple[Any, ...] = (Sandbox, Database)
-
-
-def admin_actor(request: HttpRequest) -> Actor:
-    """The staff user behind an admin request, with the same client address rule as the API."""
-    return actor_for(request, kind="admin")
-
-
-def plural(count: int, noun: str) -> str:
-    if count == 1:
-        return f"1 {noun}"
-    return f"{count} {noun + 'es' if noun.endswith('x') else noun + 's'}"
-
-
-@dataclass
-class Report:
-    """What an action did: how many targets it acted on, and the others grouped by why they were skipped."""
-
-    noun: str
-    did: str
-    done: list[str] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)
-    notes: list[str] = field(default_factory=list)
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] += 1
-
-    @property
-    def message(self) -> str:
-        text = f"{plural(len(self.done), self.noun)} {self.did}"
-        if self.skipped:
-            total = sum(self.skipped.values())
-            if len(self.skipped) == 1:
-                reasons = next(iter(self.skipped))
-            else:
-                reasons = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
-            text += f"; {total} skipped ({reasons})"
-        if self.notes:
-            text += "; " + "; ".join(self.notes)
-        return text + "."
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -85,23 +40,6 @@ def _ids(selection: QuerySet[Any] | Iterable[Any]) -> list[Any]:
     if isinstance(selection, QuerySet):
         return list(selection.order_by().values_list("pk", flat=True))
     return [getattr(item, "pk", item) for item in selection]
-
-
-def _audit_many(actor: Actor, action: str, targets: Sequence[Any], **details: Any) -> None:
-    """One AuditEntry per target in a single INSERT (what `audit.record` writes, for many targets)."""
-    AuditEntry.objects.bulk_create(
-        AuditEntry(
-            actor=actor.user,
-            actor_kind=actor.kind,
-            action=action,
-            target_type=target._meta.model_name or "",
-            target_id=str(target.pk),
-            target_repr=str(target)[:200],
-            ip_address=actor.ip,
-            details=details,
-        )
-        for target in targets
-    )
 
 
 def _lock_projects(project_ids: Iterable[Any]) -> None:
@@ -129,7 +67,7 @@ def _model(resources: Any, model: Any) -> Any:
 
 
 def _noun(model: type[Resource]) -> str:
-    return kind_of(model)
+    return model.resource_kind
 
 
 # --- lease and scheduling (no status change) ------------------------------------------------------
@@ -154,7 +92,7 @@ def reconcile_now(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, mod
             report.skip("gone")
         if due:
             model.objects.filter(pk__in=[r.pk for r in due]).update(next_attempt_at=now, updated_at=now)
-            _audit_many(actor, "admin.reconcile_now", due)
+            audit.record_many(actor, "admin.reconcile_now", due)
             for row in due:
                 kicks.kick(row)
         leased = sum(1 for r in due if r.locked_until and r.locked_until > now)
@@ -185,7 +123,7 @@ def release_lease(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, mod
             model.objects.filter(pk__in=[r.pk for r in leased]).update(
                 locked_until=None, lease_token=None, updated_at=now
             )
-            _audit_many(actor, "admin.release_lease", leased)
+            audit.record_many(actor, "admin.release_lease", leased)
             for row in leased:
                 if row.status in TRANSITIONAL:
                     kicks.kick(row)
@@ -247,18 +185,11 @@ def _transition(
             if moved:
                 if after is not None:
                     after(project_id, moved)
-                AuditEntry.objects.bulk_create(
-                    AuditEntry(
-                        actor=actor.user,
-                        actor_kind=actor.kind,
-                        action=f"admin.{action}",
-                        target_type=row._meta.model_name or "",
-                        target_id=str(row.pk),
-                        target_repr=str(row)[:200],
-                        ip_address=actor.ip,
-                        details={"from": row.from_status, "to": row.status},  # type: ignore[attr-defined]
-                    )
-                    for row in moved
+                audit.record_many(
+                    actor,
+                    f"admin.{action}",
+                    moved,
+                    lambda row: {"from": row.from_status, "to": row.status},
                 )
             report.done += [str(r.pk) for r in moved]
     return report
@@ -281,9 +212,6 @@ def retry(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, model: Any 
         report=Report(_noun(model), "retried"),
         target_for=target_for,
     )
-
-
-STOPPABLE = {ResourceStatus.RUNNING, ResourceStatus.STARTING, ResourceStatus.ERROR}
 
 
 def stop(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, model: Any = None) -> Report:
@@ -309,7 +237,7 @@ def delete(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, model: Any
     """Anything but TERMINATING/TERMINATED → TERMINATING (destructive: superusers only in the admin).
 
     A deleted database also stops being offered to its project's sandboxes (DATABASE_URL removed),
-    as `sandboxes.services.database_remove` does.
+    as `projects.services.database_remove` does.
     """
     model = _model(resources, model)
 
@@ -334,44 +262,7 @@ def delete(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, model: Any
     )
 
 
-# --- kubeconfig -----------------------------------------------------------------------------------
-
-
-def recheck_kubeconfigs(*, user_ids: Iterable[Any], actor: Actor) -> Report:
-    """Reset each user's kubeconfig check to PENDING and queue the cluster check again."""
-    report = Report("user", "queued for a kubeconfig re-check")
-    ids = sorted(set(user_ids))
-    users = {u.pk: u for u in User.objects.filter(pk__in=ids)}
-    for user_id in ids:
-        user = users.get(user_id)
-        if user is None:
-            report.skip("gone")
-            continue
-        try:
-            userconfig_services.kubeconfig_recheck(user=user, actor=actor)
-        except NotFound:
-            report.skip("no kubeconfig")
-            continue
-        report.done.append(str(user_id))
-    return report
-
-
-def revoke_api_tokens(*, user_ids: Iterable[Any], actor: Actor) -> Report:
-    """Delete the users' REST API tokens (DRF authtoken); the key itself is never shown or recorded."""
-    from rest_framework.authtoken.models import Token
-
-    report = Report("user", "had their API token revoked")
-    ids = sorted(set(user_ids))
-    with transaction.atomic():
-        tokens = list(Token.objects.select_related("user").filter(user_id__in=ids))
-        holders = [t.user for t in tokens]
-        for _ in range(len(ids) - len(holders)):
-            report.skip("no token")
-        if holders:
-            Token.objects.filter(user_id__in=[u.pk for u in holders]).delete()
-            _audit_many(actor, "admin.revoke_api_token", holders)
-        report.done = [str(u.pk) for u in holders]
-    return report
+# --- owners' kubeconfigs -------------------------------------------------------------------------
 
 
 def recheck_owner_kubeconfigs(
@@ -379,7 +270,7 @@ def recheck_owner_kubeconfigs(
 ) -> Report:
     model = _model(resources, model)
     owners = model.objects.filter(pk__in=_ids(resources)).values_list("project__owner_id", flat=True)
-    report = recheck_kubeconfigs(user_ids=set(owners), actor=actor)
+    report = userconfig_services.recheck_kubeconfigs(user_ids=set(owners), actor=actor)
     report.noun = "owner"
     return report
 
@@ -423,105 +314,3 @@ def projects_reconcile_now(*, projects: QuerySet[Any] | Iterable[Any], actor: Ac
         report.skipped.update(part.skipped)
         report.notes += part.notes
     return report
-
-
-# --- the operations overview (a read) -------------------------------------------------------------
-
-
-def deadline_q(now: datetime | None = None, prefix: str = "") -> Q:
-    """Rows whose current status has a deadline (settings.STATUS_DEADLINES) that has passed."""
-    now = now or timezone.now()
-    q = Q(pk__in=[])
-    for status, limit in settings.STATUS_DEADLINES.items():
-        q |= Q(**{f"{prefix}status": status, f"{prefix}status_changed_at__lt": now - limit})
-    return q
-
-
-def lease_held_q(now: datetime | None = None) -> Q:
-    return Q(locked_until__gt=now or timezone.now())
-
-
-def overview(*, now: datetime | None = None, stuck_limit: int = 50, error_limit: int = 20) -> dict[str, Any]:
-    """Counts, stuck rows, reconcile lag and recent errors, in a constant number of queries."""
-    now = now or timezone.now()
-    since = now - timedelta(hours=24)
-    due = (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)) & (
-        Q(locked_until__isnull=True) | Q(locked_until__lte=now)
-    )
-    kinds = []
-    for model in RESOURCE_MODELS:
-        base = model.objects.all()
-        if model is Database:
-            base = base.defer("password")
-        counts = dict(base.order_by().values_list("status").annotate(n=Count("pk")))
-        lag = base.filter(status__in=TRANSITIONAL).aggregate(
-            oldest=Min("status_changed_at"),
-            oldest_due=Min(Coalesce("next_attempt_at", "status_changed_at"), filter=due),
-            leased=Count("pk", filter=lease_held_q(now)),
-            past_deadline=Count("pk", filter=deadline_q(now)),
-        )
-        stuck = list(
-            base.filter(deadline_q(now))
-            .select_related("project", "project__owner")
-            .order_by("status_changed_at")[:stuck_limit]
-        )
-        for row in stuck:
-            row.age = now - row.status_changed_at  # type: ignore[attr-defined]
-            row.deadline = settings.STATUS_DEADLINES.get(row.status)  # type: ignore[attr-defined]
-        errors = list(
-            base.filter(status=ResourceStatus.ERROR, status_changed_at__gte=since)
-            .order_by()
-            .values("failed_status", "last_error")
-            .annotate(n=Count("pk"), latest=Max("status_changed_at"))
-            .order_by("-n", "-latest")[:error_limit]
-        )
-        kinds.append(
-            {
-                "kind": kind_of(model),
-                "model": model,
-                "counts": [(s, counts.get(s, 0)) for s in ResourceStatus.values],
-                "total": sum(counts.values()),
-                "oldest_age": now - lag["oldest"] if lag["oldest"] else None,
-                "oldest_due_age": now - lag["oldest_due"] if lag["oldest_due"] else None,
-                "leased": lag["leased"],
-                "past_deadline": lag["past_deadline"],
-                "stuck": stuck,
-                "errors": errors,
-            }
-        )
-    project_counts = dict(Project.objects.order_by().values_list("status").annotate(n=Count("pk")))
-    kubeconfig_counts = dict(
-        UserConfig.objects.filter(key=ConfigKey.KUBECONFIG)
-        .order_by()
-        .values_list("check_status")
-        .annotate(n=Count("pk"))
-    )
-    return {
-        "now": now,
-        "kinds": kinds,
-        "project_counts": sorted(project_counts.items()),
-        "project_total": sum(project_counts.values()),
-        "kubeconfig_counts": [(s.label, s.value, kubeconfig_counts.get(s.value, 0)) for s in CheckStatus],
-        "deadlines": settings.STATUS_DEADLINES,
-    }
-
-
-__all__ = [
-    "Report",
-    "admin_actor",
-    "deadline_q",
-    "delete",
-    "lease_held_q",
-    "overview",
-    "projects_delete",
-    "projects_reconcile_now",
-    "projects_retry",
-    "projects_stop",
-    "recheck_kubeconfigs",
-    "recheck_owner_kubeconfigs",
-    "reconcile_now",
-    "release_lease",
-    "retry",
-    "revoke_api_tokens",
-    "stop",
-]

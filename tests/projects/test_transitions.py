@@ -6,8 +6,8 @@ import pytest
 
 from core.audit import RECONCILER, Actor
 from projects.models import Project
+from projects.transitions import change_status
 from sandboxes.models import ResourceEvent, Sandbox
-from sandboxes.transitions import change_status
 from tests.factories import DatabaseFactory, ProjectFactory, SandboxFactory
 
 pytestmark = pytest.mark.django_db

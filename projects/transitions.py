@@ -21,11 +21,6 @@ from sandboxes.models import Database, Resource, ResourceEvent, ResourceStatus, 
 logger = logging.getLogger(__name__)
 
 
-def kind_of(resource: Resource | type[Resource]) -> str:
-    model = resource if isinstance(resource, type) else type(resource)
-    return "sandbox" if issubclass(model, Sandbox) else "database"
-
-
 def lock_project(project_id: uuid.UUID) -> Project | None:
     return Project.objects.select_for_update().filter(pk=project_id).first()
 
@@ -66,7 +61,7 @@ def add_event(
     return ResourceEvent.objects.create(
         project_id=resource.project_id,  # type: ignore[attr-defined]
         project_name=project_name,
-        resource_kind=kind_of(resource),
+        resource_kind=resource.resource_kind,
         resource_id=resource.pk,
         resource_name=resource.name,
         from_status=from_status,
