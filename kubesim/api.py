@@ -15,7 +15,7 @@ from typing import Any
 
 from kubesim import crd as crdmod
 from kubesim import patch as patchmod
-from kubesim.admin import Auth, Faults, Stats
+from kubesim.control import Auth, Faults, Stats
 from kubesim.defaults import apply_defaults
 from kubesim.discovery import EndpointsMixin
 from kubesim.errors import (
@@ -27,9 +27,9 @@ from kubesim.errors import (
     invalid,
     not_found,
 )
+from kubesim.matching import combine, field_selector, label_selector
 from kubesim.messages import Request, Response, clone, decode_body, dumps, now_ts
 from kubesim.resources import Registry, ResourceType
-from kubesim.selectors import combine, field_selector, label_selector
 from kubesim.store import Obj, Store, TooOld
 from kubesim.validation import BuiltinValidators, check_immutable, validate_object
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kubesim.admin import Auth, Faults, Stats, TokenInfo
+from kubesim.control import Auth, Faults, Stats, TokenInfo
 from kubesim.errors import ApiError, bad_request
 from kubesim.messages import Request, Response, decode_body
 from kubesim.resources import SPECIAL_GROUPS, Registry

@@ -1,4 +1,4 @@
-"""Label and field selectors (apiserver string syntax)."""
+"""Label and field selectors: parse the apiserver string syntax into predicates on objects."""
 
 from __future__ import annotations
 
