@@ -16,7 +16,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.audit import RECONCILER
-from reconcile import kube
+from reconcile.kube.cache import get_kube
+from reconcile.kube.errors import KubeError, KubeNotFound
 from sandboxes.models import Database, ResourceStatus, Sandbox
 from sandboxes.transitions import change_status
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
@@ -49,8 +50,8 @@ def check_drift(batch: int = DRIFT_BATCH) -> int:
         if config is None:
             continue
         try:
-            kube.get_kube(config.user_id, config.value).get("StatefulSet", sandbox.k8s_name)
-        except kube.KubeNotFound:
+            get_kube(config.user_id, config.value).get("StatefulSet", sandbox.k8s_name)
+        except KubeNotFound:
             changed = change_status(
                 sandbox,
                 ResourceStatus.CREATING,
@@ -60,7 +61,7 @@ def check_drift(batch: int = DRIFT_BATCH) -> int:
             )
             drifted += int(changed)
             continue
-        except kube.KubeError as exc:
+        except KubeError as exc:
             logger.info("drift check skipped for %s: %s", sandbox.pk, exc.__class__.__name__)
             continue
         present.append(sandbox.pk)
@@ -74,7 +75,7 @@ def check_drift(batch: int = DRIFT_BATCH) -> int:
 def find_orphans(config: UserConfig, now: datetime | None = None) -> list[tuple[str, str, bool]]:
     """(kind, name, deleted) for each Tenter-labelled object in the user's namespace with no row."""
     now = now or timezone.now()
-    client = kube.get_kube(config.user_id, config.value)
+    client = get_kube(config.user_id, config.value)
     known = {
         str(pk)
         for pk in Sandbox.objects.filter(project__owner_id=config.user_id).values_list("pk", flat=True)
@@ -93,7 +94,7 @@ def find_orphans(config: UserConfig, now: datetime | None = None) -> list[tuple[
             created = datetime.fromisoformat(str(meta.get("creationTimestamp", "")).replace("Z", "+00:00"))
             delete = bool(grace) and now - created > timedelta(minutes=grace)
             if delete:
-                with contextlib.suppress(kube.KubeNotFound):
+                with contextlib.suppress(KubeNotFound):
                     client.delete(kind, meta["name"])
             logger.warning(
                 "orphan %s %s/%s%s", kind, config.namespace, meta.get("name"), " deleted" if delete else ""

@@ -11,8 +11,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from projects.models import Environment
-from reconcile import kube, manifests, names
+from reconcile import manifests, names
 from reconcile.engine import Outcome, deadline_passed, describe_age, error_outcome
+from reconcile.kube.client import Kube
+from reconcile.kube.errors import KubeNotFound
 from reconcile.specs import SandboxSpec
 from sandboxes.models import ResourceStatus as S
 from sandboxes.models import Sandbox
@@ -77,7 +79,7 @@ def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "metadata": {**metadata, "annotations": annotations}}
 
 
-def ensure(k: kube.Kube, manifest: dict[str, Any], resource_id: str, *, converge: bool) -> dict[str, Any]:
+def ensure(k: Kube, manifest: dict[str, Any], resource_id: str, *, converge: bool) -> dict[str, Any]:
     """Create the object, or adopt ours and (when `converge`) bring it to the manifest."""
     manifest = _with_hash(manifest)
     obj, how = k.apply(manifest)
@@ -103,7 +105,7 @@ def ensure(k: kube.Kube, manifest: dict[str, Any], resource_id: str, *, converge
     return obj
 
 
-def apply_all(k: kube.Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> None:
+def apply_all(k: Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> None:
     spec = spec_for(sandbox, replicas=replicas)
     for manifest in manifests.sandbox_objects(spec):
         # The Secret and StatefulSet carry the configuration: always converge them.
@@ -122,13 +124,13 @@ def _ready(sts: dict[str, Any]) -> bool:
     )
 
 
-def _waiting(k: kube.Kube, sandbox: Sandbox, what: str) -> Outcome:
+def _waiting(k: Kube, sandbox: Sandbox, what: str) -> Outcome:
     failure = k.pod_failure(sandbox.k8s_name)
     message = f"{failure}" if failure else what
     return Outcome(message=message, retry_in=settings.RECONCILE_POLL_SECONDS)
 
 
-def step(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def step(sandbox: Sandbox, k: Kube) -> Outcome:
     age = deadline_passed(sandbox)
     if age is not None and sandbox.status != S.TERMINATING:
         detail = sandbox.status_reason or f"still {sandbox.status}"
@@ -139,7 +141,7 @@ def step(sandbox: Sandbox, k: kube.Kube) -> Outcome:
         return error_outcome(str(exc), reason="name_taken")
 
 
-def _create(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def _create(sandbox: Sandbox, k: Kube) -> Outcome:
     apply_all(k, sandbox, replicas=1, converge=True)
     return Outcome(
         status=S.STARTING,
@@ -149,10 +151,10 @@ def _create(sandbox: Sandbox, k: kube.Kube) -> Outcome:
     )
 
 
-def _start(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def _start(sandbox: Sandbox, k: Kube) -> Outcome:
     try:
         sts = k.get("StatefulSet", sandbox.k8s_name)
-    except kube.KubeNotFound:
+    except KubeNotFound:
         apply_all(k, sandbox, replicas=1, converge=True)
         return Outcome(
             message="StatefulSet was missing; re-created.", fields={"observed_generation": sandbox.generation}
@@ -173,12 +175,12 @@ def _start(sandbox: Sandbox, k: kube.Kube) -> Outcome:
     return _waiting(k, sandbox, "Waiting for the pod to become ready.")
 
 
-def _update(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def _update(sandbox: Sandbox, k: Kube) -> Outcome:
     apply_all(k, sandbox, replicas=1, converge=True)
     # A StatefulSet (OrderedReady) never replaces a pod that is failing, so a fix to the configuration
     # would never reach it: delete the broken pod and let the controller create it from the new template.
     if k.pod_failure(sandbox.k8s_name):
-        with contextlib.suppress(kube.KubeNotFound):
+        with contextlib.suppress(KubeNotFound):
             k.delete("Pod", names.pod_name(sandbox.k8s_name))
     return Outcome(
         status=S.STARTING,
@@ -188,10 +190,10 @@ def _update(sandbox: Sandbox, k: kube.Kube) -> Outcome:
     )
 
 
-def _stop(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def _stop(sandbox: Sandbox, k: Kube) -> Outcome:
     try:
         sts = k.get("StatefulSet", sandbox.k8s_name)
-    except kube.KubeNotFound:
+    except KubeNotFound:
         return Outcome(status=S.STOPPED, reason="stopped", message="StatefulSet not found; nothing to stop.")
     if (sts.get("spec") or {}).get("replicas") != 0:
         k.patch("StatefulSet", sandbox.k8s_name, {"spec": {"replicas": 0}}, patch_type="merge")
@@ -215,26 +217,26 @@ def _object_refs(sandbox: Sandbox) -> list[tuple[str, str]]:
     ]
 
 
-def _terminate(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def _terminate(sandbox: Sandbox, k: Kube) -> Outcome:
     remaining = []
     for kind, name in _object_refs(sandbox):
         try:
             obj = k.get(kind, name)
-        except kube.KubeNotFound:
+        except KubeNotFound:
             continue
         if not manifests.owned_by(_labels(obj), str(sandbox.pk)) and kind != "PersistentVolumeClaim":
             continue  # never delete what is not ours
         remaining.append(f"{kind}/{name}")
         try:
             k.delete(kind, name)
-        except kube.KubeNotFound:
+        except KubeNotFound:
             remaining.pop()
     if remaining:
         return Outcome(message=f"Deleting {', '.join(remaining)}.", retry_in=settings.RECONCILE_POLL_SECONDS)
     return Outcome(status=S.TERMINATED, reason="deleted", message="All objects deleted.")
 
 
-_STEPS: dict[str, Callable[[Sandbox, kube.Kube], Outcome]] = {
+_STEPS: dict[str, Callable[[Sandbox, Kube], Outcome]] = {
     S.CREATING: _create,
     S.STARTING: _start,
     S.UPDATING: _update,

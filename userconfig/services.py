@@ -7,7 +7,7 @@ from core import audit
 from core import kick as kicks
 from core.audit import Actor
 from core.errors import NotFound, ValidationFailed
-from userconfig import kubeconfig
+from reconcile.kube import kubeconfig
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
 AGENT_FIELDS = {

@@ -1,4 +1,4 @@
-"""Manifests (reconcile/manifests.py) and the pure parts of the gateway (reconcile/kube.py).
+"""Manifests (reconcile/manifests.py) and the pure parts of the gateway (reconcile/kube/).
 
 No cluster and no database: built-in kinds are validated with kubernetes-validate (strict) for
 Kubernetes 1.28 and 1.33, KubeBlocks kinds with jsonschema against the CRDs in
@@ -25,7 +25,22 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from kubesim.crd import DEFAULT_CRD_DIR
-from reconcile import kube, manifests, names
+from reconcile import manifests, names
+from reconcile.kube import cache
+from reconcile.kube.cache import cached_user_ids, clear_kube_cache, drop_kube, get_kube
+from reconcile.kube.client import Kube, parse_kubeconfig
+from reconcile.kube.errors import (
+    KubeconfigInvalid,
+    KubeConflict,
+    KubeCredentials,
+    KubeNotFound,
+    KubePermanent,
+    KubeTransient,
+    parse_retry_after,
+    translate,
+    translate_errors,
+)
+from reconcile.kube.kubeconfig import KubeconfigInfo
 from reconcile.specs import KUBEBLOCKS_V1, KUBEBLOCKS_V1ALPHA1, DatabaseSpec, SandboxSpec
 
 K8S_VERSIONS = ("1.28", "1.33")
@@ -663,17 +678,17 @@ def _kubeconfig(**edits: Any) -> str:
 
 
 def test_parse_kubeconfig_good() -> None:
-    info = kube.parse_kubeconfig(KUBECONFIG)
-    assert info == kube.KubeconfigInfo(
+    info = parse_kubeconfig(KUBECONFIG)
+    assert info == KubeconfigInfo(
         namespace="ns-alice",
         server="https://usw.sealos.io:6443",
         server_host="usw.sealos.io",
         context="ctx",
         user="alice",
     )
-    assert kube.parse_kubeconfig(KUBECONFIG.encode()).namespace == "ns-alice"
+    assert parse_kubeconfig(KUBECONFIG.encode()).namespace == "ns-alice"
     plain_http = _kubeconfig(clusters__cluster__server="http://10.0.0.1:8080")
-    assert kube.parse_kubeconfig(plain_http).server_host == "10.0.0.1"
+    assert parse_kubeconfig(plain_http).server_host == "10.0.0.1"
 
 
 @pytest.mark.parametrize(
@@ -698,10 +713,10 @@ def test_parse_kubeconfig_good() -> None:
 )
 def test_parse_kubeconfig_bad(text: str, message: str | None) -> None:
     if message is None:  # a harmless edit: still valid
-        kube.parse_kubeconfig(text)
+        parse_kubeconfig(text)
         return
-    with pytest.raises(kube.KubeconfigInvalid) as caught:
-        kube.parse_kubeconfig(text)
+    with pytest.raises(KubeconfigInvalid) as caught:
+        parse_kubeconfig(text)
     assert message in caught.value.message
     assert caught.value.status is None
 
@@ -709,8 +724,8 @@ def test_parse_kubeconfig_bad(text: str, message: str | None) -> None:
 def test_parse_kubeconfig_refuses_local_files() -> None:
     data = yaml.safe_load(KUBECONFIG)
     data["clusters"][0]["cluster"]["certificate-authority"] = "/etc/ssl/ca.pem"
-    with pytest.raises(kube.KubeconfigInvalid, match="certificate-authority"):
-        kube.parse_kubeconfig(yaml.safe_dump(data))
+    with pytest.raises(KubeconfigInvalid, match="certificate-authority"):
+        parse_kubeconfig(yaml.safe_dump(data))
 
 
 class FakeResponse:
@@ -747,12 +762,12 @@ def api_error(
 
 
 def test_translate_not_found() -> None:
-    err = kube.translate(
+    err = translate(
         api_error(
             404, "Not Found", status_body(404, "NotFound", 'secrets "x" not found', name="x", kind="secrets")
         )
     )
-    assert type(err) is kube.KubeNotFound
+    assert type(err) is KubeNotFound
     assert (err.status, err.reason, err.message) == (404, "NotFound", 'secrets "x" not found')
 
 
@@ -761,60 +776,60 @@ def test_translate_not_found() -> None:
     [b"404 page not found", status_body(404, "NotFound", "the server could not find the requested resource")],
 )
 def test_translate_missing_kind_is_permanent(body: Any) -> None:
-    err = kube.translate(api_error(404, "Not Found", body))
-    assert isinstance(err, kube.KubePermanent)
+    err = translate(api_error(404, "Not Found", body))
+    assert isinstance(err, KubePermanent)
     assert err.kind_missing and err.status == 404
     assert "installed" in err.message
 
 
 def test_translate_conflicts() -> None:
-    exists = kube.translate(
+    exists = translate(
         api_error(409, "Conflict", status_body(409, "AlreadyExists", 'secrets "x" already exists', name="x"))
     )
-    assert isinstance(exists, kube.KubeConflict) and exists.already_exists
-    stale = kube.translate(
+    assert isinstance(exists, KubeConflict) and exists.already_exists
+    stale = translate(
         api_error(409, "Conflict", status_body(409, "Conflict", "the object has been modified", name="x"))
     )
-    assert isinstance(stale, kube.KubeConflict) and not stale.already_exists
+    assert isinstance(stale, KubeConflict) and not stale.already_exists
 
 
 def test_translate_throttling_and_server_errors() -> None:
-    throttled = kube.translate(
+    throttled = translate(
         api_error(
             429, "Too Many Requests", status_body(429, "TooManyRequests", "slow down"), {"Retry-After": "7"}
         )
     )
-    assert isinstance(throttled, kube.KubeTransient)
+    assert isinstance(throttled, KubeTransient)
     assert throttled.retry_after == 7.0 and throttled.retryable
-    lower = kube.translate(api_error(429, "Too Many Requests", None, {"retry-after": "3"}))
-    assert isinstance(lower, kube.KubeTransient) and lower.retry_after == 3.0
-    from_details = kube.translate(
+    lower = translate(api_error(429, "Too Many Requests", None, {"retry-after": "3"}))
+    assert isinstance(lower, KubeTransient) and lower.retry_after == 3.0
+    from_details = translate(
         api_error(
             500, "Internal Server Error", status_body(500, "InternalError", "etcd", retryAfterSeconds=2)
         )
     )
-    assert isinstance(from_details, kube.KubeTransient) and from_details.retry_after == 2.0
+    assert isinstance(from_details, KubeTransient) and from_details.retry_after == 2.0
     for code in (500, 502, 503, 504):
-        err = kube.translate(ApiException(status=code, reason="Server Error"))
-        assert isinstance(err, kube.KubeTransient)
+        err = translate(ApiException(status=code, reason="Server Error"))
+        assert isinstance(err, KubeTransient)
         assert err.retry_after is None and err.status == code and err.message
 
 
 def test_parse_retry_after() -> None:
     now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
-    assert kube.parse_retry_after("120") == 120.0
-    assert kube.parse_retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30.0
-    assert kube.parse_retry_after("Wed, 01 Jan 2025 11:00:00 GMT", now=now) == 0.0
-    assert kube.parse_retry_after("-5") == 0.0
-    assert kube.parse_retry_after("soon") is None
-    assert kube.parse_retry_after(None) is None
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30.0
+    assert parse_retry_after("Wed, 01 Jan 2025 11:00:00 GMT", now=now) == 0.0
+    assert parse_retry_after("-5") == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
 
 
 @pytest.mark.parametrize("code", [400, 405, 406, 413, 415, 422])
 def test_translate_permanent(code: int) -> None:
     message = 'StatefulSet.apps "x" is invalid: spec.replicas: Invalid value: -1: must be >= 0'
-    err = kube.translate(api_error(code, "Bad", status_body(code, "Invalid", message)))
-    assert type(err) is kube.KubePermanent
+    err = translate(api_error(code, "Bad", status_body(code, "Invalid", message)))
+    assert type(err) is KubePermanent
     assert err.message == message and err.status == code and not err.retryable
 
 
@@ -823,22 +838,20 @@ def test_translate_credentials() -> None:
         'statefulsets.apps is forbidden: User "x" cannot create resource "statefulsets" in API group "apps" '
         'in the namespace "ns-x"'
     )
-    err = kube.translate(api_error(403, "Forbidden", status_body(403, "Forbidden", forbidden)))
-    assert isinstance(err, kube.KubeCredentials)
+    err = translate(api_error(403, "Forbidden", status_body(403, "Forbidden", forbidden)))
+    assert isinstance(err, KubeCredentials)
     assert err.message == forbidden and err.status == 403
-    unauthorized = kube.translate(
-        api_error(401, "Unauthorized", status_body(401, "Unauthorized", "Unauthorized"))
-    )
-    assert isinstance(unauthorized, kube.KubeCredentials) and unauthorized.status == 401
+    unauthorized = translate(api_error(401, "Unauthorized", status_body(401, "Unauthorized", "Unauthorized")))
+    assert isinstance(unauthorized, KubeCredentials) and unauthorized.status == 401
 
 
 def test_translate_client_side_tls_errors() -> None:
-    eof = kube.translate(ApiException(status=0, reason="SSLError\n[SSL: UNEXPECTED_EOF_WHILE_READING] EOF"))
-    assert isinstance(eof, kube.KubeTransient)
-    verify = kube.translate(
+    eof = translate(ApiException(status=0, reason="SSLError\n[SSL: UNEXPECTED_EOF_WHILE_READING] EOF"))
+    assert isinstance(eof, KubeTransient)
+    verify = translate(
         ApiException(status=0, reason="SSLError\n[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
     )
-    assert isinstance(verify, kube.KubeCredentials)
+    assert isinstance(verify, KubeCredentials)
 
 
 NO_POOL: Any = None  # urllib3 errors name the pool/connection they came from; none here
@@ -861,31 +874,29 @@ NO_POOL: Any = None  # urllib3 errors name the pool/connection they came from; n
     ids=lambda e: type(e).__name__,
 )
 def test_translate_transport_errors(exc: BaseException) -> None:
-    err = kube.translate(exc)
-    assert isinstance(err, kube.KubeTransient)
+    err = translate(exc)
+    assert isinstance(err, KubeTransient)
     assert err.status is None and err.message
 
 
 def test_translate_certificate_failure() -> None:
-    err = kube.translate(
-        ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate")
-    )
-    assert isinstance(err, kube.KubeCredentials)
+    err = translate(ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate"))
+    assert isinstance(err, KubeCredentials)
 
 
 def test_translate_errors_context_manager() -> None:
     original = api_error(503, "Service Unavailable", status_body(503, "ServiceUnavailable", "try later"))
-    with pytest.raises(kube.KubeTransient) as caught, kube.translate_errors():
+    with pytest.raises(KubeTransient) as caught, translate_errors():
         raise original
     assert caught.value.__cause__ is original
-    with pytest.raises(kube.KubeNotFound), kube.translate_errors():
-        raise kube.KubeNotFound("already ours")
-    with pytest.raises(ZeroDivisionError), kube.translate_errors():  # programming errors pass through
+    with pytest.raises(KubeNotFound), translate_errors():
+        raise KubeNotFound("already ours")
+    with pytest.raises(ZeroDivisionError), translate_errors():  # programming errors pass through
         raise ZeroDivisionError
 
 
 def test_kube_client_from_text_without_network() -> None:
-    client = kube.Kube(KUBECONFIG, connect_timeout=1.5, read_timeout=4)
+    client = Kube(KUBECONFIG, connect_timeout=1.5, read_timeout=4)
     try:
         assert client.namespace == "ns-alice"
         assert client.timeout() == (1.5, 4)
@@ -895,22 +906,22 @@ def test_kube_client_from_text_without_network() -> None:
         assert retries is False or getattr(retries, "total", None) is False
     finally:
         client.close()
-    default = kube.Kube(KUBECONFIG)
+    default = Kube(KUBECONFIG)
     assert all(t > 0 for t in default.timeout())
     default.close()
 
 
 def test_kube_refuses_unusable_kubeconfig() -> None:
-    with pytest.raises(kube.KubeconfigInvalid):
-        kube.Kube("not: [valid")
-    with pytest.raises(kube.KubeconfigInvalid, match="exec"):
-        kube.Kube(_kubeconfig(users__user__exec={"command": "curl", "apiVersion": "v1"}))
+    with pytest.raises(KubeconfigInvalid):
+        Kube("not: [valid")
+    with pytest.raises(KubeconfigInvalid, match="exec"):
+        Kube(_kubeconfig(users__user__exec={"command": "curl", "apiVersion": "v1"}))
 
 
 def test_kube_rejects_a_manifest_for_another_namespace() -> None:
-    client = kube.Kube(KUBECONFIG)
+    client = Kube(KUBECONFIG)
     try:
-        with pytest.raises(kube.KubePermanent, match="namespace"):
+        with pytest.raises(KubePermanent, match="namespace"):
             client.create(manifests.service(sandbox_spec(namespace="ns-other")))
         with pytest.raises(ValueError):
             client.get("Deployment", "x")
@@ -924,35 +935,35 @@ def test_kube_rejects_a_manifest_for_another_namespace() -> None:
 
 @pytest.fixture
 def empty_cache():
-    kube.clear_kube_cache()
+    clear_kube_cache()
     yield
-    kube.clear_kube_cache()
+    clear_kube_cache()
 
 
 def test_client_cache(empty_cache: None, settings: Any) -> None:
-    first = kube.get_kube(1, KUBECONFIG)
-    assert kube.get_kube(1, KUBECONFIG) is first
-    assert kube.get_kube("1", KUBECONFIG) is first
+    first = get_kube(1, KUBECONFIG)
+    assert get_kube(1, KUBECONFIG) is first
+    assert get_kube("1", KUBECONFIG) is first
     other = _kubeconfig(contexts__context__namespace="ns-two")
-    second = kube.get_kube(1, other)
+    second = get_kube(1, other)
     assert second is not first and first.closed and second.namespace == "ns-two"
-    kube.drop_kube(1)
-    assert second.closed and kube.cached_user_ids() == []
+    drop_kube(1)
+    assert second.closed and cached_user_ids() == []
 
     settings.KUBE_CLIENT_CACHE_SIZE = 2
-    a, b = kube.get_kube(1, KUBECONFIG), kube.get_kube(2, KUBECONFIG)
-    kube.get_kube(1, KUBECONFIG)  # 1 is now the most recently used
-    c = kube.get_kube(3, KUBECONFIG)
+    a, b = get_kube(1, KUBECONFIG), get_kube(2, KUBECONFIG)
+    get_kube(1, KUBECONFIG)  # 1 is now the most recently used
+    c = get_kube(3, KUBECONFIG)
     assert b.closed and not a.closed and not c.closed
-    assert kube.cached_user_ids() == ["1", "3"]
-    with pytest.raises(kube.KubeconfigInvalid):
-        kube.get_kube(4, "nope: [")
+    assert cached_user_ids() == ["1", "3"]
+    with pytest.raises(KubeconfigInvalid):
+        get_kube(4, "nope: [")
 
 
 def test_cache_resets_after_fork(empty_cache: None) -> None:
-    kube.get_kube(1, KUBECONFIG)
-    kube._reset_after_fork()
-    assert kube.cached_user_ids() == []
+    get_kube(1, KUBECONFIG)
+    cache._reset_after_fork()
+    assert cached_user_ids() == []
 
 
 # -- pod_failure, with the two reads it makes replaced by canned objects ----------------------
@@ -990,13 +1001,13 @@ def _event(
 
 @pytest.fixture
 def fake_client(monkeypatch: pytest.MonkeyPatch):
-    client = kube.Kube(KUBECONFIG)
+    client = Kube(KUBECONFIG)
     state: dict[str, Any] = {"pod": None, "events": []}
 
     def get(kind: str, name: str, **_: Any) -> dict[str, Any]:
         assert kind == "Pod" and name == "s-abcdefgh-0"
         if state["pod"] is None:
-            raise kube.KubeNotFound("gone", status=404, reason="NotFound")
+            raise KubeNotFound("gone", status=404, reason="NotFound")
         return copy.deepcopy(state["pod"])
 
     def list_(kind: str, label_selector: str = "", **kwargs: Any) -> list[dict[str, Any]]:
@@ -1009,7 +1020,7 @@ def fake_client(monkeypatch: pytest.MonkeyPatch):
     client.close()
 
 
-def test_pod_failure(fake_client: tuple[kube.Kube, dict[str, Any]]) -> None:
+def test_pod_failure(fake_client: tuple[Kube, dict[str, Any]]) -> None:
     client, state = fake_client
     assert client.pod_failure("s-abcdefgh") is None  # no pod, no events
 

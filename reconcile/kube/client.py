@@ -1,12 +1,9 @@
-"""The Kubernetes gateway: the only module of Tenter that imports `kubernetes`.
+"""The gateway: a client for one user's kubeconfig, working in that kubeconfig's namespace.
 
-- Every call is made with one user's kubeconfig (`Kube`), in that kubeconfig's namespace, with an
-  explicit (connect, read) timeout and no silent urllib3 retries: the reconcilers retry themselves.
+- Every call has an explicit (connect, read) timeout and no silent urllib3 retries: the reconcilers
+  retry themselves (only a flaky 5xx or a dropped connection is tried again at once, see `_call`).
 - Objects go in and come out as plain dicts (JSON as the API server sends it); no model classes.
-- Every failure leaves this module as a `KubeError` subclass (see `translate_errors`), so callers
-  decide "retry later" (`KubeTransient`), "give up" (`KubePermanent`, `KubeCredentials`,
-  `KubeconfigInvalid`), "done" (`KubeNotFound` on delete) or "read and converge" (`KubeConflict`).
-- `get_kube(user_id, text)` keeps one client per user per process (bounded LRU, fork-safe).
+- Every failure leaves as a `KubeError` subclass (`reconcile.kube.errors`).
 
 Decision logic stays out of here: `apply` creates and, on AlreadyExists, returns what exists so the
 caller can check the ownership labels and converge.
@@ -16,32 +13,29 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import hashlib
 import json
-import os
-import socket
-import ssl
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
-import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
 
 from reconcile import names
-from userconfig import kubeconfig
+from reconcile.kube import kubeconfig
+from reconcile.kube.errors import (
+    KubeconfigInvalid,
+    KubeConflict,
+    KubeError,
+    KubeNotFound,
+    KubePermanent,
+    KubeTransient,
+    shorten,
+    translate_errors,
+)
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 10.0
-CLIENT_CACHE_SIZE = 100
-MAX_KUBECONFIG_BYTES = kubeconfig.MAX_KUBECONFIG_BYTES
-MAX_MESSAGE = 600
 
 Manifest = dict[str, Any]
 PatchType = Literal["merge", "json", "strategic"]
@@ -51,234 +45,6 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
     "json": "application/json-patch+json",
     "strategic": "application/strategic-merge-patch+json",
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-# ---------------------------------------------------------------------------------------------
-
-
-class KubeError(Exception):
-    """A Kubernetes call failed. `status` is the HTTP status (None: no response), `reason` the
-    Status reason (or a short tag), `message` a human sentence safe to show to the resource owner."""
-
-    retryable = False
-
-    def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
-        self.message = _short(message) or reason or "Kubernetes request failed"
-        self.status = status
-        self.reason = reason
-        super().__init__(self.message)
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(status={self.status!r}, reason={self.reason!r}, message={self.message!r})"
-        )
-
-
-class KubeNotFound(KubeError):
-    """404 for an object (the kind exists). Callers deleting something treat it as done."""
-
-
-class KubeConflict(KubeError):
-    """409: AlreadyExists on create (`already_exists`), or a stale resourceVersion on replace."""
-
-    def __init__(self, message: str, *, status: int | None = 409, reason: str = "Conflict") -> None:
-        super().__init__(message, status=status, reason=reason)
-        self.already_exists = reason == "AlreadyExists"
-
-
-class KubeTransient(KubeError):
-    """Worth retrying later: 5xx, 429, timeouts, refused/reset connections, TLS EOF.
-    `retry_after` (seconds) when the server said how long to wait."""
-
-    retryable = True
-
-    def __init__(
-        self, message: str, *, status: int | None = None, reason: str = "", retry_after: float | None = None
-    ) -> None:
-        super().__init__(message, status=status, reason=reason)
-        self.retry_after = retry_after
-
-
-class KubePermanent(KubeError):
-    """Retrying the same request cannot help: 400, 405, 415, 422, or a kind the cluster does not
-    serve (404 for the resource type itself, e.g. KubeBlocks not installed: `kind_missing`)."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, reason: str = "", kind_missing: bool = False
-    ) -> None:
-        super().__init__(message, status=status, reason=reason)
-        self.kind_missing = kind_missing
-
-
-class KubeCredentials(KubeError):
-    """401/403, or the API server's certificate does not match the kubeconfig's CA."""
-
-
-class KubeconfigInvalid(KubeError):
-    """The kubeconfig text cannot be used to build a client (the message says why)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, status=None, reason="KubeconfigInvalid")
-
-
-def _short(text: object, limit: int = MAX_MESSAGE) -> str:
-    text = " ".join(str(text or "").split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _status_body(body: object) -> dict[str, Any] | None:
-    """The apiserver's Status object from an error body, if it is one."""
-    if isinstance(body, bytes | bytearray):
-        body = body.decode("utf-8", errors="replace")
-    if not isinstance(body, str) or not body.strip():
-        return None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _header(headers: object, name: str) -> str | None:
-    if headers is None:
-        return None
-    items = headers.items() if hasattr(headers, "items") else headers
-    try:
-        for key, value in items:  # type: ignore[union-attr]
-            if str(key).lower() == name.lower():
-                return str(value)
-    except (TypeError, ValueError):
-        return None
-    return None
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date (never negative)."""
-    if value is None or not str(value).strip():
-        return None
-    value = str(value).strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def from_api_exception(exc: ApiException) -> KubeError:
-    """Map an ApiException (HTTP error, or status 0 for client-side TLS/request errors) to a KubeError."""
-    status = int(exc.status or 0)
-    body = _status_body(getattr(exc, "body", None))
-    message = str((body or {}).get("message") or "")
-    reason = str((body or {}).get("reason") or exc.reason or "")
-    details = (body or {}).get("details") or {}
-    if not isinstance(details, dict):
-        details = {}
-
-    if status == 0:  # raised by the client itself: TLS failures, unusable request
-        text = str(exc.reason or "")
-        lowered = text.lower()
-        if (
-            "certificate verify failed" in lowered
-            or "certificate_verify_failed" in lowered
-            or ("hostname" in lowered and "match" in lowered)
-        ):
-            return KubeCredentials(
-                f"TLS verification of the API server failed (check the kubeconfig's CA): {text}",
-                status=None,
-                reason="TLSVerifyFailed",
-            )
-        if text.startswith("SSLError"):
-            return KubeTransient(f"TLS error talking to the API server: {text}", reason="SSLError")
-        return KubePermanent(text or "the request could not be prepared", reason="ClientError")
-
-    if status in (401, 403):
-        default = "Unauthorized: the kubeconfig's credentials were rejected" if status == 401 else "Forbidden"
-        return KubeCredentials(message or default, status=status, reason=reason or exc.reason or "")
-    if status == 404:
-        if body is None or body.get("kind") != "Status" or not details.get("name"):
-            # The resource type itself is missing (e.g. a CRD not installed), not one object.
-            what = message or "the server could not find the requested resource"
-            return KubePermanent(
-                f"{what} (is the resource type installed in the cluster?)",
-                status=404,
-                reason=reason or "NotFound",
-                kind_missing=True,
-            )
-        return KubeNotFound(message or "not found", status=404, reason=reason or "NotFound")
-    if status == 409:
-        return KubeConflict(message or "conflict", status=409, reason=reason or "Conflict")
-    if status == 429 or status >= 500 or status == 408:
-        retry_after = parse_retry_after(_header(getattr(exc, "headers", None), "Retry-After"))
-        if retry_after is None and details.get("retryAfterSeconds") is not None:
-            with contextlib.suppress(TypeError, ValueError):
-                retry_after = max(0.0, float(details["retryAfterSeconds"]))
-        default = "too many requests" if status == 429 else f"API server error {status}"
-        return KubeTransient(message or default, status=status, reason=reason, retry_after=retry_after)
-    return KubePermanent(
-        message or f"request rejected ({status} {reason})".strip(), status=status, reason=reason
-    )
-
-
-def from_transport_error(exc: BaseException) -> KubeError:
-    """Map a urllib3/socket/ssl error (no HTTP response) to a KubeError."""
-    inner: BaseException = exc
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        inner = exc.reason
-    if isinstance(inner, ssl.SSLCertVerificationError) or (
-        isinstance(inner, urllib3.exceptions.SSLError) and "certificate verify failed" in str(inner).lower()
-    ):
-        return KubeCredentials(
-            f"TLS verification of the API server failed (check the kubeconfig's CA): {inner}",
-            reason="TLSVerifyFailed",
-        )
-    if isinstance(inner, urllib3.exceptions.LocationValueError):
-        return KubePermanent(f"the API server URL is unusable: {inner}", reason="BadURL")
-    if isinstance(inner, urllib3.exceptions.ReadTimeoutError | socket.timeout | TimeoutError):
-        return KubeTransient(f"the API server did not answer in time: {inner}", reason="Timeout")
-    if isinstance(inner, urllib3.exceptions.NewConnectionError):
-        return KubeTransient(f"cannot connect to the API server: {inner}", reason="ConnectionFailed")
-    if isinstance(inner, urllib3.exceptions.ConnectTimeoutError):
-        return KubeTransient(f"connecting to the API server timed out: {inner}", reason="Timeout")
-    if isinstance(inner, urllib3.exceptions.SSLError | ssl.SSLError):
-        return KubeTransient(f"TLS error talking to the API server: {inner}", reason="SSLError")
-    if isinstance(inner, urllib3.exceptions.ProtocolError | ConnectionError):
-        return KubeTransient(f"the connection to the API server failed: {inner}", reason="ConnectionFailed")
-    if isinstance(inner, urllib3.exceptions.HTTPError | OSError):
-        return KubeTransient(f"talking to the API server failed: {inner}", reason=type(inner).__name__)
-    return KubeTransient(f"talking to the API server failed: {inner}", reason=type(inner).__name__)
-
-
-_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError, ssl.SSLError, socket.timeout, TimeoutError)
-
-
-def translate(exc: BaseException) -> KubeError:
-    """The KubeError for any exception a Kubernetes call can raise (KubeErrors pass through)."""
-    if isinstance(exc, KubeError):
-        return exc
-    if isinstance(exc, ApiException):
-        return from_api_exception(exc)
-    if isinstance(exc, k8s_config.ConfigException):
-        return KubeconfigInvalid(f"unusable kubeconfig: {exc}")
-    return from_transport_error(exc)
-
-
-@contextlib.contextmanager
-def translate_errors() -> Iterator[None]:
-    """Re-raise ApiException and urllib3/socket/ssl errors as KubeError subclasses (with the cause)."""
-    try:
-        yield
-    except KubeError:
-        raise
-    except (ApiException, k8s_config.ConfigException, *_TRANSPORT_ERRORS) as exc:
-        raise translate(exc) from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -437,7 +203,9 @@ class Kube:
         except KubeError:
             raise
         except Exception as exc:  # the loader raises ConfigException, ValueError, binascii.Error...
-            raise KubeconfigInvalid(f"cannot build a client from the kubeconfig: {_short(exc, 300)}") from exc
+            raise KubeconfigInvalid(
+                f"cannot build a client from the kubeconfig: {shorten(exc, 300)}"
+            ) from exc
         self.api_client.configuration.retries = False
         self.core = k8s_client.CoreV1Api(self.api_client)
         self.apps = k8s_client.AppsV1Api(self.api_client)
@@ -487,7 +255,7 @@ class Kube:
             return json.loads(raw)
         except ValueError:
             raise KubeTransient(
-                f"the API server sent a response that is not JSON: {_short(raw[:200])}",
+                f"the API server sent a response that is not JSON: {shorten(raw[:200])}",
                 reason="BadResponse",
             ) from None
 
@@ -708,7 +476,7 @@ class Kube:
         except KubeNotFound:
             event = self._warning_event(sts_name, frozenset({"FailedCreate"}))
             if event:
-                return f"FailedCreate: {_short(event.get('message'), 400)}"
+                return f"FailedCreate: {shorten(event.get('message'), 400)}"
             return None
         pod_uid = (pod.get("metadata") or {}).get("uid")
         status = pod.get("status") or {}
@@ -732,16 +500,16 @@ class Kube:
                             f"{message} (container {cs.get('name')} last exited with "
                             f"{last.get('reason') or 'an error'}, code {last.get('exitCode')})"
                         ).strip()
-                return f"{reason}: {_short(message, 400)}".rstrip(": ").rstrip()
+                return f"{reason}: {shorten(message, 400)}".rstrip(": ").rstrip()
         if status.get("phase") in ("Running", "Succeeded") and all(cs.get("ready") for cs in statuses):
             return None
         for condition in status.get("conditions") or []:
             if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
                 reason = condition.get("reason") or "Unschedulable"
-                return f"{reason}: {_short(condition.get('message'), 400)}"
+                return f"{reason}: {shorten(condition.get('message'), 400)}"
         event = self._warning_event(pod_name, EVENT_FAILURE_REASONS, uid=pod_uid)
         if event:
-            return f"{event.get('reason')}: {_short(event.get('message'), 400)}"
+            return f"{event.get('reason')}: {shorten(event.get('message'), 400)}"
         return None
 
     def close(self) -> None:
@@ -750,81 +518,3 @@ class Kube:
         self.closed = True
         with contextlib.suppress(Exception):
             self.api_client.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-process client cache
-# ---------------------------------------------------------------------------------------------
-
-_cache: OrderedDict[str, tuple[str, Kube]] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def _cache_size() -> int:
-    return max(1, int(_setting("KUBE_CLIENT_CACHE_SIZE", CLIENT_CACHE_SIZE)))
-
-
-def kubeconfig_hash(kubeconfig_text: str) -> str:
-    return hashlib.sha256(kubeconfig_text.encode("utf-8")).hexdigest()
-
-
-def get_kube(user_id: int | str, kubeconfig_text: str) -> Kube:
-    """The cached client of this user for this kubeconfig (built on first use).
-
-    Keyed by (user, sha256 of the text): a new kubeconfig for the same user replaces and closes
-    the old client. Least recently used clients are closed beyond KUBE_CLIENT_CACHE_SIZE.
-    """
-    key = str(user_id)
-    digest = kubeconfig_hash(kubeconfig_text)
-    stale: list[Kube] = []
-    with _cache_lock:
-        entry = _cache.get(key)
-        if entry is not None and entry[0] == digest and not entry[1].closed:
-            _cache.move_to_end(key)
-            return entry[1]
-        kube = Kube(kubeconfig_text)  # may raise KubeconfigInvalid: the old entry stays until replaced
-        if entry is not None:
-            stale.append(entry[1])
-        _cache[key] = (digest, kube)
-        _cache.move_to_end(key)
-        limit = _cache_size()
-        while len(_cache) > limit:
-            _, (_, evicted) = _cache.popitem(last=False)
-            stale.append(evicted)
-    for old in stale:  # outside the lock; in-flight requests on them finish on their own connections
-        old.close()
-    return kube
-
-
-def drop_kube(user_id: int | str) -> None:
-    """Forget (and close) a user's client, e.g. when the kubeconfig is removed or replaced."""
-    with _cache_lock:
-        entry = _cache.pop(str(user_id), None)
-    if entry is not None:
-        entry[1].close()
-
-
-def clear_kube_cache() -> None:
-    """Close every cached client (tests, shutdown)."""
-    with _cache_lock:
-        entries = list(_cache.values())
-        _cache.clear()
-    for _, kube in entries:
-        kube.close()
-
-
-def cached_user_ids() -> list[str]:
-    with _cache_lock:
-        return list(_cache)
-
-
-def _reset_after_fork() -> None:
-    # The child must not share the parent's sockets or a lock some parent thread may hold: start
-    # empty without closing (closing would act on connections the parent still uses).
-    global _cache_lock, _cache
-    _cache_lock = threading.Lock()
-    _cache = OrderedDict()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
