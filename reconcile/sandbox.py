@@ -4,7 +4,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +14,7 @@ from projects.models import Environment
 from reconcile import manifests, names
 from reconcile.engine import Outcome, deadline_passed, describe_age, error_outcome
 from reconcile.kube.client import Kube
-from reconcile.kube.errors import KubeNotFound
+from reconcile.kube.errors import KubeNotFound, shorten
 from reconcile.specs import SandboxSpec
 from sandboxes.models import ResourceStatus as S
 from sandboxes.models import Sandbox
@@ -23,16 +23,6 @@ from userconfig.selectors import agent_env
 logger = logging.getLogger(__name__)
 
 FOREIGN = "name taken by an object Tenter does not manage"
-# Pod failures that will not fix themselves; reported as the reason while waiting for the deadline.
-POD_FAILURES = (
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "CrashLoopBackOff",
-    "CreateContainerConfigError",
-    "InvalidImageName",
-    "CreateContainerError",
-    "RunContainerError",
-)
 
 
 def spec_for(sandbox: Sandbox, *, replicas: int = 1) -> SandboxSpec:
@@ -124,8 +114,132 @@ def _ready(sts: dict[str, Any]) -> bool:
     )
 
 
+# -- why the pod is not ready ----------------------------------------------------------------
+
+# Container states that mean the pod will not become ready without a change: reported as the
+# reason while the row waits for its deadline.
+POD_FAILURE_REASONS = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "ContainerCannotRun",
+        "OOMKilled",
+        "StartError",
+    }
+)
+# Warning events worth showing when the pod (or the StatefulSet's pod creation) is stuck.
+EVENT_FAILURE_REASONS = frozenset(
+    {
+        "FailedCreate",
+        "FailedScheduling",
+        "FailedMount",
+        "FailedAttachVolume",
+        "FailedCreatePodSandBox",
+        "Failed",
+        "InspectFailed",
+        "ErrImageNeverPull",
+        "BackOff",
+    }
+)
+
+Events = Callable[[str], list[dict[str, Any]]]  # the Events about one object, by its name
+
+
+def pod_failure(k: Kube, sts_name: str) -> str | None:
+    """Why the sandbox pod is stuck (see `diagnose_pod`), read from the cluster."""
+    try:
+        pod = k.get("Pod", names.pod_name(sts_name))
+    except KubeNotFound:
+        pod = None
+    return diagnose_pod(
+        sts_name, pod, lambda name: k.list("Event", field_selector=f"involvedObject.name={name}")
+    )
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    series = event.get("series") or {}
+    return str(
+        series.get("lastObservedTime")
+        or event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+
+
+def _latest_warning(
+    events: list[dict[str, Any]], reasons: frozenset[str] | None = None, uid: str | None = None
+) -> dict[str, Any] | None:
+    """The latest Warning event among `events` (about this very incarnation when `uid` is given)."""
+    warnings = [
+        e
+        for e in events
+        if e.get("type") == "Warning"
+        and (reasons is None or e.get("reason") in reasons)
+        and (not uid or (e.get("involvedObject") or {}).get("uid") in (None, "", uid))
+    ]
+    return max(warnings, key=_event_time) if warnings else None
+
+
+def diagnose_pod(sts_name: str, pod: Mapping[str, Any] | None, events: Events) -> str | None:
+    """Why the sandbox pod is stuck, as "Reason: message", or None when nothing is wrong (or no pod).
+
+    Looks at container states (ImagePullBackOff, CrashLoopBackOff, CreateContainerConfigError...),
+    an unschedulable pod, and the latest matching Warning event. When the pod does not exist (`pod`
+    None), a FailedCreate warning on the StatefulSet (quota, admission) is the failure. `events` is
+    only called when the answer depends on events. This describes the present; giving up is the
+    deadline's job.
+    """
+    pod_name = names.pod_name(sts_name)
+    if pod is None:
+        event = _latest_warning(events(sts_name), frozenset({"FailedCreate"}))
+        if event:
+            return f"FailedCreate: {shorten(event.get('message'), 400)}"
+        return None
+    pod_uid = (pod.get("metadata") or {}).get("uid")
+    status = pod.get("status") or {}
+    statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    for cs in statuses:
+        state = cs.get("state") or {}
+        waiting = state.get("waiting") or {}
+        terminated = state.get("terminated") or {}
+        reason = waiting.get("reason") or ""
+        message = waiting.get("message") or ""
+        if reason not in POD_FAILURE_REASONS and terminated.get("reason") in POD_FAILURE_REASONS:
+            reason, message = terminated.get("reason"), terminated.get("message") or ""
+        if reason in POD_FAILURE_REASONS:
+            if not message:
+                event = _latest_warning(events(pod_name), uid=pod_uid)
+                message = (event or {}).get("message") or ""
+            if reason == "CrashLoopBackOff":
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                if last:
+                    message = (
+                        f"{message} (container {cs.get('name')} last exited with "
+                        f"{last.get('reason') or 'an error'}, code {last.get('exitCode')})"
+                    ).strip()
+            return f"{reason}: {shorten(message, 400)}".rstrip(": ").rstrip()
+    if status.get("phase") in ("Running", "Succeeded") and all(cs.get("ready") for cs in statuses):
+        return None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = condition.get("reason") or "Unschedulable"
+            return f"{reason}: {shorten(condition.get('message'), 400)}"
+    event = _latest_warning(events(pod_name), EVENT_FAILURE_REASONS, uid=pod_uid)
+    if event:
+        return f"{event.get('reason')}: {shorten(event.get('message'), 400)}"
+    return None
+
+
 def _waiting(k: Kube, sandbox: Sandbox, what: str) -> Outcome:
-    failure = k.pod_failure(sandbox.k8s_name)
+    failure = pod_failure(k, sandbox.k8s_name)
     message = f"{failure}" if failure else what
     return Outcome(message=message, retry_in=settings.RECONCILE_POLL_SECONDS)
 
@@ -179,7 +293,7 @@ def _update(sandbox: Sandbox, k: Kube) -> Outcome:
     apply_all(k, sandbox, replicas=1, converge=True)
     # A StatefulSet (OrderedReady) never replaces a pod that is failing, so a fix to the configuration
     # would never reach it: delete the broken pod and let the controller create it from the new template.
-    if k.pod_failure(sandbox.k8s_name):
+    if pod_failure(k, sandbox.k8s_name):
         with contextlib.suppress(KubeNotFound):
             k.delete("Pod", names.pod_name(sandbox.k8s_name))
     return Outcome(

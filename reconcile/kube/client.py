@@ -21,7 +21,6 @@ from typing import Any, Literal
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from reconcile import names
 from reconcile.kube import kubeconfig
 from reconcile.kube.errors import (
     KubeconfigInvalid,
@@ -120,55 +119,12 @@ KINDS: dict[str, _Builtin | _Custom] = {
     "OpsRequest": _Custom("opsrequests", "operations.kubeblocks.io/v1alpha1"),
 }
 
-# Container states that mean the pod will not become ready without a change.
-POD_FAILURE_REASONS = frozenset(
-    {
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "ErrImageNeverPull",
-        "InvalidImageName",
-        "CrashLoopBackOff",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "RunContainerError",
-        "ContainerCannotRun",
-        "OOMKilled",
-        "StartError",
-    }
-)
-# Warning events worth showing when the pod (or the StatefulSet's pod creation) is stuck.
-EVENT_FAILURE_REASONS = frozenset(
-    {
-        "FailedCreate",
-        "FailedScheduling",
-        "FailedMount",
-        "FailedAttachVolume",
-        "FailedCreatePodSandBox",
-        "Failed",
-        "InspectFailed",
-        "ErrImageNeverPull",
-        "BackOff",
-    }
-)
-
 
 def _split_api_version(api_version: str) -> tuple[str, str]:
     if "/" not in api_version:
         raise ValueError(f"custom kinds need a group/version apiVersion, got {api_version!r}")
     group, version = api_version.split("/", 1)
     return group, version
-
-
-def _event_time(event: Mapping[str, Any]) -> str:
-    series = event.get("series") or {}
-    return str(
-        series.get("lastObservedTime")
-        or event.get("lastTimestamp")
-        or event.get("eventTime")
-        or event.get("firstTimestamp")
-        or (event.get("metadata") or {}).get("creationTimestamp")
-        or ""
-    )
 
 
 IMMEDIATE_RETRIES = 2
@@ -447,70 +403,6 @@ class Kube:
         status = data.get("status") or {}
         reason = str(status.get("reason") or status.get("evaluationError") or "")
         return bool(status.get("allowed")) and not status.get("denied"), reason
-
-    def _warning_event(
-        self, object_name: str, reasons: frozenset[str] | None = None, uid: str | None = None
-    ) -> Manifest | None:
-        """The latest Warning event about an object (of this very incarnation when `uid` is given)."""
-        events = self.list("Event", field_selector=f"involvedObject.name={object_name}")
-        warnings = [
-            e
-            for e in events
-            if e.get("type") == "Warning"
-            and (reasons is None or e.get("reason") in reasons)
-            and (not uid or (e.get("involvedObject") or {}).get("uid") in (None, "", uid))
-        ]
-        return max(warnings, key=_event_time) if warnings else None
-
-    def pod_failure(self, sts_name: str) -> str | None:
-        """Why the sandbox pod is stuck, as "Reason: message", or None when nothing is wrong (or no pod).
-
-        Looks at container states (ImagePullBackOff, CrashLoopBackOff, CreateContainerConfigError...),
-        an unschedulable pod, and the latest matching Warning event. When the pod does not exist,
-        a FailedCreate warning on the StatefulSet (quota, admission) is the failure. This describes
-        the present; deciding to give up is the caller's job (deadlines).
-        """
-        pod_name = names.pod_name(sts_name)
-        try:
-            pod = self.get("Pod", pod_name)
-        except KubeNotFound:
-            event = self._warning_event(sts_name, frozenset({"FailedCreate"}))
-            if event:
-                return f"FailedCreate: {shorten(event.get('message'), 400)}"
-            return None
-        pod_uid = (pod.get("metadata") or {}).get("uid")
-        status = pod.get("status") or {}
-        statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
-        for cs in statuses:
-            state = cs.get("state") or {}
-            waiting = state.get("waiting") or {}
-            terminated = state.get("terminated") or {}
-            reason = waiting.get("reason") or ""
-            message = waiting.get("message") or ""
-            if reason not in POD_FAILURE_REASONS and terminated.get("reason") in POD_FAILURE_REASONS:
-                reason, message = terminated.get("reason"), terminated.get("message") or ""
-            if reason in POD_FAILURE_REASONS:
-                if not message:
-                    event = self._warning_event(pod_name, uid=pod_uid)
-                    message = (event or {}).get("message") or ""
-                if reason == "CrashLoopBackOff":
-                    last = (cs.get("lastState") or {}).get("terminated") or {}
-                    if last:
-                        message = (
-                            f"{message} (container {cs.get('name')} last exited with "
-                            f"{last.get('reason') or 'an error'}, code {last.get('exitCode')})"
-                        ).strip()
-                return f"{reason}: {shorten(message, 400)}".rstrip(": ").rstrip()
-        if status.get("phase") in ("Running", "Succeeded") and all(cs.get("ready") for cs in statuses):
-            return None
-        for condition in status.get("conditions") or []:
-            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-                reason = condition.get("reason") or "Unschedulable"
-                return f"{reason}: {shorten(condition.get('message'), 400)}"
-        event = self._warning_event(pod_name, EVENT_FAILURE_REASONS, uid=pod_uid)
-        if event:
-            return f"{event.get('reason')}: {shorten(event.get('message'), 400)}"
-        return None
 
     def close(self) -> None:
         if self.closed:
