@@ -23,7 +23,7 @@ from projects.models import (
     Environment,
     Project,
 )
-from reconcile import names
+from reconcile import manifests, names
 from sandboxes.models import Database, Resource, ResourceStatus, Sandbox
 from sandboxes.transitions import add_event, change_status, lock_project
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
@@ -153,9 +153,7 @@ def _create_sandbox(project: Project, namespace: str, domain: str) -> Sandbox:
         k8s_name=k8s_name,
         image=settings.RUNTIME_IMAGE,
         ingress_domain=domain,
-        public_url=f"https://{names.app_host(k8s_name, domain)}",
-        ttyd_url=f"https://{names.ttyd_host(k8s_name, domain)}",
-        filebrowser_url=f"https://{names.filebrowser_host(k8s_name, domain)}",
+        **manifests.urls(k8s_name, domain),
         **SANDBOX_RESOURCES,
     )
 

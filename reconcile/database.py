@@ -1,6 +1,5 @@
 """One reconcile step for a database: a KubeBlocks PostgreSQL Cluster and its credentials."""
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +16,6 @@ from reconcile.sandbox import FOREIGN
 from reconcile.specs import DatabaseSpec
 from sandboxes.models import Database
 from sandboxes.models import ResourceStatus as S
-
-PORT = 5432
 
 
 def spec_for(database: Database, *, stopped: bool = False) -> DatabaseSpec:
@@ -105,28 +102,24 @@ def _start(database: Database, k: Kube) -> Outcome:
         secret = k.get("Secret", names.db_account_secret(database.k8s_name))
     except KubeNotFound:
         return Outcome(message="Waiting for the account secret.", retry_in=settings.RECONCILE_POLL_SECONDS)
-    data = secret.get("data") or {}
-    if not data.get("username") or not data.get("password"):
+    connection = manifests.database_connection(
+        database.k8s_name, database.k8s_namespace, secret, database.database_name or "postgres"
+    )
+    if connection is None:
         return Outcome(message="Waiting for the account secret.", retry_in=settings.RECONCILE_POLL_SECONDS)
-    username = base64.b64decode(data["username"]).decode()
-    password = base64.b64decode(data["password"]).decode()
-    host = names.db_host(database.k8s_name, database.k8s_namespace)
     # The sandbox gets DATABASE_URL (and rolls) in the same breath as the database becomes RUNNING.
     set_system_variable(
-        project=database.project,
-        key="DATABASE_URL",
-        value=manifests.database_url(username, password, host, PORT, database.database_name or "postgres"),
-        actor=RECONCILER,
+        project=database.project, key="DATABASE_URL", value=connection["url"], actor=RECONCILER
     )
     return Outcome(
         status=S.RUNNING,
         reason="ready",
         message="",
         fields={
-            "host": host,
-            "port": PORT,
-            "username": username,
-            "password": password,
+            "host": connection["host"],
+            "port": connection["port"],
+            "username": connection["username"],
+            "password": connection["password"],
             "last_observed_at": timezone.now(),
             "last_error": "",
         },

@@ -147,9 +147,12 @@ def env_secret(spec: SandboxSpec) -> Manifest:
 
 
 def secret_values(secret: Mapping[str, Any]) -> dict[str, str]:
-    """Decode a Secret object's `data` (base64) and `stringData` into plain strings."""
+    """Decode a Secret object's `data` (base64) and `stringData` into plain strings.
+
+    A value that is not UTF-8 text raises UnicodeDecodeError: a credential is never guessed at.
+    """
     data = secret.get("data") or {}
-    out = {k: base64.b64decode(v).decode("utf-8", errors="replace") for k, v in data.items()}
+    out = {k: base64.b64decode(v).decode("utf-8") for k, v in data.items()}
     out.update({k: str(v) for k, v in (secret.get("stringData") or {}).items()})
     return out
 
@@ -443,15 +446,12 @@ def terminal_authorization(terminal_token: str) -> str:
     return quote(raw, safe="/=")
 
 
-def urls(spec: SandboxSpec, terminal_token: str = "") -> dict[str, str]:
-    """Public URLs of a sandbox. `ttyd_url` embeds the terminal token: treat it as a secret."""
-    ttyd = f"https://{names.ttyd_host(spec.name, spec.domain)}"
-    if terminal_token:
-        ttyd += "?authorization=" + terminal_authorization(terminal_token)
+def urls(name: str, domain: str) -> dict[str, str]:
+    """Public URLs of a sandbox (the ttyd one without its token: see `terminal_authorization`)."""
     return {
-        "public_url": f"https://{names.app_host(spec.name, spec.domain)}",
-        "ttyd_url": ttyd,
-        "filebrowser_url": f"https://{names.filebrowser_host(spec.name, spec.domain)}",
+        "public_url": f"https://{names.app_host(name, domain)}",
+        "ttyd_url": f"https://{names.ttyd_host(name, domain)}",
+        "filebrowser_url": f"https://{names.filebrowser_host(name, domain)}",
     }
 
 
@@ -587,7 +587,7 @@ def database_url(user: str, password: str, host: str, port: int | str, dbname: s
 
 
 def database_connection(
-    cluster: str, namespace: str, account_secret: Mapping[str, Any]
+    cluster: str, namespace: str, account_secret: Mapping[str, Any], dbname: str = "postgres"
 ) -> dict[str, Any] | None:
     """Connection info from the KubeBlocks account Secret object; None while it has no credentials yet."""
     values = secret_values(account_secret)
@@ -600,6 +600,6 @@ def database_connection(
         "port": POSTGRES_PORT,
         "username": user,
         "password": password,
-        "database": "postgres",
-        "url": database_url(user, password, host, POSTGRES_PORT),
+        "database": dbname,
+        "url": database_url(user, password, host, POSTGRES_PORT, dbname),
     }

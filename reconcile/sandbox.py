@@ -84,15 +84,6 @@ def ensure(k: Kube, manifest: dict[str, Any], resource_id: str, *, converge: boo
         metadata = {**manifest["metadata"], "resourceVersion": obj["metadata"]["resourceVersion"]}
         return k.replace({**manifest, "metadata": metadata})
     return obj
-    if not manifests.owned_by(_labels(obj), resource_id):
-        raise Foreign(f"{manifest['kind']} {manifest['metadata']['name']}: {FOREIGN}")
-    if converge:
-        desired = {
-            **manifest,
-            "metadata": {**manifest["metadata"], "resourceVersion": obj["metadata"]["resourceVersion"]},
-        }
-        return k.replace(desired)
-    return obj
 
 
 def apply_all(k: Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> None:
@@ -101,17 +92,6 @@ def apply_all(k: Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> No
         # The Secret and StatefulSet carry the configuration: always converge them.
         kind_converges = manifest["kind"] in ("Secret", "StatefulSet")
         ensure(k, manifest, str(sandbox.pk), converge=converge and kind_converges)
-
-
-def _ready(sts: dict[str, Any]) -> bool:
-    spec_replicas = (sts.get("spec") or {}).get("replicas", 1)
-    status = sts.get("status") or {}
-    caught_up = (status.get("observedGeneration") or 0) >= (sts.get("metadata") or {}).get("generation", 0)
-    return (
-        caught_up
-        and (status.get("readyReplicas") or 0) == spec_replicas
-        and (status.get("updatedReplicas", spec_replicas) or 0) >= spec_replicas
-    )
 
 
 # -- why the pod is not ready ----------------------------------------------------------------
@@ -279,7 +259,7 @@ def _start(sandbox: Sandbox, k: Kube) -> Outcome:
             message="Configuration applied; waiting for the pod.",
             fields={"observed_generation": sandbox.generation},
         )
-    if _ready(sts):
+    if manifests.statefulset_ready(sts):
         return Outcome(
             status=S.RUNNING,
             reason="ready",
@@ -320,20 +300,9 @@ def _stop(sandbox: Sandbox, k: Kube) -> Outcome:
     return Outcome(message="Waiting for the pod to stop.", retry_in=settings.RECONCILE_POLL_SECONDS)
 
 
-def _object_refs(sandbox: Sandbox) -> list[tuple[str, str]]:
-    name = sandbox.k8s_name
-    return [
-        *[("Ingress", names.ingress_name(name, kind)) for kind in ("app", "ttyd", "filebrowser")],
-        ("Service", names.service_name(name)),
-        ("StatefulSet", name),
-        ("Secret", names.env_secret_name(name)),
-        ("PersistentVolumeClaim", names.pvc_name(name)),
-    ]
-
-
 def _terminate(sandbox: Sandbox, k: Kube) -> Outcome:
     remaining = []
-    for kind, name in _object_refs(sandbox):
+    for kind, name in manifests.sandbox_object_refs(sandbox.k8s_name):
         try:
             obj = k.get(kind, name)
         except KubeNotFound:

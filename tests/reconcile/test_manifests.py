@@ -391,6 +391,8 @@ def test_object_refs_cover_every_object() -> None:
     for obj in SANDBOX_OBJECTS:
         assert (obj["kind"], obj["metadata"]["name"]) in refs
     assert ("PersistentVolumeClaim", "vn-homevn-fulling-my-app-abcdefgh-0") in refs
+    assert len(set(refs)) == len(refs) == len(SANDBOX_OBJECTS) + 1
+    assert refs[-1][0] == "PersistentVolumeClaim"  # deleted last
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,8 +406,8 @@ def test_no_secret_value_outside_the_secret() -> None:
     dumped = json.dumps(public)
     for form in _secret_forms():
         assert form not in dumped, form
-    # ...and urls() without a token carries none either
-    assert not any(form in json.dumps(manifests.urls(spec)) for form in _secret_forms())
+    # ...and neither do the URLs
+    assert not any(form in json.dumps(manifests.urls(spec.name, spec.domain)) for form in _secret_forms())
 
 
 def test_env_secret_holds_every_var_base64() -> None:
@@ -572,17 +574,23 @@ def test_ingress_options() -> None:
 
 
 def test_urls() -> None:
-    spec = sandbox_spec()
+    assert manifests.urls("my-app-abcdefgh", "usw.sealos.app") == {
+        "public_url": "https://my-app-abcdefgh-app.usw.sealos.app",
+        "ttyd_url": "https://my-app-abcdefgh-ttyd.usw.sealos.app",
+        "filebrowser_url": "https://my-app-abcdefgh-filebrowser.usw.sealos.app",
+    }
+
+
+def test_terminal_authorization() -> None:
     token = "Ab3+tokenZZ/9"
-    out = manifests.urls(spec, token)
-    assert out["public_url"] == "https://my-app-abcdefgh-app.usw.sealos.app"
-    assert out["filebrowser_url"] == "https://my-app-abcdefgh-filebrowser.usw.sealos.app"
-    assert out["ttyd_url"].startswith("https://my-app-abcdefgh-ttyd.usw.sealos.app?authorization=")
-    parts = urlsplit(out["ttyd_url"])
+    # as projects.selectors.terminal_url appends it to the sandbox's ttyd URL
+    url = "https://my-app-abcdefgh-ttyd.usw.sealos.app?authorization=" + manifests.terminal_authorization(
+        token
+    )
+    parts = urlsplit(url)
     value = parse_qs(parts.query)["authorization"][0]  # '+' must survive form decoding
     assert base64.b64decode(value).decode() == f"user:{token}"
     assert unquote(parts.query.split("=", 1)[1]) == base64.b64encode(f"user:{token}".encode()).decode()
-    assert manifests.urls(spec)["ttyd_url"] == "https://my-app-abcdefgh-ttyd.usw.sealos.app"
 
 
 def test_database_url_encodes_user_and_password() -> None:
@@ -608,7 +616,15 @@ def test_database_connection_from_account_secret() -> None:
     assert info["host"] == "pg1-postgresql.ns-x.svc"
     assert info["port"] == 5432
     assert info["url"] == "postgresql://postgres:a%2Fb@pg1-postgresql.ns-x.svc:5432/postgres"
+    assert info["database"] == "postgres"
+    app = manifests.database_connection("pg1", "ns-x", secret, "app db")
+    assert app is not None and app["database"] == "app db"
+    assert app["url"] == "postgresql://postgres:a%2Fb@pg1-postgresql.ns-x.svc:5432/app%20db"
     assert manifests.database_connection("pg1", "ns-x", {"data": {}}) is None
+    empty_password = {"data": {**secret["data"], "password": ""}}
+    assert manifests.database_connection("pg1", "ns-x", empty_password) is None
+    with pytest.raises(UnicodeDecodeError):  # a credential is never guessed at
+        manifests.database_connection("pg1", "ns-x", {"data": {**secret["data"], "password": "/w=="}})
 
 
 def _sts_obj(generation: int, observed: int, wanted: int, **status: Any) -> dict[str, Any]:
@@ -628,6 +644,8 @@ def test_statefulset_ready() -> None:
         "updateRevision": "r1",
     }
     assert manifests.statefulset_ready(_sts_obj(2, 2, 1, **full))
+    # the old pod still ready after a template change: the API server omits updatedReplicas when 0
+    assert not manifests.statefulset_ready(_sts_obj(2, 2, 1, replicas=1, readyReplicas=1))
     assert not manifests.statefulset_ready(_sts_obj(3, 2, 1, **full))  # old generation's readiness
     assert not manifests.statefulset_ready(_sts_obj(2, 2, 1, **{**full, "updateRevision": "r2"}))
     assert not manifests.statefulset_ready(_sts_obj(2, 2, 1, replicas=1))
