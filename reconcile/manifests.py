@@ -19,14 +19,12 @@ import base64
 import hashlib
 import json
 import re
-import secrets
-import string
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
 from reconcile import names
-from reconcile.specs import KUBEBLOCKS_V1, KUBEBLOCKS_V1ALPHA1, DatabaseSpec, SandboxSpec
+from reconcile.specs import KUBEBLOCKS_V1ALPHA1, DatabaseSpec, SandboxSpec
 
 Manifest = dict[str, Any]
 
@@ -53,7 +51,6 @@ TTYD_USER = "user"
 
 POSTGRES_PORT = 5432
 POSTGRES_COMPONENT = "postgresql"
-OPS_TTL_SECONDS = 3600
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -545,37 +542,6 @@ def database_stop_patch(spec: DatabaseSpec, stopped: bool) -> list[Manifest]:
         {"op": "test", "path": "/spec/componentSpecs/0/name", "value": POSTGRES_COMPONENT},
         {"op": "add", "path": "/spec/componentSpecs/0/stop", "value": bool(stopped)},
     ]
-
-
-def ops_request_api_version(cluster_api_version: str) -> str:
-    """OpsRequests moved to their own group in KubeBlocks 1.0."""
-    if cluster_api_version == KUBEBLOCKS_V1ALPHA1:
-        return "apps.kubeblocks.io/v1alpha1"
-    if cluster_api_version == KUBEBLOCKS_V1:
-        return "operations.kubeblocks.io/v1alpha1"
-    raise ValueError(f"unsupported KubeBlocks apiVersion {cluster_api_version!r}")
-
-
-def ops_request(
-    spec: DatabaseSpec,
-    type: Literal["Stop", "Start"],
-    group_version: str | None = None,
-    suffix: str | None = None,
-) -> Manifest:
-    """A Stop/Start OpsRequest named `{cluster}-{stop|start}-{suffix}` (random suffix by default)."""
-    if type not in ("Stop", "Start"):
-        raise ValueError(f"unsupported OpsRequest type {type!r}")
-    if suffix is None:
-        suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(6))
-    name = f"{spec.name}-{type.lower()}-{suffix}"
-    if not names.is_dns1123_label(name):
-        raise ValueError(f"OpsRequest name {name!r} is not a DNS-1123 label")
-    return {
-        "apiVersion": group_version or ops_request_api_version(spec.api_version),
-        "kind": "OpsRequest",
-        "metadata": _metadata(spec, name, "database"),
-        "spec": {"clusterName": spec.name, "type": type, "ttlSecondsAfterSucceed": OPS_TTL_SECONDS},
-    }
 
 
 def database_url(user: str, password: str, host: str, port: int | str, dbname: str = "postgres") -> str:

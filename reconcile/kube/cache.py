@@ -52,28 +52,6 @@ def get_kube(user_id: int | str, kubeconfig_text: str) -> Kube:
     return kube
 
 
-def drop_kube(user_id: int | str) -> None:
-    """Forget (and close) a user's client, e.g. when the kubeconfig is removed or replaced."""
-    with _cache_lock:
-        entry = _cache.pop(str(user_id), None)
-    if entry is not None:
-        entry[1].close()
-
-
-def clear_kube_cache() -> None:
-    """Close every cached client (tests, shutdown)."""
-    with _cache_lock:
-        entries = list(_cache.values())
-        _cache.clear()
-    for _, kube in entries:
-        kube.close()
-
-
-def cached_user_ids() -> list[str]:
-    with _cache_lock:
-        return list(_cache)
-
-
 def _reset_after_fork() -> None:
     # The child must not share the parent's sockets or a lock some parent thread may hold: start
     # empty without closing (closing would act on connections the parent still uses).

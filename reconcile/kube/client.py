@@ -51,19 +51,11 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
 # ---------------------------------------------------------------------------------------------
 
 
-KubeconfigInfo = kubeconfig.KubeconfigInfo
-
-
-def _load_yaml(text: str | bytes) -> tuple[dict[str, Any], KubeconfigInfo]:
+def _load_yaml(text: str | bytes) -> tuple[dict[str, Any], kubeconfig.KubeconfigInfo]:
     try:
         return kubeconfig.load(text)
     except kubeconfig.KubeconfigError as exc:
         raise KubeconfigInvalid(str(exc)) from None
-
-
-def parse_kubeconfig(text: str | bytes) -> KubeconfigInfo:
-    """Check a kubeconfig without any network call; raise KubeconfigInvalid with a human reason."""
-    return _load_yaml(text)[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +108,6 @@ KINDS: dict[str, _Builtin | _Custom] = {
     "StatefulSet": _Builtin("apps", "stateful_set", "apps/v1"),
     "Ingress": _Builtin("networking", "ingress", "networking.k8s.io/v1"),
     "Cluster": _Custom("clusters", "apps.kubeblocks.io/v1"),
-    "OpsRequest": _Custom("opsrequests", "operations.kubeblocks.io/v1alpha1"),
 }
 
 

@@ -25,9 +25,9 @@ from kubernetes.client.exceptions import ApiException
 
 from kubesim.crd import DEFAULT_CRD_DIR
 from reconcile import manifests, names
-from reconcile.kube import cache
-from reconcile.kube.cache import cached_user_ids, clear_kube_cache, drop_kube, get_kube
-from reconcile.kube.client import Kube, parse_kubeconfig
+from reconcile.kube import cache, kubeconfig
+from reconcile.kube.cache import get_kube
+from reconcile.kube.client import Kube
 from reconcile.kube.errors import (
     KubeconfigInvalid,
     KubeConflict,
@@ -41,6 +41,7 @@ from reconcile.kube.errors import (
 )
 from reconcile.kube.kubeconfig import KubeconfigInfo
 from reconcile.specs import KUBEBLOCKS_V1, KUBEBLOCKS_V1ALPHA1, DatabaseSpec, SandboxSpec
+from tests.k8s_names import is_dns1123_subdomain
 
 K8S_VERSIONS = ("1.28", "1.33")
 SECRET_VALUES = ("s3cr3t-VALUE-123", "sk-ant-TOPSECRET-999", "fb-pass-XYZ-777", "p@ss:w/rd?#%-DB")
@@ -232,22 +233,6 @@ def test_crd_validation_rejects_unknown_fields() -> None:
         _validate_crd_object(cluster, "v1.0.2", "apps.kubeblocks.io_clusters.yaml")
 
 
-OPS_CASES = [
-    (KUBEBLOCKS_V1, "v1.0.2", "operations.kubeblocks.io_opsrequests.yaml"),
-    (KUBEBLOCKS_V1, "main-13138f46", "operations.kubeblocks.io_opsrequests.yaml"),
-    (KUBEBLOCKS_V1ALPHA1, "v0.9.5", "apps.kubeblocks.io_opsrequests.yaml"),
-]
-
-
-@pytest.mark.parametrize(("api_version", "folder", "filename"), OPS_CASES)
-@pytest.mark.parametrize("ops_type", ["Stop", "Start"])
-def test_ops_request_validates_against_crd(
-    api_version: str, folder: str, filename: str, ops_type: Any
-) -> None:
-    ops = manifests.ops_request(database_spec(api_version=api_version), ops_type)
-    _validate_crd_object(ops, folder, filename)
-
-
 def test_cluster_v1_shape() -> None:
     cluster = manifests.database_cluster(database_spec())
     assert cluster["apiVersion"] == "apps.kubeblocks.io/v1"
@@ -296,21 +281,6 @@ def test_database_stop_patch(stopped: bool) -> None:
     json.dumps(patch)
 
 
-def test_ops_request_groups_and_names() -> None:
-    v1 = manifests.ops_request(database_spec(), "Stop", suffix="abc123")
-    assert v1["apiVersion"] == "operations.kubeblocks.io/v1alpha1"
-    assert v1["metadata"]["name"] == "my-app-db-abcdefgh-stop-abc123"
-    assert v1["spec"]["clusterName"] == "my-app-db-abcdefgh"
-    assert v1["spec"]["type"] == "Stop"
-    alpha = manifests.ops_request(database_spec(api_version=KUBEBLOCKS_V1ALPHA1), "Start")
-    assert alpha["apiVersion"] == "apps.kubeblocks.io/v1alpha1"
-    assert re.fullmatch(r"my-app-db-abcdefgh-start-[a-z0-9]{6}", alpha["metadata"]["name"])
-    forced = manifests.ops_request(database_spec(), "Start", "apps.kubeblocks.io/v1alpha1")
-    assert forced["apiVersion"] == "apps.kubeblocks.io/v1alpha1"
-    with pytest.raises(ValueError):
-        manifests.ops_request(database_spec(), "Restart")  # type: ignore[arg-type]
-
-
 def test_database_spec_rejects_unknown_api_version() -> None:
     with pytest.raises(ValueError):
         database_spec(api_version="apps.kubeblocks.io/v2")
@@ -324,7 +294,6 @@ ALL_OBJECTS = [
     *SANDBOX_OBJECTS,
     manifests.database_cluster(database_spec()),
     manifests.database_cluster(database_spec(api_version=KUBEBLOCKS_V1ALPHA1)),
-    manifests.ops_request(database_spec(), "Stop"),
 ]
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
@@ -540,7 +509,7 @@ def test_ingresses() -> None:
         ing = by_name[name]
         rule = ing["spec"]["rules"][0]
         assert rule["host"] == host
-        assert names.is_dns1123_subdomain(host)
+        assert is_dns1123_subdomain(host)
         path = rule["http"]["paths"][0]
         assert path["pathType"] == "Prefix" and path["path"] == "/"
         assert path["backend"]["service"] == {"name": "my-app-abcdefgh-service", "port": {"number": port}}
@@ -695,7 +664,7 @@ def _kubeconfig(**edits: Any) -> str:
 
 
 def test_parse_kubeconfig_good() -> None:
-    info = parse_kubeconfig(KUBECONFIG)
+    info = kubeconfig.parse(KUBECONFIG)
     assert info == KubeconfigInfo(
         namespace="ns-alice",
         server="https://usw.sealos.io:6443",
@@ -703,9 +672,9 @@ def test_parse_kubeconfig_good() -> None:
         context="ctx",
         user="alice",
     )
-    assert parse_kubeconfig(KUBECONFIG.encode()).namespace == "ns-alice"
+    assert kubeconfig.parse(KUBECONFIG.encode()).namespace == "ns-alice"
     plain_http = _kubeconfig(clusters__cluster__server="http://10.0.0.1:8080")
-    assert parse_kubeconfig(plain_http).server_host == "10.0.0.1"
+    assert kubeconfig.parse(plain_http).server_host == "10.0.0.1"
 
 
 @pytest.mark.parametrize(
@@ -730,10 +699,15 @@ def test_parse_kubeconfig_good() -> None:
 )
 def test_parse_kubeconfig_bad(text: str, message: str | None) -> None:
     if message is None:  # a harmless edit: still valid
-        parse_kubeconfig(text)
+        kubeconfig.parse(text)
+        Kube(text).close()
         return
+    with pytest.raises(kubeconfig.KubeconfigError) as refused:
+        kubeconfig.parse(text)
+    assert message in str(refused.value)
+    # the gateway refuses the same text with the same reason, as a KubeconfigInvalid (no HTTP status)
     with pytest.raises(KubeconfigInvalid) as caught:
-        parse_kubeconfig(text)
+        Kube(text)
     assert message in caught.value.message
     assert caught.value.status is None
 
@@ -741,8 +715,10 @@ def test_parse_kubeconfig_bad(text: str, message: str | None) -> None:
 def test_parse_kubeconfig_refuses_local_files() -> None:
     data = yaml.safe_load(KUBECONFIG)
     data["clusters"][0]["cluster"]["certificate-authority"] = "/etc/ssl/ca.pem"
+    with pytest.raises(kubeconfig.KubeconfigError, match="certificate-authority"):
+        kubeconfig.parse(yaml.safe_dump(data))
     with pytest.raises(KubeconfigInvalid, match="certificate-authority"):
-        parse_kubeconfig(yaml.safe_dump(data))
+        Kube(yaml.safe_dump(data))
 
 
 class FakeResponse:
@@ -950,11 +926,17 @@ def test_kube_rejects_a_manifest_for_another_namespace() -> None:
         client.close()
 
 
+def _close_every_cached_client() -> None:
+    for _, client in cache._cache.values():
+        client.close()
+    cache._cache.clear()
+
+
 @pytest.fixture
 def empty_cache():
-    clear_kube_cache()
+    _close_every_cached_client()
     yield
-    clear_kube_cache()
+    _close_every_cached_client()
 
 
 def test_client_cache(empty_cache: None, settings: Any) -> None:
@@ -964,20 +946,23 @@ def test_client_cache(empty_cache: None, settings: Any) -> None:
     other = _kubeconfig(contexts__context__namespace="ns-two")
     second = get_kube(1, other)
     assert second is not first and first.closed and second.namespace == "ns-two"
-    drop_kube(1)
-    assert second.closed and cached_user_ids() == []
+    assert list(cache._cache) == ["1"]
 
     settings.KUBE_CLIENT_CACHE_SIZE = 2
     a, b = get_kube(1, KUBECONFIG), get_kube(2, KUBECONFIG)
+    assert second.closed  # replaced by the first kubeconfig again
     get_kube(1, KUBECONFIG)  # 1 is now the most recently used
     c = get_kube(3, KUBECONFIG)
     assert b.closed and not a.closed and not c.closed
-    assert cached_user_ids() == ["1", "3"]
+    assert list(cache._cache) == ["1", "3"]
     with pytest.raises(KubeconfigInvalid):
         get_kube(4, "nope: [")
+    assert list(cache._cache) == ["1", "3"]
 
 
 def test_cache_resets_after_fork(empty_cache: None) -> None:
-    get_kube(1, KUBECONFIG)
+    client = get_kube(1, KUBECONFIG)
     cache._reset_after_fork()
-    assert cached_user_ids() == []
+    assert list(cache._cache) == []
+    assert not client.closed  # the parent's connections are left alone
+    client.close()
