@@ -3,8 +3,8 @@ creates in its namespace? Runs in the background after a save and periodically."
 
 import logging
 
-from reconcile.kube.cache import get_kube
 from reconcile.kube.errors import KubeconfigInvalid, KubeCredentials, KubeError, KubeTransient
+from reconcile.runner import client_for
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
 from userconfig.services import kubeconfig_record_check
 
@@ -39,7 +39,7 @@ def check_kubeconfig(user_id: int, *, record_unreachable: bool = True) -> tuple[
 def _check(config: UserConfig) -> tuple[str, str]:
     namespace = config.namespace
     try:
-        client = get_kube(config.user_id, config.value)
+        client = client_for(config)
         client.version()
         missing = []
         for resource, group in MANAGED:

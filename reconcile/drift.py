@@ -16,8 +16,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.audit import RECONCILER
-from reconcile.kube.cache import get_kube
 from reconcile.kube.errors import KubeError, KubeNotFound
+from reconcile.runner import client_for
 from sandboxes.models import Database, ResourceStatus, Sandbox
 from sandboxes.transitions import change_status
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
@@ -50,7 +50,7 @@ def check_drift(batch: int = DRIFT_BATCH) -> int:
         if config is None:
             continue
         try:
-            get_kube(config.user_id, config.value).get("StatefulSet", sandbox.k8s_name)
+            client_for(config).get("StatefulSet", sandbox.k8s_name)
         except KubeNotFound:
             changed = change_status(
                 sandbox,
@@ -75,7 +75,7 @@ def check_drift(batch: int = DRIFT_BATCH) -> int:
 def find_orphans(config: UserConfig, now: datetime | None = None) -> list[tuple[str, str, bool]]:
     """(kind, name, deleted) for each Tenter-labelled object in the user's namespace with no row."""
     now = now or timezone.now()
-    client = get_kube(config.user_id, config.value)
+    client = client_for(config)
     known = {
         str(pk)
         for pk in Sandbox.objects.filter(project__owner_id=config.user_id).values_list("pk", flat=True)

@@ -32,6 +32,16 @@ Step = Callable[[Any, Kube], Outcome]
 STEPS: dict[type[Resource], Step] = {Sandbox: sandbox_steps.step, Database: database_steps.step}
 
 
+def client_for(config: UserConfig) -> Kube:
+    """The owner's cached gateway client, with the timeouts and the cache size from the settings."""
+    return get_kube(
+        config.user_id,
+        config.value,
+        timeouts=(settings.KUBE_CONNECT_TIMEOUT, settings.KUBE_READ_TIMEOUT),
+        max_clients=settings.KUBE_CLIENT_CACHE_SIZE,
+    )
+
+
 def _kubeconfigs(rows: list[Resource]) -> dict[int, UserConfig]:
     owners = {row.project.owner_id for row in rows}  # type: ignore[attr-defined]
     configs = UserConfig.objects.filter(user_id__in=owners, key=ConfigKey.KUBECONFIG)
@@ -69,7 +79,7 @@ def act(row: Resource, config: UserConfig | None, step: Step) -> Outcome:
             retry_in=KUBECONFIG_WAIT_SECONDS,
         )
     try:
-        client = get_kube(config.user_id, config.value)
+        client = client_for(config)
         return step(row, client)
     except KubeconfigInvalid as exc:
         return engine.error_outcome(f"invalid kubeconfig: {_describe(exc)}", reason="kubeconfig")

@@ -33,6 +33,7 @@ from reconcile.kube.errors import (
     translate_errors,
 )
 
+# Defaults of the (connect, read) timeouts in seconds; the reconcilers pass the configured ones.
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 10.0
 
@@ -56,29 +57,6 @@ def _load_yaml(text: str | bytes) -> tuple[dict[str, Any], kubeconfig.Kubeconfig
         return kubeconfig.load(text)
     except kubeconfig.KubeconfigError as exc:
         raise KubeconfigInvalid(str(exc)) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings (read lazily so importing this module never needs Django configured)
-# ---------------------------------------------------------------------------------------------
-
-
-def _setting(name: str, default: float) -> float:
-    try:
-        from django.conf import settings
-        from django.core.exceptions import ImproperlyConfigured
-
-        try:
-            return float(getattr(settings, name, default))
-        except ImproperlyConfigured:
-            return default
-    except ImportError:  # pragma: no cover - Django is a dependency
-        return default
-
-
-def request_timeout() -> tuple[float, float]:
-    """(connect, read) seconds for every request: settings KUBE_CONNECT_TIMEOUT / KUBE_READ_TIMEOUT."""
-    return _setting("KUBE_CONNECT_TIMEOUT", CONNECT_TIMEOUT), _setting("KUBE_READ_TIMEOUT", READ_TIMEOUT)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,13 +112,13 @@ class Kube:
         self,
         kubeconfig_text: str,
         *,
-        connect_timeout: float | None = None,
-        read_timeout: float | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
         data, info = _load_yaml(kubeconfig_text)
         self.info = info
         self.namespace = info.namespace
-        self._timeouts = (connect_timeout, read_timeout)
+        self.timeouts = (float(connect_timeout), float(read_timeout))
         configuration = k8s_client.Configuration()
         configuration.retries = False  # urllib3 must not retry behind our back (read when the pool is built)
         try:
@@ -168,8 +146,8 @@ class Kube:
     # -- plumbing ---------------------------------------------------------------------------
 
     def timeout(self) -> tuple[float, float]:
-        connect, read = request_timeout()
-        return (self._timeouts[0] or connect, self._timeouts[1] or read)
+        """(connect, read) seconds for every request."""
+        return self.timeouts
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call a generated API method; return the decoded JSON body (None when empty).

@@ -939,7 +939,7 @@ def empty_cache():
     _close_every_cached_client()
 
 
-def test_client_cache(empty_cache: None, settings: Any) -> None:
+def test_client_cache(empty_cache: None) -> None:
     first = get_kube(1, KUBECONFIG)
     assert get_kube(1, KUBECONFIG) is first
     assert get_kube("1", KUBECONFIG) is first
@@ -948,16 +948,32 @@ def test_client_cache(empty_cache: None, settings: Any) -> None:
     assert second is not first and first.closed and second.namespace == "ns-two"
     assert list(cache._cache) == ["1"]
 
-    settings.KUBE_CLIENT_CACHE_SIZE = 2
-    a, b = get_kube(1, KUBECONFIG), get_kube(2, KUBECONFIG)
+    a, b = get_kube(1, KUBECONFIG, max_clients=2), get_kube(2, KUBECONFIG, max_clients=2)
     assert second.closed  # replaced by the first kubeconfig again
-    get_kube(1, KUBECONFIG)  # 1 is now the most recently used
-    c = get_kube(3, KUBECONFIG)
+    get_kube(1, KUBECONFIG, max_clients=2)  # 1 is now the most recently used
+    c = get_kube(3, KUBECONFIG, max_clients=2)
     assert b.closed and not a.closed and not c.closed
     assert list(cache._cache) == ["1", "3"]
     with pytest.raises(KubeconfigInvalid):
-        get_kube(4, "nope: [")
+        get_kube(4, "nope: [", max_clients=2)
     assert list(cache._cache) == ["1", "3"]
+
+
+def test_the_reconcilers_build_clients_with_the_settings(empty_cache: None, settings: Any) -> None:
+    from reconcile.runner import client_for
+    from userconfig.models import ConfigKey, UserConfig
+
+    settings.KUBE_CONNECT_TIMEOUT, settings.KUBE_READ_TIMEOUT = 1.5, 4
+    settings.KUBE_CLIENT_CACHE_SIZE = 1
+    config = UserConfig(user_id=1, key=ConfigKey.KUBECONFIG, value=KUBECONFIG)  # never saved
+    first = client_for(config)
+    assert first.timeout() == (1.5, 4.0)
+    assert client_for(config) is first
+    settings.KUBE_READ_TIMEOUT = 8
+    second = client_for(config)  # new timeouts: a new client
+    assert first.closed and second.timeout() == (1.5, 8.0)
+    client_for(UserConfig(user_id=2, key=ConfigKey.KUBECONFIG, value=KUBECONFIG))
+    assert second.closed and list(cache._cache) == ["2"]  # KUBE_CLIENT_CACHE_SIZE
 
 
 def test_cache_resets_after_fork(empty_cache: None) -> None:
