@@ -82,8 +82,8 @@ from django.db import transaction  # noqa: E402
 from core.audit import SYSTEM  # noqa: E402
 from projects.models import Project  # noqa: E402
 from projects.services import project_create  # noqa: E402
+from reconcile.kube import kubeconfig as kubeconfig_parse  # noqa: E402
 from sandboxes.models import ResourceEvent, Sandbox  # noqa: E402
-from userconfig import kubeconfig as kubeconfig_parse  # noqa: E402
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig  # noqa: E402
 
 

@@ -26,7 +26,7 @@ from projects.models import (
     ProjectStatus,
 )
 from projects.transitions import add_event, change_status, lock_project, refresh_project_status
-from reconcile import names
+from reconcile import manifests, names
 from sandboxes.models import RESUMABLE, Database, Resource, ResourceStatus, Sandbox
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
@@ -154,9 +154,7 @@ def _create_sandbox(project: Project, namespace: str, domain: str) -> Sandbox:
         k8s_name=k8s_name,
         image=settings.RUNTIME_IMAGE,
         ingress_domain=domain,
-        public_url=f"https://{names.app_host(k8s_name, domain)}",
-        ttyd_url=f"https://{names.ttyd_host(k8s_name, domain)}",
-        filebrowser_url=f"https://{names.filebrowser_host(k8s_name, domain)}",
+        **manifests.urls(k8s_name, domain),
         **SANDBOX_RESOURCES,
     )
 

@@ -3,7 +3,8 @@ creates in its namespace? Runs in the background after a save and periodically."
 
 import logging
 
-from reconcile import kube
+from reconcile.kube.errors import KubeconfigInvalid, KubeCredentials, KubeError, KubeTransient
+from reconcile.runner import client_for
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
 from userconfig.services import kubeconfig_record_check
 
@@ -38,7 +39,7 @@ def check_kubeconfig(user_id: int, *, record_unreachable: bool = True) -> tuple[
 def _check(config: UserConfig) -> tuple[str, str]:
     namespace = config.namespace
     try:
-        client = kube.get_kube(config.user_id, config.value)
+        client = client_for(config)
         client.version()
         missing = []
         for resource, group in MANAGED:
@@ -46,11 +47,11 @@ def _check(config: UserConfig) -> tuple[str, str]:
                 allowed, _ = client.can_i(verb, resource, group)
                 if not allowed:
                     missing.append(f"{verb} {resource}{'.' + group if group else ''}")
-    except kube.KubeconfigInvalid as exc:
+    except KubeconfigInvalid as exc:
         return CheckStatus.FAILED, f"The kubeconfig cannot be used: {exc.message}"
-    except kube.KubeCredentials as exc:
+    except KubeCredentials as exc:
         return CheckStatus.FAILED, f"The cluster refused these credentials: {exc.message}"
-    except (kube.KubeTransient, kube.KubeError) as exc:
+    except (KubeTransient, KubeError) as exc:
         return CheckStatus.UNREACHABLE, f"Cannot reach the cluster at {config.server_host}: {exc.message}"
     if missing:
         return (

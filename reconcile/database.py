@@ -1,6 +1,5 @@
 """One reconcile step for a database: a KubeBlocks PostgreSQL Cluster and its credentials."""
 
-import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -9,14 +8,14 @@ from django.utils import timezone
 
 from core.audit import RECONCILER
 from projects.services import set_system_variable
-from reconcile import kube, manifests, names
+from reconcile import manifests, names
 from reconcile.engine import Outcome, deadline_passed, describe_age, error_outcome
+from reconcile.kube.client import Kube
+from reconcile.kube.errors import KubeNotFound
 from reconcile.sandbox import FOREIGN
 from reconcile.specs import DatabaseSpec
 from sandboxes.models import Database
 from sandboxes.models import ResourceStatus as S
-
-PORT = 5432
 
 
 def spec_for(database: Database, *, stopped: bool = False) -> DatabaseSpec:
@@ -48,19 +47,19 @@ def _stopped_flag(cluster: dict[str, Any]) -> bool:
     return bool(components[0].get("stop"))
 
 
-def _get_cluster(k: kube.Kube, database: Database) -> dict[str, Any] | None:
+def _get_cluster(k: Kube, database: Database) -> dict[str, Any] | None:
     try:
         return k.get("Cluster", database.k8s_name, api_version=database.api_version)
-    except kube.KubeNotFound:
+    except KubeNotFound:
         return None
 
 
-def _set_stop(k: kube.Kube, database: Database, stopped: bool) -> None:
+def _set_stop(k: Kube, database: Database, stopped: bool) -> None:
     body = manifests.database_stop_patch(spec_for(database, stopped=stopped), stopped)
     k.patch("Cluster", database.k8s_name, body, patch_type="json", api_version=database.api_version)
 
 
-def step(database: Database, k: kube.Kube) -> Outcome:
+def step(database: Database, k: Kube) -> Outcome:
     age = deadline_passed(database)
     if age is not None and database.status != S.TERMINATING:
         detail = database.status_reason or f"still {database.status}"
@@ -68,7 +67,7 @@ def step(database: Database, k: kube.Kube) -> Outcome:
     return _STEPS[database.status](database, k)
 
 
-def _create(database: Database, k: kube.Kube) -> Outcome:
+def _create(database: Database, k: Kube) -> Outcome:
     manifest = manifests.database_cluster(spec_for(database))
     obj, how = k.apply(manifest)
     if how != "created" and not manifests.owned_by(
@@ -83,7 +82,7 @@ def _create(database: Database, k: kube.Kube) -> Outcome:
     )
 
 
-def _start(database: Database, k: kube.Kube) -> Outcome:
+def _start(database: Database, k: Kube) -> Outcome:
     cluster = _get_cluster(k, database)
     if cluster is None:
         return (
@@ -101,37 +100,33 @@ def _start(database: Database, k: kube.Kube) -> Outcome:
         )
     try:
         secret = k.get("Secret", names.db_account_secret(database.k8s_name))
-    except kube.KubeNotFound:
+    except KubeNotFound:
         return Outcome(message="Waiting for the account secret.", retry_in=settings.RECONCILE_POLL_SECONDS)
-    data = secret.get("data") or {}
-    if not data.get("username") or not data.get("password"):
+    connection = manifests.database_connection(
+        database.k8s_name, database.k8s_namespace, secret, database.database_name or "postgres"
+    )
+    if connection is None:
         return Outcome(message="Waiting for the account secret.", retry_in=settings.RECONCILE_POLL_SECONDS)
-    username = base64.b64decode(data["username"]).decode()
-    password = base64.b64decode(data["password"]).decode()
-    host = names.db_host(database.k8s_name, database.k8s_namespace)
     # The sandbox gets DATABASE_URL (and rolls) in the same breath as the database becomes RUNNING.
     set_system_variable(
-        project=database.project,
-        key="DATABASE_URL",
-        value=manifests.database_url(username, password, host, PORT, database.database_name or "postgres"),
-        actor=RECONCILER,
+        project=database.project, key="DATABASE_URL", value=connection["url"], actor=RECONCILER
     )
     return Outcome(
         status=S.RUNNING,
         reason="ready",
         message="",
         fields={
-            "host": host,
-            "port": PORT,
-            "username": username,
-            "password": password,
+            "host": connection["host"],
+            "port": connection["port"],
+            "username": connection["username"],
+            "password": connection["password"],
             "last_observed_at": timezone.now(),
             "last_error": "",
         },
     )
 
 
-def _stop(database: Database, k: kube.Kube) -> Outcome:
+def _stop(database: Database, k: Kube) -> Outcome:
     cluster = _get_cluster(k, database)
     if cluster is None:
         return Outcome(status=S.STOPPED, reason="stopped", message="Cluster not found; nothing to stop.")
@@ -145,7 +140,7 @@ def _stop(database: Database, k: kube.Kube) -> Outcome:
     )
 
 
-def _terminate(database: Database, k: kube.Kube) -> Outcome:
+def _terminate(database: Database, k: Kube) -> Outcome:
     cluster = _get_cluster(k, database)
     if cluster is None:
         return Outcome(status=S.TERMINATED, reason="deleted", message="Cluster deleted.")
@@ -158,12 +153,12 @@ def _terminate(database: Database, k: kube.Kube) -> Outcome:
     if not (cluster.get("metadata") or {}).get("deletionTimestamp"):
         try:
             k.delete("Cluster", database.k8s_name, api_version=database.api_version)
-        except kube.KubeNotFound:
+        except KubeNotFound:
             return Outcome(status=S.TERMINATED, reason="deleted", message="Cluster deleted.")
     return Outcome(message="Waiting for the cluster to be deleted.", retry_in=settings.RECONCILE_POLL_SECONDS)
 
 
-_STEPS: dict[str, Callable[[Database, kube.Kube], Outcome]] = {
+_STEPS: dict[str, Callable[[Database, Kube], Outcome]] = {
     S.CREATING: _create,
     S.STARTING: _start,
     S.UPDATING: _start,

@@ -4,12 +4,14 @@
   reconciler re-creates its objects. The move goes through `change_status`, so a worker holding a
   lease cannot overwrite it.
 - Objects labelled as Tenter's whose row no longer exists are orphans: reported in the log, and
-  deleted once they are older than ORPHAN_DELETE_AFTER_MINUTES (0 = report only).
+  deleted once they are older than ORPHAN_DELETE_AFTER_MINUTES (0 = report only). Celery beat runs
+  the orphan sweep every 5 minutes (`reconcile.sweep_orphans`).
 """
 
-import contextlib
 import logging
+import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import F
@@ -17,7 +19,9 @@ from django.utils import timezone
 
 from core.audit import RECONCILER
 from projects.transitions import change_status
-from reconcile import kube
+from reconcile import manifests
+from reconcile.kube.errors import KubeConflict, KubeError, KubeNotFound
+from reconcile.runner import client_for
 from sandboxes.models import Database, ResourceStatus, Sandbox
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
 
@@ -49,8 +53,8 @@ def check_drift(batch: int = DRIFT_BATCH) -> int:
         if config is None:
             continue
         try:
-            kube.get_kube(config.user_id, config.value).get("StatefulSet", sandbox.k8s_name)
-        except kube.KubeNotFound:
+            client_for(config).get("StatefulSet", sandbox.k8s_name)
+        except KubeNotFound:
             changed = change_status(
                 sandbox,
                 ResourceStatus.CREATING,
@@ -60,7 +64,7 @@ def check_drift(batch: int = DRIFT_BATCH) -> int:
             )
             drifted += int(changed)
             continue
-        except kube.KubeError as exc:
+        except KubeError as exc:
             logger.info("drift check skipped for %s: %s", sandbox.pk, exc.__class__.__name__)
             continue
         present.append(sandbox.pk)
@@ -71,32 +75,49 @@ def check_drift(batch: int = DRIFT_BATCH) -> int:
     return drifted
 
 
+def _resource_id(obj: dict[str, Any]) -> str | None:
+    """The row id in an object's resource label (None when missing or not a row id)."""
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(manifests.RESOURCE_LABEL)
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
+
+
 def find_orphans(config: UserConfig, now: datetime | None = None) -> list[tuple[str, str, bool]]:
-    """(kind, name, deleted) for each Tenter-labelled object in the user's namespace with no row."""
+    """(kind, name, deleted) for each Tenter-labelled object in the user's namespace with no row.
+
+    A row of any owner counts: several users may share a namespace, and one user's sweep must not
+    take another's objects for orphans. The rows are read after the objects are listed; since a row
+    is committed before its objects are created, an object being created is never an orphan.
+    """
     now = now or timezone.now()
-    client = kube.get_kube(config.user_id, config.value)
+    client = client_for(config)
+    managed = f"{manifests.MANAGED_BY}={manifests.MANAGED_BY_VALUE}"
+    objects = [(kind, obj) for kind in ORPHAN_KINDS for obj in client.list(kind, label_selector=managed)]
+    ids = {rid for _, obj in objects if (rid := _resource_id(obj))}
     known = {
         str(pk)
-        for pk in Sandbox.objects.filter(project__owner_id=config.user_id).values_list("pk", flat=True)
-    }
-    known |= {
-        str(pk)
-        for pk in Database.objects.filter(project__owner_id=config.user_id).values_list("pk", flat=True)
+        for model in (Sandbox, Database)
+        for pk in model.objects.filter(pk__in=ids).values_list("pk", flat=True)
     }
     grace = settings.ORPHAN_DELETE_AFTER_MINUTES
     found = []
-    for kind in ORPHAN_KINDS:
-        for obj in client.list(kind, label_selector="app.kubernetes.io/managed-by=tenter"):
-            meta = obj.get("metadata") or {}
-            if (meta.get("labels") or {}).get("tenter.dev/resource") in known:
-                continue
-            created = datetime.fromisoformat(str(meta.get("creationTimestamp", "")).replace("Z", "+00:00"))
-            delete = bool(grace) and now - created > timedelta(minutes=grace)
-            if delete:
-                with contextlib.suppress(kube.KubeNotFound):
-                    client.delete(kind, meta["name"])
-            logger.warning(
-                "orphan %s %s/%s%s", kind, config.namespace, meta.get("name"), " deleted" if delete else ""
-            )
-            found.append((kind, str(meta.get("name")), delete))
+    for kind, obj in objects:
+        if _resource_id(obj) in known:
+            continue
+        meta = obj.get("metadata") or {}
+        created = datetime.fromisoformat(str(meta.get("creationTimestamp", "")).replace("Z", "+00:00"))
+        delete = bool(grace) and now - created > timedelta(minutes=grace)
+        if delete:
+            try:  # this very object: if the name was taken again meanwhile, the new one is left alone
+                client.delete(kind, meta["name"], uid=meta.get("uid"))
+            except KubeNotFound:
+                pass
+            except KubeConflict:
+                delete = False
+        logger.warning(
+            "orphan %s %s/%s%s", kind, config.namespace, meta.get("name"), " deleted" if delete else ""
+        )
+        found.append((kind, str(meta.get("name")), delete))
     return found

@@ -19,14 +19,12 @@ import base64
 import hashlib
 import json
 import re
-import secrets
-import string
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
 from reconcile import names
-from reconcile.specs import KUBEBLOCKS_V1, KUBEBLOCKS_V1ALPHA1, DatabaseSpec, SandboxSpec
+from reconcile.specs import KUBEBLOCKS_V1ALPHA1, DatabaseSpec, SandboxSpec
 
 Manifest = dict[str, Any]
 
@@ -53,7 +51,6 @@ TTYD_USER = "user"
 
 POSTGRES_PORT = 5432
 POSTGRES_COMPONENT = "postgresql"
-OPS_TTL_SECONDS = 3600
 
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -147,9 +144,12 @@ def env_secret(spec: SandboxSpec) -> Manifest:
 
 
 def secret_values(secret: Mapping[str, Any]) -> dict[str, str]:
-    """Decode a Secret object's `data` (base64) and `stringData` into plain strings."""
+    """Decode a Secret object's `data` (base64) and `stringData` into plain strings.
+
+    A value that is not UTF-8 text raises UnicodeDecodeError: a credential is never guessed at.
+    """
     data = secret.get("data") or {}
-    out = {k: base64.b64decode(v).decode("utf-8", errors="replace") for k, v in data.items()}
+    out = {k: base64.b64decode(v).decode("utf-8") for k, v in data.items()}
     out.update({k: str(v) for k, v in (secret.get("stringData") or {}).items()})
     return out
 
@@ -443,15 +443,12 @@ def terminal_authorization(terminal_token: str) -> str:
     return quote(raw, safe="/=")
 
 
-def urls(spec: SandboxSpec, terminal_token: str = "") -> dict[str, str]:
-    """Public URLs of a sandbox. `ttyd_url` embeds the terminal token: treat it as a secret."""
-    ttyd = f"https://{names.ttyd_host(spec.name, spec.domain)}"
-    if terminal_token:
-        ttyd += "?authorization=" + terminal_authorization(terminal_token)
+def urls(name: str, domain: str) -> dict[str, str]:
+    """Public URLs of a sandbox (the ttyd one without its token: see `terminal_authorization`)."""
     return {
-        "public_url": f"https://{names.app_host(spec.name, spec.domain)}",
-        "ttyd_url": ttyd,
-        "filebrowser_url": f"https://{names.filebrowser_host(spec.name, spec.domain)}",
+        "public_url": f"https://{names.app_host(name, domain)}",
+        "ttyd_url": f"https://{names.ttyd_host(name, domain)}",
+        "filebrowser_url": f"https://{names.filebrowser_host(name, domain)}",
     }
 
 
@@ -547,37 +544,6 @@ def database_stop_patch(spec: DatabaseSpec, stopped: bool) -> list[Manifest]:
     ]
 
 
-def ops_request_api_version(cluster_api_version: str) -> str:
-    """OpsRequests moved to their own group in KubeBlocks 1.0."""
-    if cluster_api_version == KUBEBLOCKS_V1ALPHA1:
-        return "apps.kubeblocks.io/v1alpha1"
-    if cluster_api_version == KUBEBLOCKS_V1:
-        return "operations.kubeblocks.io/v1alpha1"
-    raise ValueError(f"unsupported KubeBlocks apiVersion {cluster_api_version!r}")
-
-
-def ops_request(
-    spec: DatabaseSpec,
-    type: Literal["Stop", "Start"],
-    group_version: str | None = None,
-    suffix: str | None = None,
-) -> Manifest:
-    """A Stop/Start OpsRequest named `{cluster}-{stop|start}-{suffix}` (random suffix by default)."""
-    if type not in ("Stop", "Start"):
-        raise ValueError(f"unsupported OpsRequest type {type!r}")
-    if suffix is None:
-        suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(6))
-    name = f"{spec.name}-{type.lower()}-{suffix}"
-    if not names.is_dns1123_label(name):
-        raise ValueError(f"OpsRequest name {name!r} is not a DNS-1123 label")
-    return {
-        "apiVersion": group_version or ops_request_api_version(spec.api_version),
-        "kind": "OpsRequest",
-        "metadata": _metadata(spec, name, "database"),
-        "spec": {"clusterName": spec.name, "type": type, "ttlSecondsAfterSucceed": OPS_TTL_SECONDS},
-    }
-
-
 def database_url(user: str, password: str, host: str, port: int | str, dbname: str = "postgres") -> str:
     """postgresql:// URL with the user, password and database name percent-encoded."""
     return (
@@ -587,7 +553,7 @@ def database_url(user: str, password: str, host: str, port: int | str, dbname: s
 
 
 def database_connection(
-    cluster: str, namespace: str, account_secret: Mapping[str, Any]
+    cluster: str, namespace: str, account_secret: Mapping[str, Any], dbname: str = "postgres"
 ) -> dict[str, Any] | None:
     """Connection info from the KubeBlocks account Secret object; None while it has no credentials yet."""
     values = secret_values(account_secret)
@@ -600,6 +566,6 @@ def database_connection(
         "port": POSTGRES_PORT,
         "username": user,
         "password": password,
-        "database": "postgres",
-        "url": database_url(user, password, host, POSTGRES_PORT),
+        "database": dbname,
+        "url": database_url(user, password, host, POSTGRES_PORT, dbname),
     }

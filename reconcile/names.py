@@ -21,7 +21,6 @@ CLAIM_TEMPLATE = "vn-homevn-fulling"
 INGRESS_KINDS = ("app", "ttyd", "filebrowser")
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -34,11 +33,6 @@ class ChoiceSource(Protocol):
 def is_dns1123_label(value: str) -> bool:
     """RFC 1123 label: at most 63 of [a-z0-9-], starting and ending alphanumeric."""
     return isinstance(value, str) and len(value) <= 63 and _DNS1123_LABEL.fullmatch(value) is not None
-
-
-def is_dns1123_subdomain(value: str) -> bool:
-    """RFC 1123 subdomain: dot-separated labels, at most 253 characters in all."""
-    return isinstance(value, str) and len(value) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(value) is not None
 
 
 def slugify_project(name: str) -> str:

@@ -9,17 +9,37 @@ from django.conf import settings
 
 from core import kick as kicks
 from reconcile import database as database_steps
-from reconcile import engine, kube
+from reconcile import engine
 from reconcile import sandbox as sandbox_steps
 from reconcile.engine import Outcome
+from reconcile.kube.cache import get_kube
+from reconcile.kube.client import Kube
+from reconcile.kube.errors import (
+    KubeconfigInvalid,
+    KubeConflict,
+    KubeCredentials,
+    KubeError,
+    KubePermanent,
+    KubeTransient,
+)
 from sandboxes.models import Database, Resource, Sandbox
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
 
 logger = logging.getLogger(__name__)
 
 KUBECONFIG_WAIT_SECONDS = 10.0
-Step = Callable[[Any, kube.Kube], Outcome]
+Step = Callable[[Any, Kube], Outcome]
 STEPS: dict[type[Resource], Step] = {Sandbox: sandbox_steps.step, Database: database_steps.step}
+
+
+def client_for(config: UserConfig) -> Kube:
+    """The owner's cached gateway client, with the timeouts and the cache size from the settings."""
+    return get_kube(
+        config.user_id,
+        config.value,
+        timeouts=(settings.KUBE_CONNECT_TIMEOUT, settings.KUBE_READ_TIMEOUT),
+        max_clients=settings.KUBE_CLIENT_CACHE_SIZE,
+    )
 
 
 def _kubeconfigs(rows: list[Resource]) -> dict[int, UserConfig]:
@@ -33,11 +53,11 @@ _FORBIDDEN = re.compile(
 )
 
 
-def _describe(exc: kube.KubeError) -> str:
+def _describe(exc: KubeError) -> str:
     return exc.message or str(exc)
 
 
-def _forbidden(exc: kube.KubeError) -> str:
+def _forbidden(exc: KubeError) -> str:
     """'forbidden: cannot create statefulsets in namespace ns-x' from the apiserver's longer sentence."""
     match = _FORBIDDEN.search(_describe(exc))
     if exc.status == 403 and match:
@@ -59,17 +79,17 @@ def act(row: Resource, config: UserConfig | None, step: Step) -> Outcome:
             retry_in=KUBECONFIG_WAIT_SECONDS,
         )
     try:
-        client = kube.get_kube(config.user_id, config.value)
+        client = client_for(config)
         return step(row, client)
-    except kube.KubeconfigInvalid as exc:
+    except KubeconfigInvalid as exc:
         return engine.error_outcome(f"invalid kubeconfig: {_describe(exc)}", reason="kubeconfig")
-    except kube.KubeCredentials as exc:
+    except KubeCredentials as exc:
         return engine.error_outcome(_forbidden(exc), reason="forbidden")
-    except kube.KubePermanent as exc:
+    except KubePermanent as exc:
         return engine.error_outcome(_describe(exc), reason="rejected")
-    except kube.KubeTransient as exc:
+    except KubeTransient as exc:
         return Outcome(failed=True, message=f"transient: {_describe(exc)}", retry_in=exc.retry_after)
-    except kube.KubeConflict as exc:
+    except KubeConflict as exc:
         return Outcome(failed=True, message=f"conflict: {_describe(exc)}")
 
 

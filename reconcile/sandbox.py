@@ -4,15 +4,17 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from projects.models import Environment
-from reconcile import kube, manifests, names
+from reconcile import manifests, names
 from reconcile.engine import Outcome, deadline_passed, describe_age, error_outcome
+from reconcile.kube.client import Kube
+from reconcile.kube.errors import KubeNotFound, shorten
 from reconcile.specs import SandboxSpec
 from sandboxes.models import ResourceStatus as S
 from sandboxes.models import Sandbox
@@ -21,16 +23,6 @@ from userconfig.selectors import agent_env
 logger = logging.getLogger(__name__)
 
 FOREIGN = "name taken by an object Tenter does not manage"
-# Pod failures that will not fix themselves; reported as the reason while waiting for the deadline.
-POD_FAILURES = (
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "CrashLoopBackOff",
-    "CreateContainerConfigError",
-    "InvalidImageName",
-    "CreateContainerError",
-    "RunContainerError",
-)
 
 
 def spec_for(sandbox: Sandbox, *, replicas: int = 1) -> SandboxSpec:
@@ -77,7 +69,7 @@ def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "metadata": {**metadata, "annotations": annotations}}
 
 
-def ensure(k: kube.Kube, manifest: dict[str, Any], resource_id: str, *, converge: bool) -> dict[str, Any]:
+def ensure(k: Kube, manifest: dict[str, Any], resource_id: str, *, converge: bool) -> dict[str, Any]:
     """Create the object, or adopt ours and (when `converge`) bring it to the manifest."""
     manifest = _with_hash(manifest)
     obj, how = k.apply(manifest)
@@ -92,18 +84,9 @@ def ensure(k: kube.Kube, manifest: dict[str, Any], resource_id: str, *, converge
         metadata = {**manifest["metadata"], "resourceVersion": obj["metadata"]["resourceVersion"]}
         return k.replace({**manifest, "metadata": metadata})
     return obj
-    if not manifests.owned_by(_labels(obj), resource_id):
-        raise Foreign(f"{manifest['kind']} {manifest['metadata']['name']}: {FOREIGN}")
-    if converge:
-        desired = {
-            **manifest,
-            "metadata": {**manifest["metadata"], "resourceVersion": obj["metadata"]["resourceVersion"]},
-        }
-        return k.replace(desired)
-    return obj
 
 
-def apply_all(k: kube.Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> None:
+def apply_all(k: Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> None:
     spec = spec_for(sandbox, replicas=replicas)
     for manifest in manifests.sandbox_objects(spec):
         # The Secret and StatefulSet carry the configuration: always converge them.
@@ -111,24 +94,137 @@ def apply_all(k: kube.Kube, sandbox: Sandbox, *, replicas: int, converge: bool) 
         ensure(k, manifest, str(sandbox.pk), converge=converge and kind_converges)
 
 
-def _ready(sts: dict[str, Any]) -> bool:
-    spec_replicas = (sts.get("spec") or {}).get("replicas", 1)
-    status = sts.get("status") or {}
-    caught_up = (status.get("observedGeneration") or 0) >= (sts.get("metadata") or {}).get("generation", 0)
-    return (
-        caught_up
-        and (status.get("readyReplicas") or 0) == spec_replicas
-        and (status.get("updatedReplicas", spec_replicas) or 0) >= spec_replicas
+# -- why the pod is not ready ----------------------------------------------------------------
+
+# Container states that mean the pod will not become ready without a change: reported as the
+# reason while the row waits for its deadline.
+POD_FAILURE_REASONS = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "ContainerCannotRun",
+        "OOMKilled",
+        "StartError",
+    }
+)
+# Warning events worth showing when the pod (or the StatefulSet's pod creation) is stuck.
+EVENT_FAILURE_REASONS = frozenset(
+    {
+        "FailedCreate",
+        "FailedScheduling",
+        "FailedMount",
+        "FailedAttachVolume",
+        "FailedCreatePodSandBox",
+        "Failed",
+        "InspectFailed",
+        "ErrImageNeverPull",
+        "BackOff",
+    }
+)
+
+Events = Callable[[str], list[dict[str, Any]]]  # the Events about one object, by its name
+
+
+def pod_failure(k: Kube, sts_name: str) -> str | None:
+    """Why the sandbox pod is stuck (see `diagnose_pod`), read from the cluster."""
+    try:
+        pod = k.get("Pod", names.pod_name(sts_name))
+    except KubeNotFound:
+        pod = None
+    return diagnose_pod(
+        sts_name, pod, lambda name: k.list("Event", field_selector=f"involvedObject.name={name}")
     )
 
 
-def _waiting(k: kube.Kube, sandbox: Sandbox, what: str) -> Outcome:
-    failure = k.pod_failure(sandbox.k8s_name)
+def _event_time(event: Mapping[str, Any]) -> str:
+    series = event.get("series") or {}
+    return str(
+        series.get("lastObservedTime")
+        or event.get("lastTimestamp")
+        or event.get("eventTime")
+        or event.get("firstTimestamp")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
+
+
+def _latest_warning(
+    events: list[dict[str, Any]], reasons: frozenset[str] | None = None, uid: str | None = None
+) -> dict[str, Any] | None:
+    """The latest Warning event among `events` (about this very incarnation when `uid` is given)."""
+    warnings = [
+        e
+        for e in events
+        if e.get("type") == "Warning"
+        and (reasons is None or e.get("reason") in reasons)
+        and (not uid or (e.get("involvedObject") or {}).get("uid") in (None, "", uid))
+    ]
+    return max(warnings, key=_event_time) if warnings else None
+
+
+def diagnose_pod(sts_name: str, pod: Mapping[str, Any] | None, events: Events) -> str | None:
+    """Why the sandbox pod is stuck, as "Reason: message", or None when nothing is wrong (or no pod).
+
+    Looks at container states (ImagePullBackOff, CrashLoopBackOff, CreateContainerConfigError...),
+    an unschedulable pod, and the latest matching Warning event. When the pod does not exist (`pod`
+    None), a FailedCreate warning on the StatefulSet (quota, admission) is the failure. `events` is
+    only called when the answer depends on events. This describes the present; giving up is the
+    deadline's job.
+    """
+    pod_name = names.pod_name(sts_name)
+    if pod is None:
+        event = _latest_warning(events(sts_name), frozenset({"FailedCreate"}))
+        if event:
+            return f"FailedCreate: {shorten(event.get('message'), 400)}"
+        return None
+    pod_uid = (pod.get("metadata") or {}).get("uid")
+    status = pod.get("status") or {}
+    statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    for cs in statuses:
+        state = cs.get("state") or {}
+        waiting = state.get("waiting") or {}
+        terminated = state.get("terminated") or {}
+        reason = waiting.get("reason") or ""
+        message = waiting.get("message") or ""
+        if reason not in POD_FAILURE_REASONS and terminated.get("reason") in POD_FAILURE_REASONS:
+            reason, message = terminated.get("reason"), terminated.get("message") or ""
+        if reason in POD_FAILURE_REASONS:
+            if not message:
+                event = _latest_warning(events(pod_name), uid=pod_uid)
+                message = (event or {}).get("message") or ""
+            if reason == "CrashLoopBackOff":
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                if last:
+                    message = (
+                        f"{message} (container {cs.get('name')} last exited with "
+                        f"{last.get('reason') or 'an error'}, code {last.get('exitCode')})"
+                    ).strip()
+            return f"{reason}: {shorten(message, 400)}".rstrip(": ").rstrip()
+    if status.get("phase") in ("Running", "Succeeded") and all(cs.get("ready") for cs in statuses):
+        return None
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = condition.get("reason") or "Unschedulable"
+            return f"{reason}: {shorten(condition.get('message'), 400)}"
+    event = _latest_warning(events(pod_name), EVENT_FAILURE_REASONS, uid=pod_uid)
+    if event:
+        return f"{event.get('reason')}: {shorten(event.get('message'), 400)}"
+    return None
+
+
+def _waiting(k: Kube, sandbox: Sandbox, what: str) -> Outcome:
+    failure = pod_failure(k, sandbox.k8s_name)
     message = f"{failure}" if failure else what
     return Outcome(message=message, retry_in=settings.RECONCILE_POLL_SECONDS)
 
 
-def step(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def step(sandbox: Sandbox, k: Kube) -> Outcome:
     age = deadline_passed(sandbox)
     if age is not None and sandbox.status != S.TERMINATING:
         detail = sandbox.status_reason or f"still {sandbox.status}"
@@ -139,7 +235,7 @@ def step(sandbox: Sandbox, k: kube.Kube) -> Outcome:
         return error_outcome(str(exc), reason="name_taken")
 
 
-def _create(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def _create(sandbox: Sandbox, k: Kube) -> Outcome:
     apply_all(k, sandbox, replicas=1, converge=True)
     return Outcome(
         status=S.STARTING,
@@ -149,10 +245,10 @@ def _create(sandbox: Sandbox, k: kube.Kube) -> Outcome:
     )
 
 
-def _start(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def _start(sandbox: Sandbox, k: Kube) -> Outcome:
     try:
         sts = k.get("StatefulSet", sandbox.k8s_name)
-    except kube.KubeNotFound:
+    except KubeNotFound:
         apply_all(k, sandbox, replicas=1, converge=True)
         return Outcome(
             message="StatefulSet was missing; re-created.", fields={"observed_generation": sandbox.generation}
@@ -163,7 +259,7 @@ def _start(sandbox: Sandbox, k: kube.Kube) -> Outcome:
             message="Configuration applied; waiting for the pod.",
             fields={"observed_generation": sandbox.generation},
         )
-    if _ready(sts):
+    if manifests.statefulset_ready(sts):
         return Outcome(
             status=S.RUNNING,
             reason="ready",
@@ -173,12 +269,12 @@ def _start(sandbox: Sandbox, k: kube.Kube) -> Outcome:
     return _waiting(k, sandbox, "Waiting for the pod to become ready.")
 
 
-def _update(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def _update(sandbox: Sandbox, k: Kube) -> Outcome:
     apply_all(k, sandbox, replicas=1, converge=True)
     # A StatefulSet (OrderedReady) never replaces a pod that is failing, so a fix to the configuration
     # would never reach it: delete the broken pod and let the controller create it from the new template.
-    if k.pod_failure(sandbox.k8s_name):
-        with contextlib.suppress(kube.KubeNotFound):
+    if pod_failure(k, sandbox.k8s_name):
+        with contextlib.suppress(KubeNotFound):
             k.delete("Pod", names.pod_name(sandbox.k8s_name))
     return Outcome(
         status=S.STARTING,
@@ -188,10 +284,10 @@ def _update(sandbox: Sandbox, k: kube.Kube) -> Outcome:
     )
 
 
-def _stop(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def _stop(sandbox: Sandbox, k: Kube) -> Outcome:
     try:
         sts = k.get("StatefulSet", sandbox.k8s_name)
-    except kube.KubeNotFound:
+    except KubeNotFound:
         return Outcome(status=S.STOPPED, reason="stopped", message="StatefulSet not found; nothing to stop.")
     if (sts.get("spec") or {}).get("replicas") != 0:
         k.patch("StatefulSet", sandbox.k8s_name, {"spec": {"replicas": 0}}, patch_type="merge")
@@ -204,37 +300,26 @@ def _stop(sandbox: Sandbox, k: kube.Kube) -> Outcome:
     return Outcome(message="Waiting for the pod to stop.", retry_in=settings.RECONCILE_POLL_SECONDS)
 
 
-def _object_refs(sandbox: Sandbox) -> list[tuple[str, str]]:
-    name = sandbox.k8s_name
-    return [
-        *[("Ingress", names.ingress_name(name, kind)) for kind in ("app", "ttyd", "filebrowser")],
-        ("Service", names.service_name(name)),
-        ("StatefulSet", name),
-        ("Secret", names.env_secret_name(name)),
-        ("PersistentVolumeClaim", names.pvc_name(name)),
-    ]
-
-
-def _terminate(sandbox: Sandbox, k: kube.Kube) -> Outcome:
+def _terminate(sandbox: Sandbox, k: Kube) -> Outcome:
     remaining = []
-    for kind, name in _object_refs(sandbox):
+    for kind, name in manifests.sandbox_object_refs(sandbox.k8s_name):
         try:
             obj = k.get(kind, name)
-        except kube.KubeNotFound:
+        except KubeNotFound:
             continue
         if not manifests.owned_by(_labels(obj), str(sandbox.pk)) and kind != "PersistentVolumeClaim":
             continue  # never delete what is not ours
         remaining.append(f"{kind}/{name}")
         try:
             k.delete(kind, name)
-        except kube.KubeNotFound:
+        except KubeNotFound:
             remaining.pop()
     if remaining:
         return Outcome(message=f"Deleting {', '.join(remaining)}.", retry_in=settings.RECONCILE_POLL_SECONDS)
     return Outcome(status=S.TERMINATED, reason="deleted", message="All objects deleted.")
 
 
-_STEPS: dict[str, Callable[[Sandbox, kube.Kube], Outcome]] = {
+_STEPS: dict[str, Callable[[Sandbox, Kube], Outcome]] = {
     S.CREATING: _create,
     S.STARTING: _start,
     S.UPDATING: _update,

@@ -84,12 +84,20 @@ def sweep_drift_task() -> None:
     drift.check_drift()
 
 
+ORPHAN_SWEEP_USERS = 100
+
+
 @shared_task(name="reconcile.sweep_orphans", ignore_result=True)
 def sweep_orphans_task() -> None:
-    """Objects labelled as Tenter's with no row: reported, deleted after the grace period (if set)."""
+    """Objects labelled as Tenter's with no row: reported, deleted after the grace period (if set).
+
+    In the namespaces of users whose kubeconfig check passes, a random batch each run, so that every
+    namespace comes up over time however many users there are.
+    """
     from reconcile import drift
 
-    for config in UserConfig.objects.filter(key=ConfigKey.KUBECONFIG, check_status=CheckStatus.OK)[:100]:
+    configs = UserConfig.objects.filter(key=ConfigKey.KUBECONFIG, check_status=CheckStatus.OK)
+    for config in configs.order_by("?")[:ORPHAN_SWEEP_USERS]:
         try:
             drift.find_orphans(config)
         except Exception as exc:  # one user's cluster must not stop the others

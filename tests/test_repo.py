@@ -38,14 +38,81 @@ def test_only_the_gateway_imports_the_kubernetes_client():
     offenders = []
     for path in ROOT.glob("*/**/*.py"):
         rel = path.relative_to(ROOT)
-        if rel.parts[0] in {".venv", "kubesim", "tests", "benchmarks", ".state"} or rel == Path(
-            "reconcile/kube.py"
+        if rel.parts[0] in {".venv", "kubesim", "tests", "benchmarks", ".state"} or rel.parent == Path(
+            "reconcile/kube"
         ):
             continue
         for line in path.read_text().splitlines():
             if line.startswith(("import kubernetes", "from kubernetes")):
                 offenders.append(str(rel))
     assert offenders == []
+
+
+# The Kubernetes layer: the gateway, names, specs and manifests. The reconcile steps above it decide;
+# the layer knows no model, no app and no Django (values such as settings come in as arguments).
+KUBERNETES_LAYER = ("reconcile/kube", "reconcile/names.py", "reconcile/specs.py", "reconcile/manifests.py")
+LAYER_MAY_IMPORT = ("reconcile.kube", "reconcile.names", "reconcile.specs", "reconcile.manifests")
+LAYER_MUST_NOT_IMPORT = {"django", "rest_framework", "celery", "config", "core", "userconfig", "projects"}
+LAYER_MUST_NOT_IMPORT |= {"sandboxes", "reconcile"}
+
+
+def _imported(source: str) -> set[str]:
+    """Every module a source file imports (`from a import b` counts as a.b: b may be a module)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def layer_violations(rel: str, source: str) -> list[str]:
+    return [
+        f"{rel} imports {name}"
+        for name in sorted(_imported(source))
+        if name.split(".")[0] in LAYER_MUST_NOT_IMPORT
+        and not any(name == allowed or name.startswith(allowed + ".") for allowed in LAYER_MAY_IMPORT)
+    ]
+
+
+def test_the_kubernetes_layer_imports_no_model_no_app_and_no_django():
+    files = [p for entry in KUBERNETES_LAYER for p in sorted((ROOT / entry).glob("**/*.py"))]
+    files += [ROOT / entry for entry in KUBERNETES_LAYER if entry.endswith(".py")]
+    assert len(files) == 8
+    offenders = []
+    for path in files:
+        offenders += layer_violations(str(path.relative_to(ROOT)), path.read_text())
+    assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("source", "caught"),
+    [
+        ("from sandboxes.models import Sandbox", True),
+        ("from django.conf import settings", True),
+        ("import userconfig.selectors", True),
+        ("from reconcile import engine", True),
+        ("from reconcile.sandbox import FOREIGN", True),
+        ("def f():\n    from core import kick", True),
+        ("from reconcile import names", False),
+        ("from reconcile.kube import kubeconfig", False),
+        ("from reconcile.kube.errors import KubeError", False),
+        ("import yaml\nfrom kubernetes import client", False),
+    ],
+)
+def test_the_layer_check_catches_what_it_should(source, caught):
+    assert bool(layer_violations("reconcile/manifests.py", source)) is caught
+
+
+def test_parsing_a_kubeconfig_does_not_load_the_kubernetes_client():
+    """The web process validates uploads with reconcile.kube.kubeconfig; the client (about 45 MB a
+    process) is for the workers."""
+    code = "import sys, reconcile.kube.kubeconfig; assert 'kubernetes' not in sys.modules, 'loaded'"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from rest_framework.views import APIView
 
 from core.audit import actor_for
 from core.drf import StrictSerializer
+from reconcile.kube.kubeconfig import MAX_KUBECONFIG_BYTES
 from userconfig import selectors, services
 from userconfig.auth import current_user
-from userconfig.kubeconfig import MAX_KUBECONFIG_BYTES
 from userconfig.models import UserConfig
 
 KubeconfigState = inline_serializer(

@@ -12,7 +12,7 @@ from core import kick as kicks
 from core.audit import Actor
 from core.errors import NotFound, ValidationFailed
 from core.reports import Report
-from userconfig import kubeconfig
+from reconcile.kube import kubeconfig
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
 AGENT_FIELDS = {

@@ -1,4 +1,4 @@
-"""Manifests (reconcile/manifests.py) and the pure parts of the gateway (reconcile/kube.py).
+"""Manifests (reconcile/manifests.py) and the pure parts of the gateway (reconcile/kube/).
 
 No cluster and no database: built-in kinds are validated with kubernetes-validate (strict) for
 Kubernetes 1.28 and 1.33, KubeBlocks kinds with jsonschema against the CRDs in
@@ -8,7 +8,6 @@ kubesim/crds/kubeblocks/ (carried in the repository).
 from __future__ import annotations
 
 import base64
-import copy
 import functools
 import json
 import re
@@ -25,8 +24,24 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 
 from kubesim.crd import DEFAULT_CRD_DIR
-from reconcile import kube, manifests, names
+from reconcile import manifests, names
+from reconcile.kube import cache, kubeconfig
+from reconcile.kube.cache import get_kube
+from reconcile.kube.client import Kube
+from reconcile.kube.errors import (
+    KubeconfigInvalid,
+    KubeConflict,
+    KubeCredentials,
+    KubeNotFound,
+    KubePermanent,
+    KubeTransient,
+    parse_retry_after,
+    translate,
+    translate_errors,
+)
+from reconcile.kube.kubeconfig import KubeconfigInfo
 from reconcile.specs import KUBEBLOCKS_V1, KUBEBLOCKS_V1ALPHA1, DatabaseSpec, SandboxSpec
+from tests.k8s_names import is_dns1123_subdomain
 
 K8S_VERSIONS = ("1.28", "1.33")
 SECRET_VALUES = ("s3cr3t-VALUE-123", "sk-ant-TOPSECRET-999", "fb-pass-XYZ-777", "p@ss:w/rd?#%-DB")
@@ -218,22 +233,6 @@ def test_crd_validation_rejects_unknown_fields() -> None:
         _validate_crd_object(cluster, "v1.0.2", "apps.kubeblocks.io_clusters.yaml")
 
 
-OPS_CASES = [
-    (KUBEBLOCKS_V1, "v1.0.2", "operations.kubeblocks.io_opsrequests.yaml"),
-    (KUBEBLOCKS_V1, "main-13138f46", "operations.kubeblocks.io_opsrequests.yaml"),
-    (KUBEBLOCKS_V1ALPHA1, "v0.9.5", "apps.kubeblocks.io_opsrequests.yaml"),
-]
-
-
-@pytest.mark.parametrize(("api_version", "folder", "filename"), OPS_CASES)
-@pytest.mark.parametrize("ops_type", ["Stop", "Start"])
-def test_ops_request_validates_against_crd(
-    api_version: str, folder: str, filename: str, ops_type: Any
-) -> None:
-    ops = manifests.ops_request(database_spec(api_version=api_version), ops_type)
-    _validate_crd_object(ops, folder, filename)
-
-
 def test_cluster_v1_shape() -> None:
     cluster = manifests.database_cluster(database_spec())
     assert cluster["apiVersion"] == "apps.kubeblocks.io/v1"
@@ -282,21 +281,6 @@ def test_database_stop_patch(stopped: bool) -> None:
     json.dumps(patch)
 
 
-def test_ops_request_groups_and_names() -> None:
-    v1 = manifests.ops_request(database_spec(), "Stop", suffix="abc123")
-    assert v1["apiVersion"] == "operations.kubeblocks.io/v1alpha1"
-    assert v1["metadata"]["name"] == "my-app-db-abcdefgh-stop-abc123"
-    assert v1["spec"]["clusterName"] == "my-app-db-abcdefgh"
-    assert v1["spec"]["type"] == "Stop"
-    alpha = manifests.ops_request(database_spec(api_version=KUBEBLOCKS_V1ALPHA1), "Start")
-    assert alpha["apiVersion"] == "apps.kubeblocks.io/v1alpha1"
-    assert re.fullmatch(r"my-app-db-abcdefgh-start-[a-z0-9]{6}", alpha["metadata"]["name"])
-    forced = manifests.ops_request(database_spec(), "Start", "apps.kubeblocks.io/v1alpha1")
-    assert forced["apiVersion"] == "apps.kubeblocks.io/v1alpha1"
-    with pytest.raises(ValueError):
-        manifests.ops_request(database_spec(), "Restart")  # type: ignore[arg-type]
-
-
 def test_database_spec_rejects_unknown_api_version() -> None:
     with pytest.raises(ValueError):
         database_spec(api_version="apps.kubeblocks.io/v2")
@@ -310,7 +294,6 @@ ALL_OBJECTS = [
     *SANDBOX_OBJECTS,
     manifests.database_cluster(database_spec()),
     manifests.database_cluster(database_spec(api_version=KUBEBLOCKS_V1ALPHA1)),
-    manifests.ops_request(database_spec(), "Stop"),
 ]
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 
@@ -377,6 +360,8 @@ def test_object_refs_cover_every_object() -> None:
     for obj in SANDBOX_OBJECTS:
         assert (obj["kind"], obj["metadata"]["name"]) in refs
     assert ("PersistentVolumeClaim", "vn-homevn-fulling-my-app-abcdefgh-0") in refs
+    assert len(set(refs)) == len(refs) == len(SANDBOX_OBJECTS) + 1
+    assert refs[-1][0] == "PersistentVolumeClaim"  # deleted last
 
 
 # ---------------------------------------------------------------------------------------------
@@ -390,8 +375,8 @@ def test_no_secret_value_outside_the_secret() -> None:
     dumped = json.dumps(public)
     for form in _secret_forms():
         assert form not in dumped, form
-    # ...and urls() without a token carries none either
-    assert not any(form in json.dumps(manifests.urls(spec)) for form in _secret_forms())
+    # ...and neither do the URLs
+    assert not any(form in json.dumps(manifests.urls(spec.name, spec.domain)) for form in _secret_forms())
 
 
 def test_env_secret_holds_every_var_base64() -> None:
@@ -524,7 +509,7 @@ def test_ingresses() -> None:
         ing = by_name[name]
         rule = ing["spec"]["rules"][0]
         assert rule["host"] == host
-        assert names.is_dns1123_subdomain(host)
+        assert is_dns1123_subdomain(host)
         path = rule["http"]["paths"][0]
         assert path["pathType"] == "Prefix" and path["path"] == "/"
         assert path["backend"]["service"] == {"name": "my-app-abcdefgh-service", "port": {"number": port}}
@@ -558,17 +543,23 @@ def test_ingress_options() -> None:
 
 
 def test_urls() -> None:
-    spec = sandbox_spec()
+    assert manifests.urls("my-app-abcdefgh", "usw.sealos.app") == {
+        "public_url": "https://my-app-abcdefgh-app.usw.sealos.app",
+        "ttyd_url": "https://my-app-abcdefgh-ttyd.usw.sealos.app",
+        "filebrowser_url": "https://my-app-abcdefgh-filebrowser.usw.sealos.app",
+    }
+
+
+def test_terminal_authorization() -> None:
     token = "Ab3+tokenZZ/9"
-    out = manifests.urls(spec, token)
-    assert out["public_url"] == "https://my-app-abcdefgh-app.usw.sealos.app"
-    assert out["filebrowser_url"] == "https://my-app-abcdefgh-filebrowser.usw.sealos.app"
-    assert out["ttyd_url"].startswith("https://my-app-abcdefgh-ttyd.usw.sealos.app?authorization=")
-    parts = urlsplit(out["ttyd_url"])
+    # as projects.selectors.terminal_url appends it to the sandbox's ttyd URL
+    url = "https://my-app-abcdefgh-ttyd.usw.sealos.app?authorization=" + manifests.terminal_authorization(
+        token
+    )
+    parts = urlsplit(url)
     value = parse_qs(parts.query)["authorization"][0]  # '+' must survive form decoding
     assert base64.b64decode(value).decode() == f"user:{token}"
     assert unquote(parts.query.split("=", 1)[1]) == base64.b64encode(f"user:{token}".encode()).decode()
-    assert manifests.urls(spec)["ttyd_url"] == "https://my-app-abcdefgh-ttyd.usw.sealos.app"
 
 
 def test_database_url_encodes_user_and_password() -> None:
@@ -594,7 +585,15 @@ def test_database_connection_from_account_secret() -> None:
     assert info["host"] == "pg1-postgresql.ns-x.svc"
     assert info["port"] == 5432
     assert info["url"] == "postgresql://postgres:a%2Fb@pg1-postgresql.ns-x.svc:5432/postgres"
+    assert info["database"] == "postgres"
+    app = manifests.database_connection("pg1", "ns-x", secret, "app db")
+    assert app is not None and app["database"] == "app db"
+    assert app["url"] == "postgresql://postgres:a%2Fb@pg1-postgresql.ns-x.svc:5432/app%20db"
     assert manifests.database_connection("pg1", "ns-x", {"data": {}}) is None
+    empty_password = {"data": {**secret["data"], "password": ""}}
+    assert manifests.database_connection("pg1", "ns-x", empty_password) is None
+    with pytest.raises(UnicodeDecodeError):  # a credential is never guessed at
+        manifests.database_connection("pg1", "ns-x", {"data": {**secret["data"], "password": "/w=="}})
 
 
 def _sts_obj(generation: int, observed: int, wanted: int, **status: Any) -> dict[str, Any]:
@@ -614,6 +613,8 @@ def test_statefulset_ready() -> None:
         "updateRevision": "r1",
     }
     assert manifests.statefulset_ready(_sts_obj(2, 2, 1, **full))
+    # the old pod still ready after a template change: the API server omits updatedReplicas when 0
+    assert not manifests.statefulset_ready(_sts_obj(2, 2, 1, replicas=1, readyReplicas=1))
     assert not manifests.statefulset_ready(_sts_obj(3, 2, 1, **full))  # old generation's readiness
     assert not manifests.statefulset_ready(_sts_obj(2, 2, 1, **{**full, "updateRevision": "r2"}))
     assert not manifests.statefulset_ready(_sts_obj(2, 2, 1, replicas=1))
@@ -663,17 +664,17 @@ def _kubeconfig(**edits: Any) -> str:
 
 
 def test_parse_kubeconfig_good() -> None:
-    info = kube.parse_kubeconfig(KUBECONFIG)
-    assert info == kube.KubeconfigInfo(
+    info = kubeconfig.parse(KUBECONFIG)
+    assert info == KubeconfigInfo(
         namespace="ns-alice",
         server="https://usw.sealos.io:6443",
         server_host="usw.sealos.io",
         context="ctx",
         user="alice",
     )
-    assert kube.parse_kubeconfig(KUBECONFIG.encode()).namespace == "ns-alice"
+    assert kubeconfig.parse(KUBECONFIG.encode()).namespace == "ns-alice"
     plain_http = _kubeconfig(clusters__cluster__server="http://10.0.0.1:8080")
-    assert kube.parse_kubeconfig(plain_http).server_host == "10.0.0.1"
+    assert kubeconfig.parse(plain_http).server_host == "10.0.0.1"
 
 
 @pytest.mark.parametrize(
@@ -698,10 +699,15 @@ def test_parse_kubeconfig_good() -> None:
 )
 def test_parse_kubeconfig_bad(text: str, message: str | None) -> None:
     if message is None:  # a harmless edit: still valid
-        kube.parse_kubeconfig(text)
+        kubeconfig.parse(text)
+        Kube(text).close()
         return
-    with pytest.raises(kube.KubeconfigInvalid) as caught:
-        kube.parse_kubeconfig(text)
+    with pytest.raises(kubeconfig.KubeconfigError) as refused:
+        kubeconfig.parse(text)
+    assert message in str(refused.value)
+    # the gateway refuses the same text with the same reason, as a KubeconfigInvalid (no HTTP status)
+    with pytest.raises(KubeconfigInvalid) as caught:
+        Kube(text)
     assert message in caught.value.message
     assert caught.value.status is None
 
@@ -709,8 +715,10 @@ def test_parse_kubeconfig_bad(text: str, message: str | None) -> None:
 def test_parse_kubeconfig_refuses_local_files() -> None:
     data = yaml.safe_load(KUBECONFIG)
     data["clusters"][0]["cluster"]["certificate-authority"] = "/etc/ssl/ca.pem"
-    with pytest.raises(kube.KubeconfigInvalid, match="certificate-authority"):
-        kube.parse_kubeconfig(yaml.safe_dump(data))
+    with pytest.raises(kubeconfig.KubeconfigError, match="certificate-authority"):
+        kubeconfig.parse(yaml.safe_dump(data))
+    with pytest.raises(KubeconfigInvalid, match="certificate-authority"):
+        Kube(yaml.safe_dump(data))
 
 
 class FakeResponse:
@@ -747,12 +755,12 @@ def api_error(
 
 
 def test_translate_not_found() -> None:
-    err = kube.translate(
+    err = translate(
         api_error(
             404, "Not Found", status_body(404, "NotFound", 'secrets "x" not found', name="x", kind="secrets")
         )
     )
-    assert type(err) is kube.KubeNotFound
+    assert type(err) is KubeNotFound
     assert (err.status, err.reason, err.message) == (404, "NotFound", 'secrets "x" not found')
 
 
@@ -761,60 +769,60 @@ def test_translate_not_found() -> None:
     [b"404 page not found", status_body(404, "NotFound", "the server could not find the requested resource")],
 )
 def test_translate_missing_kind_is_permanent(body: Any) -> None:
-    err = kube.translate(api_error(404, "Not Found", body))
-    assert isinstance(err, kube.KubePermanent)
+    err = translate(api_error(404, "Not Found", body))
+    assert isinstance(err, KubePermanent)
     assert err.kind_missing and err.status == 404
     assert "installed" in err.message
 
 
 def test_translate_conflicts() -> None:
-    exists = kube.translate(
+    exists = translate(
         api_error(409, "Conflict", status_body(409, "AlreadyExists", 'secrets "x" already exists', name="x"))
     )
-    assert isinstance(exists, kube.KubeConflict) and exists.already_exists
-    stale = kube.translate(
+    assert isinstance(exists, KubeConflict) and exists.already_exists
+    stale = translate(
         api_error(409, "Conflict", status_body(409, "Conflict", "the object has been modified", name="x"))
     )
-    assert isinstance(stale, kube.KubeConflict) and not stale.already_exists
+    assert isinstance(stale, KubeConflict) and not stale.already_exists
 
 
 def test_translate_throttling_and_server_errors() -> None:
-    throttled = kube.translate(
+    throttled = translate(
         api_error(
             429, "Too Many Requests", status_body(429, "TooManyRequests", "slow down"), {"Retry-After": "7"}
         )
     )
-    assert isinstance(throttled, kube.KubeTransient)
+    assert isinstance(throttled, KubeTransient)
     assert throttled.retry_after == 7.0 and throttled.retryable
-    lower = kube.translate(api_error(429, "Too Many Requests", None, {"retry-after": "3"}))
-    assert isinstance(lower, kube.KubeTransient) and lower.retry_after == 3.0
-    from_details = kube.translate(
+    lower = translate(api_error(429, "Too Many Requests", None, {"retry-after": "3"}))
+    assert isinstance(lower, KubeTransient) and lower.retry_after == 3.0
+    from_details = translate(
         api_error(
             500, "Internal Server Error", status_body(500, "InternalError", "etcd", retryAfterSeconds=2)
         )
     )
-    assert isinstance(from_details, kube.KubeTransient) and from_details.retry_after == 2.0
+    assert isinstance(from_details, KubeTransient) and from_details.retry_after == 2.0
     for code in (500, 502, 503, 504):
-        err = kube.translate(ApiException(status=code, reason="Server Error"))
-        assert isinstance(err, kube.KubeTransient)
+        err = translate(ApiException(status=code, reason="Server Error"))
+        assert isinstance(err, KubeTransient)
         assert err.retry_after is None and err.status == code and err.message
 
 
 def test_parse_retry_after() -> None:
     now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
-    assert kube.parse_retry_after("120") == 120.0
-    assert kube.parse_retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30.0
-    assert kube.parse_retry_after("Wed, 01 Jan 2025 11:00:00 GMT", now=now) == 0.0
-    assert kube.parse_retry_after("-5") == 0.0
-    assert kube.parse_retry_after("soon") is None
-    assert kube.parse_retry_after(None) is None
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("Wed, 01 Jan 2025 12:00:30 GMT", now=now) == 30.0
+    assert parse_retry_after("Wed, 01 Jan 2025 11:00:00 GMT", now=now) == 0.0
+    assert parse_retry_after("-5") == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
 
 
 @pytest.mark.parametrize("code", [400, 405, 406, 413, 415, 422])
 def test_translate_permanent(code: int) -> None:
     message = 'StatefulSet.apps "x" is invalid: spec.replicas: Invalid value: -1: must be >= 0'
-    err = kube.translate(api_error(code, "Bad", status_body(code, "Invalid", message)))
-    assert type(err) is kube.KubePermanent
+    err = translate(api_error(code, "Bad", status_body(code, "Invalid", message)))
+    assert type(err) is KubePermanent
     assert err.message == message and err.status == code and not err.retryable
 
 
@@ -823,22 +831,20 @@ def test_translate_credentials() -> None:
         'statefulsets.apps is forbidden: User "x" cannot create resource "statefulsets" in API group "apps" '
         'in the namespace "ns-x"'
     )
-    err = kube.translate(api_error(403, "Forbidden", status_body(403, "Forbidden", forbidden)))
-    assert isinstance(err, kube.KubeCredentials)
+    err = translate(api_error(403, "Forbidden", status_body(403, "Forbidden", forbidden)))
+    assert isinstance(err, KubeCredentials)
     assert err.message == forbidden and err.status == 403
-    unauthorized = kube.translate(
-        api_error(401, "Unauthorized", status_body(401, "Unauthorized", "Unauthorized"))
-    )
-    assert isinstance(unauthorized, kube.KubeCredentials) and unauthorized.status == 401
+    unauthorized = translate(api_error(401, "Unauthorized", status_body(401, "Unauthorized", "Unauthorized")))
+    assert isinstance(unauthorized, KubeCredentials) and unauthorized.status == 401
 
 
 def test_translate_client_side_tls_errors() -> None:
-    eof = kube.translate(ApiException(status=0, reason="SSLError\n[SSL: UNEXPECTED_EOF_WHILE_READING] EOF"))
-    assert isinstance(eof, kube.KubeTransient)
-    verify = kube.translate(
+    eof = translate(ApiException(status=0, reason="SSLError\n[SSL: UNEXPECTED_EOF_WHILE_READING] EOF"))
+    assert isinstance(eof, KubeTransient)
+    verify = translate(
         ApiException(status=0, reason="SSLError\n[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
     )
-    assert isinstance(verify, kube.KubeCredentials)
+    assert isinstance(verify, KubeCredentials)
 
 
 NO_POOL: Any = None  # urllib3 errors name the pool/connection they came from; none here
@@ -861,31 +867,29 @@ NO_POOL: Any = None  # urllib3 errors name the pool/connection they came from; n
     ids=lambda e: type(e).__name__,
 )
 def test_translate_transport_errors(exc: BaseException) -> None:
-    err = kube.translate(exc)
-    assert isinstance(err, kube.KubeTransient)
+    err = translate(exc)
+    assert isinstance(err, KubeTransient)
     assert err.status is None and err.message
 
 
 def test_translate_certificate_failure() -> None:
-    err = kube.translate(
-        ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate")
-    )
-    assert isinstance(err, kube.KubeCredentials)
+    err = translate(ssl.SSLCertVerificationError(1, "certificate verify failed: self-signed certificate"))
+    assert isinstance(err, KubeCredentials)
 
 
 def test_translate_errors_context_manager() -> None:
     original = api_error(503, "Service Unavailable", status_body(503, "ServiceUnavailable", "try later"))
-    with pytest.raises(kube.KubeTransient) as caught, kube.translate_errors():
+    with pytest.raises(KubeTransient) as caught, translate_errors():
         raise original
     assert caught.value.__cause__ is original
-    with pytest.raises(kube.KubeNotFound), kube.translate_errors():
-        raise kube.KubeNotFound("already ours")
-    with pytest.raises(ZeroDivisionError), kube.translate_errors():  # programming errors pass through
+    with pytest.raises(KubeNotFound), translate_errors():
+        raise KubeNotFound("already ours")
+    with pytest.raises(ZeroDivisionError), translate_errors():  # programming errors pass through
         raise ZeroDivisionError
 
 
 def test_kube_client_from_text_without_network() -> None:
-    client = kube.Kube(KUBECONFIG, connect_timeout=1.5, read_timeout=4)
+    client = Kube(KUBECONFIG, connect_timeout=1.5, read_timeout=4)
     try:
         assert client.namespace == "ns-alice"
         assert client.timeout() == (1.5, 4)
@@ -895,22 +899,22 @@ def test_kube_client_from_text_without_network() -> None:
         assert retries is False or getattr(retries, "total", None) is False
     finally:
         client.close()
-    default = kube.Kube(KUBECONFIG)
+    default = Kube(KUBECONFIG)
     assert all(t > 0 for t in default.timeout())
     default.close()
 
 
 def test_kube_refuses_unusable_kubeconfig() -> None:
-    with pytest.raises(kube.KubeconfigInvalid):
-        kube.Kube("not: [valid")
-    with pytest.raises(kube.KubeconfigInvalid, match="exec"):
-        kube.Kube(_kubeconfig(users__user__exec={"command": "curl", "apiVersion": "v1"}))
+    with pytest.raises(KubeconfigInvalid):
+        Kube("not: [valid")
+    with pytest.raises(KubeconfigInvalid, match="exec"):
+        Kube(_kubeconfig(users__user__exec={"command": "curl", "apiVersion": "v1"}))
 
 
 def test_kube_rejects_a_manifest_for_another_namespace() -> None:
-    client = kube.Kube(KUBECONFIG)
+    client = Kube(KUBECONFIG)
     try:
-        with pytest.raises(kube.KubePermanent, match="namespace"):
+        with pytest.raises(KubePermanent, match="namespace"):
             client.create(manifests.service(sandbox_spec(namespace="ns-other")))
         with pytest.raises(ValueError):
             client.get("Deployment", "x")
@@ -922,133 +926,59 @@ def test_kube_rejects_a_manifest_for_another_namespace() -> None:
         client.close()
 
 
+def _close_every_cached_client() -> None:
+    for _, client in cache._cache.values():
+        client.close()
+    cache._cache.clear()
+
+
 @pytest.fixture
 def empty_cache():
-    kube.clear_kube_cache()
+    _close_every_cached_client()
     yield
-    kube.clear_kube_cache()
+    _close_every_cached_client()
 
 
-def test_client_cache(empty_cache: None, settings: Any) -> None:
-    first = kube.get_kube(1, KUBECONFIG)
-    assert kube.get_kube(1, KUBECONFIG) is first
-    assert kube.get_kube("1", KUBECONFIG) is first
+def test_client_cache(empty_cache: None) -> None:
+    first = get_kube(1, KUBECONFIG)
+    assert get_kube(1, KUBECONFIG) is first
+    assert get_kube("1", KUBECONFIG) is first
     other = _kubeconfig(contexts__context__namespace="ns-two")
-    second = kube.get_kube(1, other)
+    second = get_kube(1, other)
     assert second is not first and first.closed and second.namespace == "ns-two"
-    kube.drop_kube(1)
-    assert second.closed and kube.cached_user_ids() == []
+    assert list(cache._cache) == ["1"]
 
-    settings.KUBE_CLIENT_CACHE_SIZE = 2
-    a, b = kube.get_kube(1, KUBECONFIG), kube.get_kube(2, KUBECONFIG)
-    kube.get_kube(1, KUBECONFIG)  # 1 is now the most recently used
-    c = kube.get_kube(3, KUBECONFIG)
+    a, b = get_kube(1, KUBECONFIG, max_clients=2), get_kube(2, KUBECONFIG, max_clients=2)
+    assert second.closed  # replaced by the first kubeconfig again
+    get_kube(1, KUBECONFIG, max_clients=2)  # 1 is now the most recently used
+    c = get_kube(3, KUBECONFIG, max_clients=2)
     assert b.closed and not a.closed and not c.closed
-    assert kube.cached_user_ids() == ["1", "3"]
-    with pytest.raises(kube.KubeconfigInvalid):
-        kube.get_kube(4, "nope: [")
+    assert list(cache._cache) == ["1", "3"]
+    with pytest.raises(KubeconfigInvalid):
+        get_kube(4, "nope: [", max_clients=2)
+    assert list(cache._cache) == ["1", "3"]
+
+
+def test_the_reconcilers_build_clients_with_the_settings(empty_cache: None, settings: Any) -> None:
+    from reconcile.runner import client_for
+    from userconfig.models import ConfigKey, UserConfig
+
+    settings.KUBE_CONNECT_TIMEOUT, settings.KUBE_READ_TIMEOUT = 1.5, 4
+    settings.KUBE_CLIENT_CACHE_SIZE = 1
+    config = UserConfig(user_id=1, key=ConfigKey.KUBECONFIG, value=KUBECONFIG)  # never saved
+    first = client_for(config)
+    assert first.timeout() == (1.5, 4.0)
+    assert client_for(config) is first
+    settings.KUBE_READ_TIMEOUT = 8
+    second = client_for(config)  # new timeouts: a new client
+    assert first.closed and second.timeout() == (1.5, 8.0)
+    client_for(UserConfig(user_id=2, key=ConfigKey.KUBECONFIG, value=KUBECONFIG))
+    assert second.closed and list(cache._cache) == ["2"]  # KUBE_CLIENT_CACHE_SIZE
 
 
 def test_cache_resets_after_fork(empty_cache: None) -> None:
-    kube.get_kube(1, KUBECONFIG)
-    kube._reset_after_fork()
-    assert kube.cached_user_ids() == []
-
-
-# -- pod_failure, with the two reads it makes replaced by canned objects ----------------------
-
-
-def _pod(
-    *, waiting: str = "", message: str = "", phase: str = "Pending", ready: bool = False
-) -> dict[str, Any]:
-    state: dict[str, Any] = (
-        {"waiting": {"reason": waiting, "message": message}} if waiting else {"running": {}}
-    )
-    return {
-        "metadata": {"name": "s-abcdefgh-0", "uid": "pod-uid"},
-        "status": {
-            "phase": phase,
-            "containerStatuses": [
-                {"name": "s-abcdefgh", "ready": ready, "state": state, "lastState": {}},
-                {"name": "filebrowser", "ready": ready, "state": {"running": {}}},
-            ],
-        },
-    }
-
-
-def _event(
-    reason: str, message: str, when: str, uid: str = "pod-uid", kind: str = "Warning"
-) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "reason": reason,
-        "message": message,
-        "lastTimestamp": when,
-        "involvedObject": {"name": "s-abcdefgh-0", "uid": uid},
-    }
-
-
-@pytest.fixture
-def fake_client(monkeypatch: pytest.MonkeyPatch):
-    client = kube.Kube(KUBECONFIG)
-    state: dict[str, Any] = {"pod": None, "events": []}
-
-    def get(kind: str, name: str, **_: Any) -> dict[str, Any]:
-        assert kind == "Pod" and name == "s-abcdefgh-0"
-        if state["pod"] is None:
-            raise kube.KubeNotFound("gone", status=404, reason="NotFound")
-        return copy.deepcopy(state["pod"])
-
-    def list_(kind: str, label_selector: str = "", **kwargs: Any) -> list[dict[str, Any]]:
-        assert kind == "Event" and "involvedObject.name=" in kwargs["field_selector"]
-        return copy.deepcopy(state["events"])
-
-    monkeypatch.setattr(client, "get", get)
-    monkeypatch.setattr(client, "list", list_)
-    yield client, state
+    client = get_kube(1, KUBECONFIG)
+    cache._reset_after_fork()
+    assert list(cache._cache) == []
+    assert not client.closed  # the parent's connections are left alone
     client.close()
-
-
-def test_pod_failure(fake_client: tuple[kube.Kube, dict[str, Any]]) -> None:
-    client, state = fake_client
-    assert client.pod_failure("s-abcdefgh") is None  # no pod, no events
-
-    state["events"] = [_event("FailedCreate", 'pods "s-abcdefgh-0" is forbidden: exceeded quota', "t1")]
-    assert client.pod_failure("s-abcdefgh") == (
-        'FailedCreate: pods "s-abcdefgh-0" is forbidden: exceeded quota'
-    )
-
-    state["events"] = [
-        _event("Failed", "old pod's failure", "2025-01-01T00:00:09Z", uid="old-uid"),
-        _event("Failed", 'Failed to pull image "bad:tag": not found', "2025-01-01T00:00:05Z"),
-        _event("BackOff", 'Back-off pulling image "bad:tag"', "2025-01-01T00:00:08Z"),
-    ]
-    state["pod"] = _pod(waiting="ImagePullBackOff")
-    assert client.pod_failure("s-abcdefgh") == 'ImagePullBackOff: Back-off pulling image "bad:tag"'
-
-    state["pod"] = _pod(
-        waiting="CreateContainerConfigError", message="couldn't find key FILE_BROWSER_PASSWORD"
-    )
-    assert client.pod_failure("s-abcdefgh") == (
-        "CreateContainerConfigError: couldn't find key FILE_BROWSER_PASSWORD"
-    )
-
-    crashing = _pod(waiting="CrashLoopBackOff", message="back-off 5m0s", phase="Running")
-    crashing["status"]["containerStatuses"][0]["lastState"] = {
-        "terminated": {"reason": "Error", "exitCode": 1}
-    }
-    state["pod"] = crashing
-    failure = client.pod_failure("s-abcdefgh")
-    assert failure is not None and failure.startswith("CrashLoopBackOff: back-off 5m0s")
-    assert "code 1" in failure
-
-    state["events"] = []
-    state["pod"] = _pod(phase="Running", ready=True)
-    assert client.pod_failure("s-abcdefgh") is None
-
-    unschedulable = _pod()
-    unschedulable["status"]["conditions"] = [
-        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes: cpu"}
-    ]
-    state["pod"] = unschedulable
-    assert client.pod_failure("s-abcdefgh") == "Unschedulable: 0/3 nodes: cpu"

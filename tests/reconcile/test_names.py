@@ -8,6 +8,7 @@ import re
 import pytest
 
 from reconcile import names
+from tests.k8s_names import is_dns1123_subdomain
 
 
 @pytest.mark.parametrize(
@@ -89,7 +90,7 @@ def test_longest_names_still_fit() -> None:
     for derived in derived_labels:
         assert names.is_dns1123_label(derived), derived
     for host in (names.app_host(sts, "usw.sealos.app"), names.db_host(db, "ns-abcdefgh")):
-        assert names.is_dns1123_subdomain(host)
+        assert is_dns1123_subdomain(host)
 
 
 def test_derived_names() -> None:
@@ -131,7 +132,7 @@ def test_hosts() -> None:
 )
 def test_ingress_domain(server: str, override: str, domain: str) -> None:
     assert names.ingress_domain(server, override) == domain
-    assert names.is_dns1123_subdomain(names.app_host("s-abcdefgh", domain))
+    assert is_dns1123_subdomain(names.app_host("s-abcdefgh", domain))
 
 
 @pytest.mark.parametrize("server", ["", "https://", "not a url at all://"])
@@ -176,4 +177,4 @@ def test_is_dns1123_label(value: str, ok: bool) -> None:
     ],
 )
 def test_is_dns1123_subdomain(value: str, ok: bool) -> None:
-    assert names.is_dns1123_subdomain(value) is ok
+    assert is_dns1123_subdomain(value) is ok

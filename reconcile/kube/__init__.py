@@ -1,0 +1,10 @@
+"""The Kubernetes gateway: the only package of Tenter that imports `kubernetes`.
+
+- `client`: `Kube`, the calls made with one user's kubeconfig, in its namespace;
+- `errors`: the `KubeError` classes every failure leaves the gateway as, and the translation;
+- `cache`: `get_kube(user_id, text)`, one client per user per process (bounded LRU, fork-safe);
+- `kubeconfig`: parsing an uploaded kubeconfig (pure YAML, no client; the web process uses it to
+  validate uploads without loading `kubernetes`, which is why nothing is re-exported here).
+
+Import from the submodules: `from reconcile.kube.client import Kube`.
+"""

@@ -1,0 +1,119 @@
+"""The periodic sweeps: celery beat runs every one of them, and the orphan sweep, run as beat runs it,
+reports and then deletes only what no row of any user claims."""
+
+import logging
+import secrets
+import time
+import uuid
+
+import pytest
+import yaml
+from django.conf import settings as django_settings
+from kubernetes import client
+
+from tests.factories import KubeconfigFactory, ProjectFactory, SandboxFactory, UserFactory
+
+MANAGED = "app.kubernetes.io/managed-by"
+RESOURCE = "tenter.dev/resource"
+
+
+def _registered_tasks() -> set[str]:
+    import reconcile.tasks  # noqa: F401  (registers the shared tasks)
+    from config.celery import app
+
+    return set(app.tasks)
+
+
+def test_beat_runs_the_orphan_sweep_every_five_minutes():
+    entry = django_settings.CELERY_BEAT_SCHEDULE["sweep-orphans"]
+    assert entry["task"] == "reconcile.sweep_orphans"
+    assert entry["schedule"] == 300.0
+    assert entry["options"]["expires"] >= entry["schedule"]
+
+
+def test_every_sweep_is_scheduled_and_every_scheduled_task_exists():
+    schedule = django_settings.CELERY_BEAT_SCHEDULE
+    tasks = _registered_tasks()
+    scheduled = {entry["task"] for entry in schedule.values()}
+    assert scheduled <= tasks
+    assert {name for name in tasks if name.startswith("reconcile.sweep_")} <= scheduled
+    assert all(entry["options"]["expires"] > 0 for entry in schedule.values())
+
+
+def _secret(core, namespace: str, name: str, resource_id: str | None) -> None:
+    labels = {MANAGED: "tenter", RESOURCE: resource_id} if resource_id else {}
+    core.create_namespaced_secret(namespace, {"metadata": {"name": name, "labels": labels}})
+
+
+def _exists(core, namespace: str, name: str) -> bool:
+    try:
+        core.read_namespaced_secret(name, namespace)
+    except client.ApiException as exc:
+        assert exc.status == 404
+        return False
+    return True
+
+
+def _orphan_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "reconcile.drift"]
+
+
+def test_the_orphan_sweep_task(cluster_user, kubesim, kube_namespace, settings, caplog):
+    from reconcile.tasks import sweep_orphans_task
+    from userconfig.models import UserConfig
+
+    UserConfig.objects.filter(user=cluster_user).update(check_status="OK")
+    ns = kube_namespace
+    core = client.CoreV1Api(kubesim.api_client(ns))
+    own = SandboxFactory(project=ProjectFactory(owner=cluster_user), k8s_namespace=ns, status="RUNNING")
+    # another user works in the same namespace (no kubeconfig of theirs is swept here)
+    neighbour = SandboxFactory(
+        project=ProjectFactory(owner=UserFactory()), k8s_namespace=ns, status="RUNNING"
+    )
+    _secret(core, ns, "own-env", str(own.pk))
+    _secret(core, ns, "neighbour-env", str(neighbour.pk))
+    _secret(core, ns, "gone-env", str(uuid.uuid4()))  # its row is gone: an orphan
+    _secret(core, ns, "not-ours", None)
+    # a user whose kubeconfig check failed is not swept...
+    failed_ns = kubesim.create_namespace(f"failed-{secrets.token_hex(3)}")
+    failed_core = client.CoreV1Api(kubesim.api_client(failed_ns))
+    _secret(failed_core, failed_ns, "failed-env", str(uuid.uuid4()))
+    KubeconfigFactory(value=kubesim.kubeconfig(failed_ns), namespace=failed_ns, check_status="FAILED")
+    # ...and one whose cluster does not answer does not stop the others
+    elsewhere = yaml.safe_load(kubesim.kubeconfig("elsewhere"))
+    elsewhere["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"  # nothing listens there
+    unreachable = KubeconfigFactory(value=yaml.safe_dump(elsewhere), namespace="elsewhere")
+    try:
+        settings.ORPHAN_DELETE_AFTER_MINUTES = 0  # report only
+        with caplog.at_level(logging.WARNING, logger="reconcile"):
+            sweep_orphans_task()
+        assert _orphan_lines(caplog) == [f"orphan Secret {ns}/gone-env"]
+        failed = f"orphan sweep failed for user {unreachable.user_id}"
+        assert any(r.getMessage().startswith(failed) for r in caplog.records)
+        assert all(_exists(core, ns, name) for name in ("own-env", "neighbour-env", "gone-env", "not-ours"))
+
+        settings.ORPHAN_DELETE_AFTER_MINUTES = 0.001  # 60 ms
+        time.sleep(1.1)  # creationTimestamp has a one-second resolution
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="reconcile"):
+            sweep_orphans_task()
+        assert _orphan_lines(caplog) == [f"orphan Secret {ns}/gone-env deleted"]
+        assert not _exists(core, ns, "gone-env")
+        assert all(_exists(core, ns, name) for name in ("own-env", "neighbour-env", "not-ours"))
+        assert _exists(failed_core, failed_ns, "failed-env")
+    finally:
+        kubesim.delete_namespace(failed_ns)
+
+
+@pytest.mark.django_db
+def test_the_orphan_sweep_skips_no_one_for_good(monkeypatch):
+    """More users than one run takes: the batch is drawn at random, not always the same first ones."""
+    from reconcile import tasks
+
+    swept: list[int] = []
+    monkeypatch.setattr(tasks, "ORPHAN_SWEEP_USERS", 2)
+    monkeypatch.setattr("reconcile.drift.find_orphans", lambda config: swept.append(config.user_id))
+    users = {KubeconfigFactory().user_id for _ in range(6)}
+    for _ in range(30):
+        tasks.sweep_orphans_task()
+    assert len(swept) == 60 and set(swept) == users
