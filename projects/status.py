@@ -4,6 +4,7 @@ from collections.abc import Iterable
 
 from projects.models import ProjectStatus as P
 from sandboxes.models import BLOCKING
+from sandboxes.models import ResourceStatus as S
 
 START_FROM = frozenset({P.STOPPED, P.PARTIAL, P.STOPPING, P.ERROR})
 STOP_FROM = frozenset({P.RUNNING, P.STARTING, P.PARTIAL, P.ERROR})
@@ -19,19 +20,19 @@ def aggregate(statuses: Iterable[str]) -> str:
     distinct = set(found)
     if not found:
         return P.TERMINATED
-    if "ERROR" in distinct:
+    if S.ERROR in distinct:
         return P.ERROR
-    if "CREATING" in distinct:
+    if S.CREATING in distinct:
         return P.CREATING
-    if "UPDATING" in distinct:
+    if S.UPDATING in distinct:
         return P.UPDATING
     if len(distinct) == 1:
         return P(found[0])
-    if distinct <= {"RUNNING", "STARTING"}:
+    if distinct <= {S.RUNNING, S.STARTING}:
         return P.STARTING
-    if distinct <= {"STOPPED", "STOPPING"}:
+    if distinct <= {S.STOPPED, S.STOPPING}:
         return P.STOPPING
-    if distinct <= {"TERMINATED", "TERMINATING"}:
+    if distinct <= {S.TERMINATED, S.TERMINATING}:
         return P.TERMINATING
     return P.PARTIAL
 
@@ -74,6 +75,6 @@ def allowed_actions(project_status: str, resource_statuses: Iterable[str]) -> li
         actions.append("stop")
     if delete_refusal(project_status) is None:
         actions.append("delete")
-    if "ERROR" in statuses:
+    if S.ERROR in statuses:
         actions.append("retry")
     return actions

