@@ -181,6 +181,10 @@ RECONCILE_KICK_ON_COMMIT = env.bool("RECONCILE_KICK_ON_COMMIT", default=True)
 RECONCILE_POLL_SECONDS = env.float("RECONCILE_POLL_SECONDS", default=1.0)
 RECONCILE_BACKOFF_BASE_SECONDS = env.float("RECONCILE_BACKOFF_BASE_SECONDS", default=1.0)
 RECONCILE_BACKOFF_MAX_SECONDS = env.float("RECONCILE_BACKOFF_MAX_SECONDS", default=60.0)
+# Fairness: at most this many rows of one owner (per kind) under lease at once, and a time budget for
+# each step (every request of the step shares it) well inside the lease.
+RECONCILE_USER_CONCURRENCY = env.int("RECONCILE_USER_CONCURRENCY", default=4)
+RECONCILE_STEP_BUDGET_SECONDS = env.float("RECONCILE_STEP_BUDGET_SECONDS", default=15.0)
 # How long a resource may stay in a transitional status before it moves to ERROR.
 STATUS_DEADLINES = {
     "CREATING": timedelta(minutes=env.float("DEADLINE_CREATING_MINUTES", default=2)),
@@ -189,6 +193,9 @@ STATUS_DEADLINES = {
     "STOPPING": timedelta(minutes=env.float("DEADLINE_STOPPING_MINUTES", default=5)),
     "TERMINATING": timedelta(minutes=env.float("DEADLINE_TERMINATING_MINUTES", default=10)),
 }
+# A row waiting for a usable kubeconfig (none stored, its check failing, or now pointing at another
+# cluster) stops its status's clock, and gives up after this long.
+KUBECONFIG_WAIT_DEADLINE = timedelta(minutes=env.float("DEADLINE_KUBECONFIG_WAIT_MINUTES", default=30))
 KUBECONFIG_CHECK_MINUTES = env.float("KUBECONFIG_CHECK_MINUTES", default=15)
 ORPHAN_DELETE_AFTER_MINUTES = env.float("ORPHAN_DELETE_AFTER_MINUTES", default=0)  # 0 = report only
 IDLE_STOP_MINUTES = env.float("IDLE_STOP_MINUTES", default=0)  # 0 = off

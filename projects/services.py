@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 
 from core import audit
 from core import kick as kicks
@@ -27,7 +27,9 @@ from projects.models import (
 )
 from projects.transitions import add_event, change_status, lock_project, refresh_project_status
 from reconcile import manifests, names
+from reconcile.kube import kubeconfig
 from sandboxes.models import RESUMABLE, Database, Resource, ResourceStatus, Sandbox
+from userconfig import services as userconfig_services
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
 PROJECT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 -]*$")
@@ -107,7 +109,7 @@ def project_create(*, owner: User, name: Any, description: Any = "", actor: Acto
         try:
             with transaction.atomic():
                 project = Project.objects.create(owner=owner, name=name, description=description)
-                sandbox = _create_sandbox(project, kubeconfig.namespace, domain)
+                sandbox = _create_sandbox(project, kubeconfig, domain)
                 env_rows = Environment.objects.bulk_create(
                     Environment(project=project, key=k, value=v, category=c, is_secret=s, is_system=True)
                     for k, v, c, s in _system_env()
@@ -145,12 +147,13 @@ def _known(queryset: QuerySet[Any], rows: list[Any]) -> QuerySet[Any]:
     return queryset
 
 
-def _create_sandbox(project: Project, namespace: str, domain: str) -> Sandbox:
+def _create_sandbox(project: Project, kubeconfig: UserConfig, domain: str) -> Sandbox:
     k8s_name = names.resource_name(project.name)
     return Sandbox.objects.create(
         project=project,
         name=k8s_name,
-        k8s_namespace=namespace,
+        k8s_namespace=kubeconfig.namespace,
+        k8s_server=kubeconfig.server_host,
         k8s_name=k8s_name,
         image=settings.RUNTIME_IMAGE,
         ingress_domain=domain,
@@ -410,7 +413,9 @@ def database_add(*, project: Project, actor: Actor) -> Database:
         if Database.objects.filter(project=locked).exists():
             raise Conflict("This project already has a database.", code="database_exists")
         sandbox = locked.sandboxes.first()
+        # beside the sandbox, wherever it lives
         namespace = sandbox.k8s_namespace if sandbox else kubeconfig.namespace
+        server = sandbox.k8s_server if sandbox else kubeconfig.server_host
         k8s_name = names.database_name(locked.name)
         try:
             with transaction.atomic():
@@ -418,6 +423,7 @@ def database_add(*, project: Project, actor: Actor) -> Database:
                     project=locked,
                     name=k8s_name,
                     k8s_namespace=namespace,
+                    k8s_server=server,
                     k8s_name=k8s_name,
                     api_version=settings.KUBEBLOCKS_API_VERSION,
                     **DATABASE_RESOURCES,
@@ -452,3 +458,31 @@ def database_remove(*, database: Database, actor: Actor) -> None:
         set_system_variable(project=locked.project, key="DATABASE_URL", value=None, actor=actor)
         audit.record(actor, "database.remove", locked)
         kicks.kick(locked)
+
+
+# --- the owner's kubeconfig, where resources live ---------------------------------------------------
+
+
+def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
+    """Save a user's kubeconfig, refusing one for another cluster or namespace while resources still
+    live on the current one: the reconciler operates every object where it was created, so those would
+    be stranded (the user deletes them first, or keeps the kubeconfig). The refusal lists them."""
+    try:
+        info = kubeconfig.parse(text)
+    except kubeconfig.KubeconfigError as exc:
+        raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code="invalid_kubeconfig") from None
+    elsewhere = Q(project__owner=user) & ~Q(status=ResourceStatus.TERMINATED)
+    elsewhere &= ~Q(k8s_namespace=info.namespace) | (~Q(k8s_server=info.server_host) & ~Q(k8s_server=""))
+    stranded = [
+        f"{row.resource_kind} {row.k8s_namespace}/{row.k8s_name} on {row.k8s_server or 'the current cluster'}"
+        for model in (Sandbox, Database)
+        for row in model.objects.filter(elsewhere).only("k8s_namespace", "k8s_name", "k8s_server")[:50]
+    ]
+    if stranded:
+        raise Conflict(
+            f"This kubeconfig is for namespace {info.namespace} on {info.server_host}, but "
+            f"{len(stranded)} resource(s) still live elsewhere; delete their projects first.",
+            code="kubeconfig_would_strand",
+            details={"resources": stranded},
+        )
+    return userconfig_services.kubeconfig_save(user=user, text=text, actor=actor)

@@ -7,6 +7,7 @@ then resource, so user actions and the reconciler cannot deadlock each other.
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -109,7 +110,13 @@ def change_status(
                 **(fields or {}),
             }
             if to_status != from_status:
-                values.update(status_changed_at=now, attempts=0, next_attempt_at=None)
+                values.update(
+                    status_changed_at=now,
+                    attempts=0,
+                    next_attempt_at=None,
+                    waiting_since=None,
+                    paused=timedelta(0),
+                )
             if to_status == ResourceStatus.ERROR:
                 values.setdefault("failed_status", from_status)
                 values["last_error"] = message

@@ -18,7 +18,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from core.audit import RECONCILER
@@ -44,21 +45,55 @@ def lease_seconds() -> float:
     return float(settings.RECONCILE_LEASE_SECONDS)
 
 
+def _due(model: type[Resource], now: datetime) -> QuerySet[Any]:
+    return (
+        model._default_manager.filter(status__in=TRANSITIONAL)
+        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    )
+
+
+def _fair_candidates(model: type[Resource], now: datetime, ids: list[Any] | None, limit: int) -> list[Any]:
+    """Due rows, oldest first, taking at most RECONCILE_USER_CONCURRENCY rows of one owner under lease at
+    once (counting those already leased): one user's slow or failing cluster cannot fill every worker;
+    their other rows wait, holding nothing. Owners are interleaved so the batch serves each in turn."""
+    cap = settings.RECONCILE_USER_CONCURRENCY
+    held = dict(
+        model._default_manager.filter(locked_until__gt=now)
+        .order_by()
+        .values_list("project__owner_id")  # type: ignore[misc]  # every concrete Resource has a project
+        .annotate(n=Count("pk"))
+    )
+    qs = _due(model, now).exclude(project__owner_id__in=[o for o, n in held.items() if n >= cap])
+    if ids is not None:
+        qs = qs.filter(pk__in=ids)
+    oldest_first = (F("next_attempt_at").asc(nulls_first=True), F("status_changed_at").asc())
+    turn = Window(RowNumber(), partition_by=[F("project__owner_id")], order_by=oldest_first)
+    rows = (
+        qs.annotate(turn=turn, owner=F("project__owner_id"))
+        .filter(turn__lte=cap)
+        .order_by("turn", *oldest_first)
+        .values_list("pk", "owner", "turn")[: limit + len(held)]
+    )
+    return [pk for pk, owner, turn in rows if turn <= cap - held.get(owner, 0)][:limit]
+
+
 def claim(model: type[Resource], *, ids: list[Any] | None = None, limit: int | None = None) -> list[Resource]:
-    """Claim due transitional rows of `model` (oldest first) and stamp them with a fresh lease."""
+    """Claim due transitional rows of `model` (fairly across owners) and stamp them with a fresh lease."""
     now = timezone.now()
     limit = limit or settings.RECONCILE_BATCH_SIZE
+    candidates = _fair_candidates(model, now, ids, limit)
+    if not candidates:
+        return []
     with transaction.atomic():
-        qs = (
-            model._default_manager.select_for_update(skip_locked=True, of=("self",))
-            .select_related("project")  # type: ignore[misc]  # every concrete Resource has a project
-            .filter(status__in=TRANSITIONAL)
-            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        locked = (
+            _due(model, now)
+            .select_for_update(skip_locked=True, of=("self",))
+            .select_related("project")  # every concrete Resource has a project
+            .filter(pk__in=candidates)
         )
-        if ids is not None:
-            qs = qs.filter(pk__in=ids)
-        rows = list(qs.order_by(F("next_attempt_at").asc(nulls_first=True), "status_changed_at")[:limit])
+        order = {pk: i for i, pk in enumerate(candidates)}
+        rows = sorted(locked, key=lambda row: order[row.pk])
         if not rows:
             return []
         token = uuid.uuid4()
@@ -138,11 +173,12 @@ def _release_orphaned(row: Resource) -> None:
 
 
 def deadline_passed(row: Resource, now: datetime | None = None) -> timedelta | None:
-    """How long the row has been in its transitional status, when that is past its deadline."""
+    """How long the row has been working on its transitional status (time spent waiting for a usable
+    kubeconfig not counted), when that is past its deadline."""
     limit = settings.STATUS_DEADLINES.get(row.status)
     if limit is None:
         return None
-    age = (now or timezone.now()) - row.status_changed_at
+    age = (now or timezone.now()) - row.status_changed_at - row.paused
     return age if age > limit else None
 
 

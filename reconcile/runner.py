@@ -2,10 +2,12 @@
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from core import kick as kicks
 from reconcile import database as database_steps
@@ -28,6 +30,7 @@ from userconfig.models import CheckStatus, ConfigKey, UserConfig
 logger = logging.getLogger(__name__)
 
 KUBECONFIG_WAIT_SECONDS = 10.0
+SLOW_STEP_SECONDS = 2.0  # a step that failed after this long marks its owner's cluster slow for the batch
 Step = Callable[[Any, Kube], Outcome]
 STEPS: dict[type[Resource], Step] = {Sandbox: sandbox_steps.step, Database: database_steps.step}
 
@@ -66,20 +69,49 @@ def _forbidden(exc: KubeError) -> str:
     return f"{'forbidden' if exc.status == 403 else 'unauthorized'}: {_describe(exc)}"
 
 
-def act(row: Resource, config: UserConfig | None, step: Step) -> Outcome:
-    """One step for one claimed row, with every cluster error turned into an outcome."""
+def _unusable(row: Resource, config: UserConfig | None) -> str | None:
+    """Why the owner's kubeconfig cannot be used for this row right now (None: it can)."""
     if config is None:
-        return Outcome(
-            message="Waiting: no kubeconfig is stored for the owner.", retry_in=KUBECONFIG_WAIT_SECONDS
-        )
+        return "no kubeconfig is stored for the owner"
     if config.check_status in (CheckStatus.FAILED, CheckStatus.UNREACHABLE):
         # Don't burn attempts against a cluster we already know we can't use.
-        return Outcome(
-            message=f"Waiting: kubeconfig check failed: {config.check_message}",
-            retry_in=KUBECONFIG_WAIT_SECONDS,
+        return f"the kubeconfig check failed: {config.check_message}"
+    if row.k8s_server and config.server_host != row.k8s_server:
+        return (
+            f"the kubeconfig now points at {config.server_host}, but this resource lives on {row.k8s_server}"
         )
+    return None
+
+
+def act(row: Resource, config: UserConfig | None, step: Step) -> Outcome:
+    """One step for one claimed row, on the cluster and in the namespace recorded on the row, with every
+    cluster error turned into an outcome. While the kubeconfig cannot be used the row waits (its
+    status's deadline clock stopped) until KUBECONFIG_WAIT_DEADLINE, then fails with the reason."""
+    now = timezone.now()
+    why = _unusable(row, config)
+    if why is not None:
+        since = row.waiting_since or now
+        if now - since > settings.KUBECONFIG_WAIT_DEADLINE:
+            return engine.error_outcome(
+                f"gave up after waiting {engine.describe_age(now - since)}: {why}", reason="kubeconfig"
+            )
+        return Outcome(
+            message=f"Waiting: {why}.", retry_in=KUBECONFIG_WAIT_SECONDS, fields={"waiting_since": since}
+        )
+    assert config is not None
+    resumed: dict[str, Any] = {}
+    if row.waiting_since is not None:  # the kubeconfig is usable again: resume where the row was
+        row.paused += now - row.waiting_since
+        row.waiting_since = None
+        resumed = {"waiting_since": None, "paused": row.paused}
+    outcome = _step(row, config, step)
+    outcome.fields = {**resumed, **outcome.fields}
+    return outcome
+
+
+def _step(row: Resource, config: UserConfig, step: Step) -> Outcome:
     try:
-        client = client_for(config)
+        client = client_for(config).for_step(row.k8s_namespace, settings.RECONCILE_STEP_BUDGET_SECONDS)
         return step(row, client)
     except KubeconfigInvalid as exc:
         return engine.error_outcome(f"invalid kubeconfig: {_describe(exc)}", reason="kubeconfig")
@@ -100,12 +132,21 @@ def reconcile(model: type[Resource], *, ids: list[Any] | None = None, limit: int
         return 0
     configs = _kubeconfigs(rows)
     step = STEPS[model]
-    engine.run_batch(
-        model,
-        lambda row: act(row, configs.get(row.project.owner_id), step),  # type: ignore[attr-defined]
-        rows,
-        follow_up=lambda row, delay: follow_up(model, row, delay),
-    )
+    slow: set[int] = set()  # owners whose cluster failed slowly in this batch
+
+    def fair_act(row: Resource) -> Outcome:
+        owner = row.project.owner_id  # type: ignore[attr-defined]
+        if owner in slow:  # don't spend this worker on a cluster that just failed slowly: back off
+            return Outcome(
+                failed=True, message="transient: the cluster was slow to answer; trying again later"
+            )
+        started = time.monotonic()
+        outcome = act(row, configs.get(owner), step)
+        if outcome.failed and time.monotonic() - started > SLOW_STEP_SECONDS:
+            slow.add(owner)
+        return outcome
+
+    engine.run_batch(model, fair_act, rows, follow_up=lambda row, delay: follow_up(model, row, delay))
     return len(rows)
 
 

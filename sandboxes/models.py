@@ -1,5 +1,5 @@
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from django.conf import settings
@@ -53,7 +53,21 @@ def past_deadline_q(now: datetime | None = None, prefix: str = "") -> models.Q:
     now = now or timezone.now()
     q = models.Q(pk__in=[])
     for status, limit in settings.STATUS_DEADLINES.items():
-        q |= models.Q(**{f"{prefix}status": status, f"{prefix}status_changed_at__lt": now - limit})
+        # time in the status, less the time spent waiting for a usable kubeconfig, is over the limit
+        started_by = models.ExpressionWrapper(
+            models.Value(now - limit) - models.F(f"{prefix}paused"), output_field=models.DateTimeField()
+        )
+        q |= models.Q(
+            **{f"{prefix}status": status, f"{prefix}status_changed_at__lt": started_by},
+            **{f"{prefix}waiting_since__isnull": True},
+        )
+    # waiting for a usable kubeconfig has its own deadline, whatever the status
+    q |= models.Q(
+        **{
+            f"{prefix}status__in": TRANSITIONAL,
+            f"{prefix}waiting_since__lt": now - settings.KUBECONFIG_WAIT_DEADLINE,
+        }
+    )
     return q
 
 
@@ -69,6 +83,9 @@ class Resource(models.Model):
     name = models.CharField(max_length=63)
     k8s_namespace = models.CharField(max_length=63)
     k8s_name = models.CharField(max_length=63)
+    # The cluster the objects live on (the kubeconfig's server host when the row was created): steps
+    # only act there, so a 404 from another cluster can never be mistaken for "gone".
+    k8s_server = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=16, choices=ResourceStatus.choices, default=ResourceStatus.CREATING)
     status_reason = models.TextField(blank=True, default="")
     status_changed_at = models.DateTimeField(auto_now_add=True)
@@ -78,6 +95,10 @@ class Resource(models.Model):
     locked_until = models.DateTimeField(null=True, blank=True)
     lease_token = models.UUIDField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # Waiting for a usable kubeconfig stops the status's deadline clock: since when this wait began,
+    # and how long earlier waits in the current status lasted (reset on every status change).
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    paused = models.DurationField(default=timedelta(0))
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
     # Desired configuration version, bumped by every config change; observed = last applied.

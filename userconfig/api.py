@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from core.audit import actor_for
 from core.drf import StrictSerializer
+from projects import services as project_services
 from reconcile.kube.kubeconfig import MAX_KUBECONFIG_BYTES
 from userconfig import selectors, services
 from userconfig.auth import current_user
@@ -61,7 +62,7 @@ class KubeconfigApi(APIView):
     def put(self, request: Request) -> Response:
         data = self.KubeconfigInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.kubeconfig_save(
+        project_services.kubeconfig_change(
             user=current_user(request), text=data.validated_data["kubeconfig"], actor=actor_for(request)
         )
         return Response(kubeconfig_state(selectors.kubeconfig_state(user=current_user(request))))

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.audit import actor_for
 from core.errors import ServiceError
+from projects import services as project_services
 from userconfig import selectors, services
 from userconfig.api import kubeconfig_state as state_dict
 from userconfig.auth import current_user
@@ -93,7 +94,7 @@ def kubeconfig_save(request: HttpRequest) -> HttpResponse:
     saved = False
     if form.is_valid():
         try:
-            services.kubeconfig_save(
+            project_services.kubeconfig_change(
                 user=current_user(request), text=form.cleaned_data["kubeconfig"], actor=actor_for(request)
             )
             saved = True

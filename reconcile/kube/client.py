@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -97,6 +99,7 @@ def _split_api_version(api_version: str) -> tuple[str, str]:
 
 
 IMMEDIATE_RETRIES = 2
+FAST_FAILURE_SECONDS = 1.0  # a failure slower than this is not retried at once
 
 
 def _retry_at_once(exc: KubeTransient) -> bool:
@@ -119,6 +122,7 @@ class Kube:
         self.info = info
         self.namespace = info.namespace
         self.timeouts = (float(connect_timeout), float(read_timeout))
+        self.deadline: float | None = None  # time.monotonic() by which a step's requests must be done
         configuration = k8s_client.Configuration()
         configuration.retries = False  # urllib3 must not retry behind our back (read when the pool is built)
         try:
@@ -143,24 +147,45 @@ class Kube:
     def __repr__(self) -> str:
         return f"Kube(server={self.info.server_host!r}, namespace={self.namespace!r})"
 
+    def for_step(self, namespace: str, budget: float | None = None) -> Kube:
+        """The same connection for one reconcile step: working in `namespace` (the one recorded on the
+        resource row, so objects are always operated where they were created) and, with `budget`,
+        sharing that many seconds across all of the step's requests (each request's timeouts shrink to
+        what is left; past it, a request fails at once with a transient error)."""
+        other = copy.copy(self)
+        other.namespace = namespace or self.namespace
+        other.deadline = time.monotonic() + budget if budget else None
+        return other
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def timeout(self) -> tuple[float, float]:
-        """(connect, read) seconds for every request."""
-        return self.timeouts
+        """(connect, read) seconds for the next request: the client's, or what is left of the step's
+        budget when that is less."""
+        if self.deadline is None:
+            return self.timeouts
+        left = self.deadline - time.monotonic()
+        if left <= 0.05:
+            raise KubeTransient(
+                "the API server did not answer within the step's time budget", reason="Budget"
+            )
+        return (min(self.timeouts[0], left), min(self.timeouts[1], left))
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call a generated API method; return the decoded JSON body (None when empty).
 
-        A 500/502/503/504 without Retry-After, or a dropped connection, is tried again at once
-        (IMMEDIATE_RETRIES times): one flaky response should not cost a whole step and its backoff.
-        Timeouts and 429s are not: they go back to the reconciler, which backs off.
+        A 500/502/503/504 without Retry-After, or a dropped connection, that came back quickly is tried
+        again at once (IMMEDIATE_RETRIES times): one flaky response should not cost a whole step and its
+        backoff. Slow failures, timeouts and 429s are not: they go back to the reconciler, which backs
+        off, so a slow server never holds a worker for long.
         """
         for attempt in range(IMMEDIATE_RETRIES + 1):
+            started = time.monotonic()
             try:
                 return self._call_once(fn, *args, **kwargs)
             except KubeTransient as exc:
-                if attempt == IMMEDIATE_RETRIES or not _retry_at_once(exc):
+                fast = time.monotonic() - started < FAST_FAILURE_SECONDS
+                if attempt == IMMEDIATE_RETRIES or not fast or not _retry_at_once(exc):
                     raise
         raise AssertionError("unreachable")
 
