@@ -49,7 +49,9 @@ class SlowApiServer(BaseHTTPRequestHandler):
             return self._send(201, {"kind": "SelfSubjectAccessReview", "status": {"allowed": True}})
         type(self).calls += 1
         time.sleep(SLOW_SECONDS)
-        return self._send(500, {"kind": "Status", "status": "Failure", "code": 500, "reason": "InternalError"})
+        return self._send(
+            500, {"kind": "Status", "status": "Failure", "code": 500, "reason": "InternalError"}
+        )
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
