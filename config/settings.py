@@ -168,7 +168,20 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+# Short broker timeouts: a broker that is down or a network path that drops packets must cost seconds,
+# never minutes (the Redis client waits forever by default). The worker's BRPOP returns every second,
+# well within the socket timeout.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("BROKER_CONNECT_TIMEOUT", default=2.0)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 300,
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    "socket_timeout": env.float("BROKER_SOCKET_TIMEOUT", default=10.0),
+}
+# Kicks (core/kick.py) are published by one background thread per process on their own connection:
+# one attempt, these timeouts, no retry. A request only puts a kick on this bounded queue.
+KICK_BROKER_TIMEOUT = env.float("KICK_BROKER_TIMEOUT", default=1.0)
+KICK_QUEUE_SIZE = env.int("KICK_QUEUE_SIZE", default=1000)
+KICK_BACKOFF_SECONDS = env.float("KICK_BACKOFF_SECONDS", default=5.0)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fixup closes the DB connection after every task unless told to reuse it.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=100)
