@@ -62,11 +62,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.middleware.InputGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
+DEFAULT_EXCEPTION_REPORTER = "core.debug.SafeExceptionReporter"
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
@@ -134,7 +136,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.drf.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.drf.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "core.drf.Pagination",
@@ -206,6 +208,8 @@ KUBECONFIG_CHECK_MINUTES = env.float("KUBECONFIG_CHECK_MINUTES", default=15)
 ORPHAN_DELETE_AFTER_MINUTES = env.float("ORPHAN_DELETE_AFTER_MINUTES", default=0)  # 0 = report only
 IDLE_STOP_MINUTES = env.float("IDLE_STOP_MINUTES", default=0)  # 0 = off
 
+# A kubeconfig with `insecure-skip-tls-verify: true` is refused unless this is on (a lab cluster).
+KUBECONFIG_ALLOW_INSECURE_TLS = env.bool("KUBECONFIG_ALLOW_INSECURE_TLS", default=False)
 KUBE_CONNECT_TIMEOUT = env.float("KUBE_CONNECT_TIMEOUT", default=3.0)
 KUBE_READ_TIMEOUT = env.float("KUBE_READ_TIMEOUT", default=10.0)
 KUBE_CLIENT_CACHE_SIZE = env.int("KUBE_CLIENT_CACHE_SIZE", default=100)

@@ -92,5 +92,6 @@ urlpatterns = [
     path("", include((dashboard, "dashboard"), namespace="dashboard")),
 ]
 
+handler400 = "config.views.bad_request"
 handler404 = "config.views.page_not_found"
 handler500 = "config.views.server_error"

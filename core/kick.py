@@ -12,6 +12,7 @@ a timeout, never a request; after a failure it drops kicks for KICK_BACKOFF_SECO
 that timeout once per queued kick.
 """
 
+import contextlib
 import logging
 import os
 import queue
@@ -138,10 +139,8 @@ class Dispatcher:
     def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            try:
+            with contextlib.suppress(Exception):  # already broken
                 connection.release()
-            except Exception:  # already broken
-                pass
 
     def reset(self) -> None:
         """Forget the connection (the broker URL changed); the thread makes a new one on its next kick."""

@@ -80,9 +80,7 @@ def _waiting_for_the_sweep(ids: list[str]) -> int:
 
 
 @pytest.mark.parametrize("broker", ["refusing", "silent"])
-def test_a_create_answers_at_once_when_the_broker_cannot_be_reached(
-    owner_api, settings, request, broker
-):
+def test_a_create_answers_at_once_when_the_broker_cannot_be_reached(owner_api, settings, request, broker):
     port = request.getfixturevalue("closed_port" if broker == "refusing" else "silent_port")
     settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{port}/0"
     with kicks.stats_delta() as delta:
