@@ -1,19 +1,16 @@
 """DRF glue: one error shape for every failure, pagination, and serializers that refuse unknown fields."""
 
 import copy
-from collections.abc import Mapping
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, parsers, serializers
+from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.errors import ServiceError
-from core.inputs import load_json_body
 
 _CODES = {
     exceptions.ParseError: "malformed_json",
@@ -61,20 +58,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         response.status_code = 401
     return response
-
-
-class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser, bounded: at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (413), JSON_MAX_DEPTH
-    levels, and no NUL or lone surrogates in any key or string (400). Errors are ServiceErrors, so
-    they get the usual error body."""
-
-    def parse(
-        self, stream: IO[Any], media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
-    ) -> Any:
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        body = stream.read() if limit is None else stream.read(limit + 1)
-        return load_json_body(body, encoding)
 
 
 class Pagination(PageNumberPagination):

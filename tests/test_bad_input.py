@@ -171,8 +171,8 @@ def test_a_body_without_a_length_is_bounded_by_the_parser(settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
     from io import BytesIO
 
-    from core.drf import JSONParser
     from core.errors import ServiceError
+    from core.parsers import JSONParser
 
     with pytest.raises(ServiceError) as refused:
         JSONParser().parse(BytesIO(b'{"a": "' + b"x" * 1000 + b'"}'))
