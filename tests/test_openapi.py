@@ -25,6 +25,8 @@ from tests.factories import KUBECONFIG_TEMPLATE, UserFactory
 from userconfig import services as user_services
 
 EXAMPLES_PER_OPERATION = 12
+# schemathesis' own strategies use `random`; nothing of ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 
 
 def _schema() -> dict[str, Any]:
