@@ -4,6 +4,8 @@ Counts by status, reconcile lag (age of the oldest due transitional row), rows p
 rows waiting on a lease, and kubeconfig check results. Nothing secret is exported.
 """
 
+import hmac
+
 from django.conf import settings
 from django.db.models import Count, Min, Q
 from django.http import HttpRequest, HttpResponse
@@ -71,9 +73,21 @@ def render() -> str:
     return "\n".join(lines) + "\n"
 
 
+def may_scrape(request: HttpRequest) -> bool:
+    """Public only when METRICS_PUBLIC is on and no token is set; otherwise the bearer token or a
+    signed-in staff user."""
+    token = settings.METRICS_TOKEN
+    if settings.METRICS_PUBLIC and not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    if token and hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.is_staff)
+
+
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
-    token = settings.METRICS_TOKEN
-    if token and request.headers.get("Authorization") != f"Bearer {token}":
+    if not may_scrape(request):
         return HttpResponse("unauthorized\n", status=401, content_type="text/plain")
     return HttpResponse(render(), content_type="text/plain; version=0.0.4")

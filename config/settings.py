@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "csp",
     "core",
     "userconfig",
     "projects",
@@ -62,11 +64,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.middleware.InputGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
+DEFAULT_EXCEPTION_REPORTER = "core.debug.SafeExceptionReporter"
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
@@ -115,14 +120,43 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# --- Production security: `manage.py check --deploy` is clean with DEBUG off, nothing silenced ---------
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-# Production TLS settings; off by default because `make run` serves plain HTTP on loopback.
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+# Behind a TLS-terminating proxy set USE_X_FORWARDED_FOR (X-Forwarded-Proto is trusted then). Probes and
+# the in-cluster metrics scrape may use plain HTTP.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if USE_X_FORWARDED_FOR else None
-SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_SECONDS or DEBUG else ["security.W004"]
+SILENCED_SYSTEM_CHECKS: list[str] = []
+
+# Content-Security-Policy (django-csp): the dashboard loads only its own static files; the terminal is
+# an iframe on the sandbox's HTTPS host. The API docs page adds the Swagger UI CDN (config/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "frame-src": ["https:"],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        "base-uri": [SELF],
+        "object-src": [NONE],
+    },
+}
+
+# Who may read /metrics and the OpenAPI schema and docs. Private (the default with DEBUG off): staff
+# users signed in, or for /metrics "Authorization: Bearer <METRICS_TOKEN>". Setting METRICS_TOKEN always
+# makes /metrics private.
+METRICS_PUBLIC = env.bool("METRICS_PUBLIC", default=DEBUG)
+API_SCHEMA_PUBLIC = env.bool("API_SCHEMA_PUBLIC", default=DEBUG)
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
@@ -134,8 +168,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "core.drf.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "core.drf.Pagination",
     "PAGE_SIZE": 50,
@@ -147,6 +181,7 @@ SPECTACULAR_SETTINGS = {
     "and return 202; reconciliation happens in the background.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["core.access.SchemaAccess"],
     "ENUM_NAME_OVERRIDES": {
         "ResourceStatusEnum": "sandboxes.models.ResourceStatus",
         "ProjectStatusEnum": "projects.models.ProjectStatus",
@@ -168,7 +203,20 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+# Short broker timeouts: a broker that is down or a network path that drops packets must cost seconds,
+# never minutes (the Redis client waits forever by default). The worker's BRPOP returns every second,
+# well within the socket timeout.
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("BROKER_CONNECT_TIMEOUT", default=2.0)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 300,
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    "socket_timeout": env.float("BROKER_SOCKET_TIMEOUT", default=10.0),
+}
+# Kicks (core/kick.py) are published by one background thread per process on their own connection:
+# one attempt, these timeouts, no retry. A request only puts a kick on this bounded queue.
+KICK_BROKER_TIMEOUT = env.float("KICK_BROKER_TIMEOUT", default=1.0)
+KICK_QUEUE_SIZE = env.int("KICK_QUEUE_SIZE", default=1000)
+KICK_BACKOFF_SECONDS = env.float("KICK_BACKOFF_SECONDS", default=5.0)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fixup closes the DB connection after every task unless told to reuse it.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=100)
@@ -200,6 +248,8 @@ KUBECONFIG_CHECK_MINUTES = env.float("KUBECONFIG_CHECK_MINUTES", default=15)
 ORPHAN_DELETE_AFTER_MINUTES = env.float("ORPHAN_DELETE_AFTER_MINUTES", default=0)  # 0 = report only
 IDLE_STOP_MINUTES = env.float("IDLE_STOP_MINUTES", default=0)  # 0 = off
 
+# A kubeconfig with `insecure-skip-tls-verify: true` is refused unless this is on (a lab cluster).
+KUBECONFIG_ALLOW_INSECURE_TLS = env.bool("KUBECONFIG_ALLOW_INSECURE_TLS", default=False)
 KUBE_CONNECT_TIMEOUT = env.float("KUBE_CONNECT_TIMEOUT", default=3.0)
 KUBE_READ_TIMEOUT = env.float("KUBE_READ_TIMEOUT", default=10.0)
 KUBE_CLIENT_CACHE_SIZE = env.int("KUBE_CLIENT_CACHE_SIZE", default=100)
@@ -212,7 +262,7 @@ KUBEBLOCKS_API_VERSION = env.str("KUBEBLOCKS_API_VERSION", default="apps.kubeblo
 DATABASE_STORAGE_CLASS = env.str("DATABASE_STORAGE_CLASS", default="")
 
 SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=False)
-# When set, /metrics requires "Authorization: Bearer <METRICS_TOKEN>".
+# /metrics also answers "Authorization: Bearer <METRICS_TOKEN>" (see METRICS_PUBLIC above).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Beat schedule: the guarantee behind the on-commit kicks ---------------------------------------

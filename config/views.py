@@ -2,12 +2,23 @@
 
 import logging
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseServerError
 from django.shortcuts import render
 from django.template import loader
 from django.views.decorators.csrf import requires_csrf_token
 
+from core.middleware import refusal
+
 logger = logging.getLogger(__name__)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's own refusals (a form body over DATA_UPLOAD_MAX_MEMORY_SIZE, too many fields, a bad
+    Host): JSON in the usual shape on the API, a page on the dashboard."""
+    if isinstance(exception, RequestDataTooBig):
+        return refusal(request, 413, "request_too_large", "The request is too large.")
+    return refusal(request, 400, "bad_request", "The request could not be read.")
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -3,7 +3,7 @@ selector or a service, and serialize."""
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -147,7 +147,7 @@ class ProjectDetailOutput(ProjectOutput):
 
 
 class EventOutput(OutputSerializer):
-    actor_username = serializers.CharField(source="actor_user.username", default=None)
+    actor_username = serializers.CharField(source="actor_user.username", default=None, allow_null=True)
 
     class Meta:
         model = ResourceEvent
@@ -189,11 +189,21 @@ def _detail(project: Project) -> dict[str, Any]:
 
 
 class ProjectListApi(APIView):
+    pagination_class = Pagination  # declared, so the schema documents the paginated envelope
+
     class ProjectCreateSerializer(StrictSerializer):
         name = serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=False)
         description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
 
-    @extend_schema(responses=ProjectSummaryOutput(many=True))
+    @extend_schema(
+        responses=ProjectSummaryOutput(many=True),
+        parameters=[
+            OpenApiParameter(
+                "status", enum=ProjectStatus.values, description="Only projects in this status."
+            ),
+            OpenApiParameter("search", description="Text in the name or the description."),
+        ],
+    )
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status")
         if status and status not in ProjectStatus.values:
@@ -201,7 +211,7 @@ class ProjectListApi(APIView):
         qs = selectors.projects_for(
             user=current_user(request), status=status, search=request.query_params.get("search")
         )
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ProjectSummaryOutput(page, many=True).data)
 
@@ -224,8 +234,9 @@ class ProjectDetailApi(APIView):
     def delete(self, request: Request, project_id: str) -> Response:
         project = selectors.project_get(user=current_user(request), project_id=project_id)
         remaining = services.project_delete(project=project, actor=actor_for(request))
-        if remaining is None:
-            return Response({"id": str(project_id), "status": "TERMINATED"}, status=202)
+        if remaining is None:  # it had no resources: the project is gone already
+            gone = {**ProjectOutput(project).data, "status": ProjectStatus.TERMINATED, "allowed_actions": []}
+            return Response(gone, status=202)
         return Response(_detail(remaining), status=202)
 
 
@@ -308,7 +319,7 @@ class DatabaseDetailApi(APIView):
         )
         return Response(DatabaseOutput(database).data)
 
-    @extend_schema(request=None, responses={202: None})
+    @extend_schema(request=None, responses={202: DatabaseOutput})
     def delete(self, request: Request, project_id: str, database_id: str) -> Response:
         database = selectors.database_get(
             user=current_user(request), project_id=project_id, database_id=database_id
@@ -319,10 +330,12 @@ class DatabaseDetailApi(APIView):
 
 
 class EventListApi(APIView):
+    pagination_class = Pagination
+
     @extend_schema(responses=EventOutput(many=True))
     def get(self, request: Request, project_id: str) -> Response:
         project = selectors.project_get(user=current_user(request), project_id=project_id)
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             selectors.events_for(project=project, limit=1000), request, view=self
         )
@@ -330,9 +343,11 @@ class EventListApi(APIView):
 
 
 class TaskListApi(APIView):
+    pagination_class = Pagination
+
     @extend_schema(responses=TaskOutput(many=True))
     def get(self, request: Request, project_id: str) -> Response:
         project = selectors.project_get(user=current_user(request), project_id=project_id)
-        paginator = Pagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.tasks_for(project=project), request, view=self)
         return paginator.get_paginated_response(TaskOutput(page, many=True).data)

@@ -16,6 +16,7 @@ from core import audit
 from core import kick as kicks
 from core.audit import Actor
 from core.errors import Conflict, InvalidState, KubeconfigRequired, NotFound, ValidationFailed
+from core.inputs import check_text, fullmatch, text_problem
 from projects import status
 from projects.models import (
     ENV_KEY_MAX,
@@ -32,10 +33,15 @@ from sandboxes.models import RESUMABLE, Database, Resource, ResourceStatus, Sand
 from userconfig import services as userconfig_services
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
-PROJECT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9 -]*$")
-ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Checked with fullmatch: `$` would also accept a trailing newline.
+PROJECT_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9 -]*")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENV_VALUE_MAX_BYTES = 32 * 1024
 ENV_MAX_VARIABLES = 500
+# All of a project's variables go into one Kubernetes Secret, whose data is limited to 1 MiB.
+ENV_TOTAL_MAX_BYTES = 1024 * 1024
+# The variable Tenter sets for the project's database.
+DATABASE_URL_KEY = "DATABASE_URL"
 DESCRIPTION_MAX = 2000
 
 # The reference's sandbox defaults (fulling §4.3, §4.11).
@@ -62,7 +68,7 @@ def validate_project_name(name: Any) -> str:
         )
     if not name[0].isascii() or not name[0].isalpha():
         raise ValidationFailed("Project name must start with a letter.", code="invalid_name")
-    if not PROJECT_NAME_RE.match(name):
+    if not fullmatch(PROJECT_NAME_RE, name):
         raise ValidationFailed(
             "Project name can only contain letters, digits, spaces and hyphens.", code="invalid_name"
         )
@@ -101,6 +107,7 @@ def project_create(*, owner: User, name: Any, description: Any = "", actor: Acto
     name = validate_project_name(name)
     if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
         raise ValidationFailed(f"Description must be text of at most {DESCRIPTION_MAX} characters.")
+    check_text(description, "Description", code="invalid")
     kubeconfig = usable_kubeconfig(owner)
     domain = names.ingress_domain(kubeconfig.server, settings.INGRESS_DOMAIN)
     # No read-before-write: the unique constraints decide. A taken project name is a 409; a sandbox
@@ -272,7 +279,7 @@ def _validate_variable(item: Any, index: int) -> tuple[str, str, bool]:
     if unknown:
         raise ValidationFailed(f"{where} has unknown field(s): {', '.join(sorted(unknown))}.")
     key, value, is_secret = item.get("key"), item.get("value"), item.get("is_secret", False)
-    if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+    if not isinstance(key, str) or not fullmatch(ENV_KEY_RE, key):
         raise ValidationFailed(
             f"{where}.key must be a POSIX variable name (letters, digits and underscores, not starting "
             "with a digit).",
@@ -283,6 +290,9 @@ def _validate_variable(item: Any, index: int) -> tuple[str, str, bool]:
         raise ValidationFailed(f"{where}.key can be at most {ENV_KEY_MAX} characters.", code="invalid_key")
     if not isinstance(value, str):
         raise ValidationFailed(f"{where}.value must be a string.", code="invalid_value")
+    problem = text_problem(value)
+    if problem:
+        raise ValidationFailed(f"{where}.value {problem}.", code="invalid_value", details={"index": index})
     if len(value.encode()) > ENV_VALUE_MAX_BYTES:
         raise ValidationFailed(f"{where}.value is larger than 32 KiB.", code="value_too_large")
     if not isinstance(is_secret, bool):
@@ -321,10 +331,24 @@ def env_upsert(*, project: Project, variables: Any, actor: Actor) -> list[Enviro
                 "and cannot be changed.",
                 code="system_variable",
             )
+        if DATABASE_URL_KEY in keys and DATABASE_URL_KEY not in existing and _has_database(project):
+            raise ValidationFailed(
+                f"{DATABASE_URL_KEY} is managed by Tenter while the project has a database.",
+                code="system_variable",
+            )
         new_count = len([k for k in keys if k not in existing])
         if len(existing) + new_count > ENV_MAX_VARIABLES:
             raise ValidationFailed(
                 f"A project can have at most {ENV_MAX_VARIABLES} variables.", code="too_many"
+            )
+        after = {k: row.value for k, row in existing.items()} | {k: v for k, v, _ in parsed}
+        total = env_size(after)
+        if total > ENV_TOTAL_MAX_BYTES:
+            raise ValidationFailed(
+                f"The project's variables would take {total} bytes; together they must fit in "
+                f"{ENV_TOTAL_MAX_BYTES // 1024} KiB (one Kubernetes Secret).",
+                code="environment_too_large",
+                details={"total_bytes": total, "max_bytes": ENV_TOTAL_MAX_BYTES},
             )
         changed = []
         for key, value, is_secret in parsed:
@@ -350,7 +374,18 @@ def env_upsert(*, project: Project, variables: Any, actor: Actor) -> list[Enviro
     return changed
 
 
+def env_size(variables: Mapping[str, str]) -> int:
+    """Bytes the variables take in the sandbox's Secret (keys and UTF-8 values)."""
+    return sum(len(k) + len(v.encode()) for k, v in variables.items())
+
+
+def _has_database(project: Project) -> bool:
+    return Database.objects.filter(project=project).exclude(status=ResourceStatus.TERMINATING).exists()
+
+
 def env_delete(*, project: Project, key: str, actor: Actor) -> None:
+    if not fullmatch(ENV_KEY_RE, key) or len(key) > ENV_KEY_MAX:
+        raise NotFound("No variable with that name.")
     with transaction.atomic():
         project, _ = _locked(project)
         row = Environment.objects.select_for_update().filter(project=project, key=key).first()
@@ -371,7 +406,7 @@ def set_system_variable(*, project: Project, key: str, value: str | None, actor:
         project, _ = _locked(project)
         row = Environment.objects.filter(project=project, key=key).first()
         if value is None:
-            if row is None:
+            if row is None or not row.is_system:  # never remove the user's own variable
                 return
             row.delete()
         elif row is None:
@@ -383,7 +418,22 @@ def set_system_variable(*, project: Project, key: str, value: str | None, actor:
                 is_secret=True,
                 is_system=True,
             )
-        elif row.value == value and row.is_system:
+        elif not row.is_system:
+            # The user's own variable of that name (database_add refuses to start then, and env_upsert
+            # refuses the name while there is a database, so only a race gets here): keep theirs.
+            sandbox = Sandbox.objects.filter(project=project).first()
+            if sandbox is not None:
+                add_event(
+                    sandbox,
+                    from_status=sandbox.status,
+                    to_status=sandbox.status,
+                    actor=actor,
+                    reason="env_kept",
+                    message=f"Your own {key} was kept; Tenter did not replace it.",
+                    project_name=project.name,
+                )
+            return
+        elif row.value == value:
             return
         else:
             row.value, row.is_system, row.is_secret = value, True, True
@@ -412,6 +462,12 @@ def database_add(*, project: Project, actor: Actor) -> Database:
             raise InvalidState("The project is being deleted.")
         if Database.objects.filter(project=locked).exists():
             raise Conflict("This project already has a database.", code="database_exists")
+        if Environment.objects.filter(project=locked, key=DATABASE_URL_KEY, is_system=False).exists():
+            raise Conflict(
+                f"This project sets its own {DATABASE_URL_KEY}. Tenter gives the database's address in "
+                f"{DATABASE_URL_KEY}: remove or rename yours first.",
+                code="database_url_taken",
+            )
         sandbox = locked.sandboxes.first()
         # beside the sandbox, wherever it lives
         namespace = sandbox.k8s_namespace if sandbox else kubeconfig.namespace
@@ -455,7 +511,7 @@ def database_remove(*, database: Database, actor: Actor) -> None:
             locked, ResourceStatus.TERMINATING, actor=actor, reason="delete", message="Removal requested."
         )
         # The sandbox must stop pointing at it now, not when the cluster is done.
-        set_system_variable(project=locked.project, key="DATABASE_URL", value=None, actor=actor)
+        set_system_variable(project=locked.project, key=DATABASE_URL_KEY, value=None, actor=actor)
         audit.record(actor, "database.remove", locked)
         kicks.kick(locked)
 

@@ -11,6 +11,7 @@ from core import audit
 from core import kick as kicks
 from core.audit import Actor
 from core.errors import NotFound, ValidationFailed
+from core.inputs import check_text
 from core.reports import Report
 from reconcile.kube import kubeconfig
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
@@ -28,7 +29,7 @@ def kubeconfig_save(*, user: User, text: str, actor: Actor) -> UserConfig:
     try:
         info = kubeconfig.parse(text)
     except kubeconfig.KubeconfigError as exc:
-        raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code="invalid_kubeconfig") from None
+        raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code=exc.code) from None
     with transaction.atomic():
         config, _ = UserConfig.objects.update_or_create(
             user=user,
@@ -70,6 +71,9 @@ def agent_settings_update(*, user: User, actor: Actor, **values: str | None) -> 
     unknown = set(values) - set(AGENT_FIELDS)
     if unknown:
         raise ValidationFailed(f"Unknown agent settings: {', '.join(sorted(unknown))}.")
+    for field, value in values.items():
+        if value is not None:
+            check_text(value, field)
     with transaction.atomic():
         for field, value in values.items():
             key = AGENT_FIELDS[field]

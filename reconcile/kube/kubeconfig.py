@@ -7,14 +7,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+from django.conf import settings
 
+from core.inputs import YAML_MAX_DEPTH, text_problem, yaml_depth_problem
 from reconcile import names
 
 MAX_KUBECONFIG_BYTES = 256 * 1024
+MAX_SERVER_URL = 512  # UserConfig.server
+MAX_HOST = 253  # a DNS name; UserConfig.server_host
 
 
 class KubeconfigError(ValueError):
-    pass
+    def __init__(self, message: str, code: str = "invalid_kubeconfig"):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,7 @@ def load(text: str | bytes) -> tuple[dict[str, Any], KubeconfigInfo]:
             raise KubeconfigError("not valid UTF-8 text") from None
     if not isinstance(text, str) or not text.strip():
         raise KubeconfigError("the kubeconfig is empty")
-    if len(text.encode("utf-8")) > MAX_KUBECONFIG_BYTES:
-        raise KubeconfigError(f"the kubeconfig is larger than {MAX_KUBECONFIG_BYTES // 1024} KiB")
+    _check_input_limits(text)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -99,6 +104,7 @@ def load(text: str | bytes) -> tuple[dict[str, Any], KubeconfigInfo]:
     for field_name, why in _FORBIDDEN_CLUSTER_FIELDS.items():
         if cluster.get(field_name):
             raise KubeconfigError(f"cluster '{cluster_name}' uses '{field_name}', which {why}")
+    _check_cluster_limits(cluster_name, cluster, host)
 
     user_name = context.get("user") or ""
     if user_name:
@@ -115,6 +121,38 @@ def load(text: str | bytes) -> tuple[dict[str, Any], KubeconfigInfo]:
         namespace=namespace, server=server.strip(), server_host=host, context=current, user=str(user_name)
     )
     return data, info
+
+
+# --- input hardening: size, depth and characters of the upload; the server URL's length; TLS checks ---
+
+
+def _check_input_limits(text: str) -> None:
+    problem = text_problem(text)
+    if problem:
+        raise KubeconfigError(f"the kubeconfig {problem}", code="invalid_characters")
+    if len(text.encode("utf-8")) > MAX_KUBECONFIG_BYTES:
+        raise KubeconfigError(
+            f"the kubeconfig is larger than {MAX_KUBECONFIG_BYTES // 1024} KiB", code="kubeconfig_too_large"
+        )
+    problem = yaml_depth_problem(text, YAML_MAX_DEPTH)
+    if problem:
+        raise KubeconfigError(f"the kubeconfig is {problem}", code="kubeconfig_too_deep")
+
+
+def _check_cluster_limits(cluster_name: str, cluster: Mapping[str, Any], host: str) -> None:
+    server = str(cluster.get("server", ""))
+    if len(server.strip()) > MAX_SERVER_URL:
+        raise KubeconfigError(
+            f"cluster '{cluster_name}' has a server URL longer than {MAX_SERVER_URL} characters"
+        )
+    if len(host) > MAX_HOST:
+        raise KubeconfigError(f"cluster '{cluster_name}' has a server host longer than {MAX_HOST} characters")
+    if cluster.get("insecure-skip-tls-verify") and not settings.KUBECONFIG_ALLOW_INSECURE_TLS:
+        raise KubeconfigError(
+            f"cluster '{cluster_name}' sets 'insecure-skip-tls-verify', which turns off the check of the "
+            "cluster's certificate; upload a kubeconfig with certificate-authority-data instead",
+            code="insecure_kubeconfig",
+        )
 
 
 def parse(text: str | bytes) -> KubeconfigInfo:

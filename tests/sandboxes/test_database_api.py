@@ -87,3 +87,41 @@ def test_connection_is_revealed_only_when_ready_and_audited(api, user, project):
 def test_add_takes_no_fields(api, project):
     response = api.post(f"/api/v1/projects/{project.pk}/databases", {"size": "100Gi"}, format="json")
     assert response.status_code == 400
+
+
+# --- the user's own DATABASE_URL is never silently replaced ---------------------------------------
+
+
+def test_a_users_own_database_url_blocks_adding_a_database(api, project):
+    EnvironmentFactory(project=project, key="DATABASE_URL", value="postgres://mine")
+    response = api.post(f"/api/v1/projects/{project.pk}/databases", format="json")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["code"] == "database_url_taken"
+    assert "remove or rename yours" in body["message"]
+    assert not Database.objects.filter(project=project).exists()
+    assert Environment.objects.get(project=project, key="DATABASE_URL").value == "postgres://mine"
+
+
+def test_database_url_is_reserved_while_the_project_has_a_database(api, project):
+    assert api.post(f"/api/v1/projects/{project.pk}/databases", format="json").status_code == 202
+    response = api.put(
+        f"/api/v1/projects/{project.pk}/env",
+        {"variables": [{"key": "DATABASE_URL", "value": "postgres://mine"}]},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "system_variable"
+    assert not Environment.objects.filter(project=project, key="DATABASE_URL").exists()
+
+
+def test_the_system_never_replaces_or_removes_a_users_own_database_url(project):
+    from core.audit import SYSTEM
+    from projects.services import set_system_variable
+
+    EnvironmentFactory(project=project, key="DATABASE_URL", value="postgres://mine")
+    set_system_variable(project=project, key="DATABASE_URL", value="postgres://tenter", actor=SYSTEM)
+    row = Environment.objects.get(project=project, key="DATABASE_URL")
+    assert (row.value, row.is_system) == ("postgres://mine", False)
+    set_system_variable(project=project, key="DATABASE_URL", value=None, actor=SYSTEM)
+    assert Environment.objects.get(project=project, key="DATABASE_URL").value == "postgres://mine"

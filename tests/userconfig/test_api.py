@@ -63,7 +63,7 @@ def test_unusable_kubeconfigs_are_refused_with_the_reason(api, user, text, fragm
     put(api, GOOD)
     response = put(api, text)
     assert response.status_code == 400, response.json()
-    assert response.json()["code"] in ("invalid_kubeconfig", "invalid")
+    assert response.json()["code"] in ("invalid_kubeconfig", "invalid", "kubeconfig_too_large")
     assert fragment in response.json()["message"]
     # what was stored before is untouched
     assert UserConfig.objects.get(user=user).namespace == "ns-alice"
