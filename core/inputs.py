@@ -6,15 +6,13 @@ import json
 import re
 from typing import Any
 
-import yaml
 from django.conf import settings
 
 from core.errors import ServiceError, ValidationFailed
+from core.text import text_problem
 
 # JSON request bodies: our deepest input is an object in a list in an object (PUT .../env).
 JSON_MAX_DEPTH = 32
-# YAML documents we parse (kubeconfigs): a real one is about 6 levels deep.
-YAML_MAX_DEPTH = 50
 
 
 class RequestTooLarge(ServiceError):
@@ -24,19 +22,6 @@ class RequestTooLarge(ServiceError):
 
 class TooDeep(ValidationFailed):
     code = "too_deeply_nested"
-
-
-def text_problem(value: str) -> str | None:
-    """Why a string cannot be stored or encoded, or None: NUL (PostgreSQL text refuses it) and lone
-    surrogates (not encodable as UTF-8; only JSON's \\ud800 escapes produce them)."""
-    if "\x00" in value:
-        return "contains a NUL character"
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "contains an invalid Unicode character (a lone surrogate)"
-    return None
 
 
 def check_text(value: str, where: str, *, code: str = "invalid_characters") -> str:
@@ -95,20 +80,3 @@ def load_json_body(body: bytes, encoding: str = "utf-8") -> Any:
     except (ValueError, LookupError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise ValidationFailed(f"JSON parse error - {exc}", code="malformed_json") from None
     return check_json_value(data)
-
-
-def yaml_depth_problem(text: str, max_depth: int = YAML_MAX_DEPTH) -> str | None:
-    """Scan a YAML stream's events (PyYAML's parser keeps its own stack; composing is what recurses)
-    and say why it is too deep, or None. Syntax errors are left to the real load."""
-    depth = 0
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > max_depth:
-                    return f"nested more than {max_depth} levels deep"
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except yaml.YAMLError:
-        return None
-    return None

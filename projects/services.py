@@ -16,7 +16,8 @@ from core import audit
 from core import kick as kicks
 from core.audit import Actor
 from core.errors import Conflict, InvalidState, KubeconfigRequired, NotFound, ValidationFailed
-from core.inputs import check_text, fullmatch, text_problem
+from core.inputs import check_text, fullmatch
+from core.text import text_problem
 from projects import status
 from projects.models import (
     ENV_KEY_MAX,
@@ -524,7 +525,7 @@ def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
     live on the current one: the reconciler operates every object where it was created, so those would
     be stranded (the user deletes them first, or keeps the kubeconfig). The refusal lists them."""
     try:
-        info = kubeconfig.parse(text)
+        info = kubeconfig.parse(text, allow_insecure_tls=settings.KUBECONFIG_ALLOW_INSECURE_TLS)
     except kubeconfig.KubeconfigError as exc:
         raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code="invalid_kubeconfig") from None
     elsewhere = Q(project__owner=user) & ~Q(status=ResourceStatus.TERMINATED)

@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -27,7 +28,7 @@ AGENT_FIELDS = {
 def kubeconfig_save(*, user: User, text: str, actor: Actor) -> UserConfig:
     """Parse, store encrypted, and queue the background cluster check. Refuses what cannot work."""
     try:
-        info = kubeconfig.parse(text)
+        info = kubeconfig.parse(text, allow_insecure_tls=settings.KUBECONFIG_ALLOW_INSECURE_TLS)
     except kubeconfig.KubeconfigError as exc:
         raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code=exc.code) from None
     with transaction.atomic():

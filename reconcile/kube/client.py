@@ -56,7 +56,8 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
 
 def _load_yaml(text: str | bytes) -> tuple[dict[str, Any], kubeconfig.KubeconfigInfo]:
     try:
-        return kubeconfig.load(text)
+        # insecure-skip-tls-verify was refused at save unless the operator allowed it then
+        return kubeconfig.load(text, allow_insecure_tls=True)
     except kubeconfig.KubeconfigError as exc:
         raise KubeconfigInvalid(str(exc)) from None
 

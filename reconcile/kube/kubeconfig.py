@@ -7,9 +7,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from django.conf import settings
 
-from core.inputs import YAML_MAX_DEPTH, text_problem, yaml_depth_problem
+from core.text import YAML_MAX_DEPTH, text_problem, yaml_depth_problem
 from reconcile import names
 
 MAX_KUBECONFIG_BYTES = 256 * 1024
@@ -57,7 +56,7 @@ def _named_entry(data: Mapping[str, Any], section: str, name: str, what: str) ->
     raise KubeconfigError(f"{what} '{name}' is not defined in '{section}'")
 
 
-def load(text: str | bytes) -> tuple[dict[str, Any], KubeconfigInfo]:
+def load(text: str | bytes, *, allow_insecure_tls: bool = False) -> tuple[dict[str, Any], KubeconfigInfo]:
     if isinstance(text, bytes | bytearray):
         try:
             text = bytes(text).decode("utf-8")
@@ -104,7 +103,7 @@ def load(text: str | bytes) -> tuple[dict[str, Any], KubeconfigInfo]:
     for field_name, why in _FORBIDDEN_CLUSTER_FIELDS.items():
         if cluster.get(field_name):
             raise KubeconfigError(f"cluster '{cluster_name}' uses '{field_name}', which {why}")
-    _check_cluster_limits(cluster_name, cluster, host)
+    _check_cluster_limits(cluster_name, cluster, host, allow_insecure_tls)
 
     user_name = context.get("user") or ""
     if user_name:
@@ -139,7 +138,9 @@ def _check_input_limits(text: str) -> None:
         raise KubeconfigError(f"the kubeconfig is {problem}", code="kubeconfig_too_deep")
 
 
-def _check_cluster_limits(cluster_name: str, cluster: Mapping[str, Any], host: str) -> None:
+def _check_cluster_limits(
+    cluster_name: str, cluster: Mapping[str, Any], host: str, allow_insecure_tls: bool
+) -> None:
     server = str(cluster.get("server", ""))
     if len(server.strip()) > MAX_SERVER_URL:
         raise KubeconfigError(
@@ -147,7 +148,7 @@ def _check_cluster_limits(cluster_name: str, cluster: Mapping[str, Any], host: s
         )
     if len(host) > MAX_HOST:
         raise KubeconfigError(f"cluster '{cluster_name}' has a server host longer than {MAX_HOST} characters")
-    if cluster.get("insecure-skip-tls-verify") and not settings.KUBECONFIG_ALLOW_INSECURE_TLS:
+    if cluster.get("insecure-skip-tls-verify") and not allow_insecure_tls:
         raise KubeconfigError(
             f"cluster '{cluster_name}' sets 'insecure-skip-tls-verify', which turns off the check of the "
             "cluster's certificate; upload a kubeconfig with certificate-authority-data instead",
@@ -155,6 +156,7 @@ def _check_cluster_limits(cluster_name: str, cluster: Mapping[str, Any], host: s
         )
 
 
-def parse(text: str | bytes) -> KubeconfigInfo:
-    """Check a kubeconfig without any network call; raise KubeconfigError with a human reason."""
-    return load(text)[1]
+def parse(text: str | bytes, *, allow_insecure_tls: bool = False) -> KubeconfigInfo:
+    """Check a kubeconfig without any network call; raise KubeconfigError with a human reason.
+    `insecure-skip-tls-verify` is refused unless the operator allows it (KUBECONFIG_ALLOW_INSECURE_TLS)."""
+    return load(text, allow_insecure_tls=allow_insecure_tls)[1]
