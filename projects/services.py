@@ -29,7 +29,6 @@ from projects.models import (
 )
 from projects.transitions import add_event, change_status, lock_project, refresh_project_status
 from reconcile import manifests, names
-from reconcile.kube import kubeconfig
 from sandboxes.models import RESUMABLE, Database, Resource, ResourceStatus, Sandbox
 from userconfig import services as userconfig_services
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
@@ -524,10 +523,7 @@ def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
     """Save a user's kubeconfig, refusing one for another cluster or namespace while resources still
     live on the current one: the reconciler operates every object where it was created, so those would
     be stranded (the user deletes them first, or keeps the kubeconfig). The refusal lists them."""
-    try:
-        info = kubeconfig.parse(text, allow_insecure_tls=settings.KUBECONFIG_ALLOW_INSECURE_TLS)
-    except kubeconfig.KubeconfigError as exc:
-        raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code="invalid_kubeconfig") from None
+    info = userconfig_services.kubeconfig_parse(text)
     elsewhere = Q(project__owner=user) & ~Q(status=ResourceStatus.TERMINATED)
     elsewhere &= ~Q(k8s_namespace=info.namespace) | (~Q(k8s_server=info.server_host) & ~Q(k8s_server=""))
     stranded = [

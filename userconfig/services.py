@@ -25,12 +25,17 @@ AGENT_FIELDS = {
 }
 
 
-def kubeconfig_save(*, user: User, text: str, actor: Actor) -> UserConfig:
-    """Parse, store encrypted, and queue the background cluster check. Refuses what cannot work."""
+def kubeconfig_parse(text: str) -> kubeconfig.KubeconfigInfo:
+    """What an uploaded kubeconfig says (no network), or a ValidationFailed with the reason and its code."""
     try:
-        info = kubeconfig.parse(text, allow_insecure_tls=settings.KUBECONFIG_ALLOW_INSECURE_TLS)
+        return kubeconfig.parse(text, allow_insecure_tls=settings.KUBECONFIG_ALLOW_INSECURE_TLS)
     except kubeconfig.KubeconfigError as exc:
         raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code=exc.code) from None
+
+
+def kubeconfig_save(*, user: User, text: str, actor: Actor) -> UserConfig:
+    """Parse, store encrypted, and queue the background cluster check. Refuses what cannot work."""
+    info = kubeconfig_parse(text)
     with transaction.atomic():
         config, _ = UserConfig.objects.update_or_create(
             user=user,
