@@ -1,7 +1,6 @@
 """Drive one kind of resource: claim due rows, build the owner's client, run a step, map errors."""
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from reconcile import sandbox as sandbox_steps
 from reconcile.engine import Outcome
 from reconcile.kube.cache import get_kube
 from reconcile.kube.client import Kube
+from reconcile.kube.egress import EgressPolicy
 from reconcile.kube.errors import (
     KubeconfigInvalid,
     KubeConflict,
@@ -32,13 +32,20 @@ Step = Callable[[Any, Kube], Outcome]
 STEPS: dict[type[Resource], Step] = {Sandbox: sandbox_steps.step, Database: database_steps.step}
 
 
+def egress_policy() -> EgressPolicy:
+    """The workers' egress policy: public addresses plus KUBE_EGRESS_ALLOW_CIDRS."""
+    return EgressPolicy.from_cidrs(settings.KUBE_EGRESS_ALLOW_CIDRS)
+
+
 def client_for(config: UserConfig) -> Kube:
-    """The owner's cached gateway client, with the timeouts and the cache size from the settings."""
+    """The owner's cached gateway client, with the timeouts, the cache size and the egress policy
+    from the settings."""
     return get_kube(
         config.user_id,
         config.value,
         timeouts=(settings.KUBE_CONNECT_TIMEOUT, settings.KUBE_READ_TIMEOUT),
         max_clients=settings.KUBE_CLIENT_CACHE_SIZE,
+        egress=egress_policy(),
     )
 
 
@@ -48,22 +55,9 @@ def _kubeconfigs(rows: list[Resource]) -> dict[int, UserConfig]:
     return {c.user_id: c for c in configs}
 
 
-_FORBIDDEN = re.compile(
-    r'cannot (\w+) resource "([\w.-]+)"(?: in API group "[^"]*")?(?: in the namespace "([^"]+)")?'
-)
-
-
 def _describe(exc: KubeError) -> str:
-    return exc.message or str(exc)
-
-
-def _forbidden(exc: KubeError) -> str:
-    """'forbidden: cannot create statefulsets in namespace ns-x' from the apiserver's longer sentence."""
-    match = _FORBIDDEN.search(_describe(exc))
-    if exc.status == 403 and match:
-        verb, resource, namespace = match.groups()
-        return f"forbidden: cannot {verb} {resource}" + (f" in namespace {namespace}" if namespace else "")
-    return f"{'forbidden' if exc.status == 403 else 'unauthorized'}: {_describe(exc)}"
+    """The error as shown on the resource: the gateway's generic class, never remote text."""
+    return exc.message or exc.reason or "Kubernetes request failed"
 
 
 def act(row: Resource, config: UserConfig | None, step: Step) -> Outcome:
@@ -84,7 +78,7 @@ def act(row: Resource, config: UserConfig | None, step: Step) -> Outcome:
     except KubeconfigInvalid as exc:
         return engine.error_outcome(f"invalid kubeconfig: {_describe(exc)}", reason="kubeconfig")
     except KubeCredentials as exc:
-        return engine.error_outcome(_forbidden(exc), reason="forbidden")
+        return engine.error_outcome(_describe(exc), reason="forbidden")
     except KubePermanent as exc:
         return engine.error_outcome(_describe(exc), reason="rejected")
     except KubeTransient as exc:

@@ -3,6 +3,7 @@
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -12,7 +13,7 @@ from core import kick as kicks
 from core.audit import Actor
 from core.errors import NotFound, ValidationFailed
 from core.reports import Report
-from reconcile.kube import kubeconfig
+from reconcile.kube import egress, kubeconfig
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
 AGENT_FIELDS = {
@@ -29,6 +30,13 @@ def kubeconfig_save(*, user: User, text: str, actor: Actor) -> UserConfig:
         info = kubeconfig.parse(text)
     except kubeconfig.KubeconfigError as exc:
         raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code="invalid_kubeconfig") from None
+    try:
+        # Literal addresses and local names now; the workers vet every address again at connect time.
+        egress.EgressPolicy.from_cidrs(settings.KUBE_EGRESS_ALLOW_CIDRS).check_url(info.server)
+    except egress.EgressRefused as exc:
+        raise ValidationFailed(
+            f"Unusable kubeconfig: the server {info.server_host} is {exc}.", code="egress_refused"
+        ) from None
     with transaction.atomic():
         config, _ = UserConfig.objects.update_or_create(
             user=user,
