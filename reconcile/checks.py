@@ -16,11 +16,13 @@ from django.conf import settings
 
 from reconcile.kube.client import Kube
 from reconcile.kube.errors import (
+    NOT_KUBERNETES,
     TIMED_OUT,
     KubeconfigInvalid,
     KubeCredentials,
     KubeEgressRefused,
     KubeError,
+    KubeNotFound,
     KubePermanent,
     KubeTransient,
 )
@@ -97,6 +99,18 @@ def _failure(config: UserConfig, exc: KubeError) -> tuple[str, str]:
     return CheckStatus.UNREACHABLE, f"Cannot reach the cluster at {host}: {exc.message}."
 
 
+def _version(client: Kube) -> str:
+    """The reachability call: a 404 here means whatever answers is not a Kubernetes API server."""
+    try:
+        return client.version()
+    except KubeNotFound as exc:
+        raise KubePermanent(NOT_KUBERNETES, status=404, reason="NotKubernetes") from exc
+    except KubePermanent as exc:
+        if exc.kind_missing:
+            raise KubePermanent(NOT_KUBERNETES, status=404, reason="NotKubernetes") from exc
+        raise
+
+
 def _missing_permissions(config: UserConfig) -> list[str]:
     """The version call, then every access review in parallel, all within the check's budget.
     Raises the first KubeError; a budget overrun is a KubeTransient "connection timed out"."""
@@ -116,7 +130,7 @@ def _missing_permissions(config: UserConfig) -> list[str]:
             raise KubeTransient(TIMED_OUT, reason="CheckBudget")
 
     try:
-        finish([pool.submit(client.version)])
+        finish([pool.submit(_version, client)])
         reviews = [
             (verb, resource, group, pool.submit(client.can_i, verb, resource, group))
             for resource, group in MANAGED

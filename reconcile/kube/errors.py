@@ -164,7 +164,30 @@ UNAUTHORIZED = "unauthorized"
 FORBIDDEN = "forbidden"
 EGRESS_REFUSED = "refused by the egress policy"
 
-_REASON = re.compile(r"[A-Za-z]{1,40}")
+# The Status reasons Kubernetes defines (metav1.StatusReason): the only ones ever repeated.
+_REASONS = frozenset(
+    {
+        "Unauthorized",
+        "Forbidden",
+        "NotFound",
+        "AlreadyExists",
+        "Conflict",
+        "Gone",
+        "Invalid",
+        "ServerTimeout",
+        "StoreReadError",
+        "Timeout",
+        "TooManyRequests",
+        "BadRequest",
+        "MethodNotAllowed",
+        "NotAcceptable",
+        "RequestEntityTooLarge",
+        "UnsupportedMediaType",
+        "InternalError",
+        "Expired",
+        "ServiceUnavailable",
+    }
+)
 _VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"})
 _FORBIDDEN = re.compile(
     r'cannot ([a-z]{1,20}) resource "([a-z0-9][a-z0-9.-]{0,120})"'
@@ -173,9 +196,9 @@ _FORBIDDEN = re.compile(
 
 
 def _safe_reason(*candidates: object) -> str:
-    """The first candidate that looks like a Status reason (CamelCase word), else ""."""
+    """The first candidate that is a known Status reason, else ""."""
     for candidate in candidates:
-        if isinstance(candidate, str) and _REASON.fullmatch(candidate):
+        if isinstance(candidate, str) and candidate in _REASONS:
             return candidate
     return ""
 
