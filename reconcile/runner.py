@@ -75,16 +75,31 @@ def act(row: Resource, config: UserConfig | None, step: Step) -> Outcome:
     try:
         client = client_for(config)
         return step(row, client)
-    except KubeconfigInvalid as exc:
+    except KubeError as exc:
+        # Operators get the class, reason and status; users only the generic message (below).
+        logger.info(
+            "%s %s: %s (%s, status %s)",
+            type(row).__name__.lower(),
+            row.pk,
+            type(exc).__name__,
+            exc.reason,
+            exc.status,
+        )
+        return _outcome(exc)
+
+
+def _outcome(exc: KubeError) -> Outcome:
+    if isinstance(exc, KubeconfigInvalid):
         return engine.error_outcome(f"invalid kubeconfig: {_describe(exc)}", reason="kubeconfig")
-    except KubeCredentials as exc:
+    if isinstance(exc, KubeCredentials):
         return engine.error_outcome(_describe(exc), reason="forbidden")
-    except KubePermanent as exc:
+    if isinstance(exc, KubePermanent):
         return engine.error_outcome(_describe(exc), reason="rejected")
-    except KubeTransient as exc:
+    if isinstance(exc, KubeTransient):
         return Outcome(failed=True, message=f"transient: {_describe(exc)}", retry_in=exc.retry_after)
-    except KubeConflict as exc:
+    if isinstance(exc, KubeConflict):
         return Outcome(failed=True, message=f"conflict: {_describe(exc)}")
+    return Outcome(failed=True, message=_describe(exc))  # e.g. a KubeNotFound a step did not expect
 
 
 def reconcile(model: type[Resource], *, ids: list[Any] | None = None, limit: int | None = None) -> int:

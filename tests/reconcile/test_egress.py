@@ -574,3 +574,17 @@ def test_one_check_per_user_per_interval(settings) -> None:
     assert checks.schedule_later_check(user.pk, 1) is False  # already scheduled by the task above
     checks.release_later_check(user.pk)
     assert checks.schedule_later_check(user.pk, 1) is True
+
+
+@pytest.mark.django_db
+def test_a_new_egress_setting_gives_a_new_client(settings) -> None:
+    config = UserConfig(
+        user_id=987654, key=ConfigKey.KUBECONFIG, value=kubeconfig_for("https://k8s.example.test")
+    )
+    settings.KUBE_EGRESS_ALLOW_CIDRS = []
+    first = runner.client_for(config)
+    assert runner.client_for(config) is first and first.egress == NOTHING
+    settings.KUBE_EGRESS_ALLOW_CIDRS = ["127.0.0.0/8"]
+    second = runner.client_for(config)
+    assert second is not first and first.closed and second.egress == LOOPBACK
+    second.close()
