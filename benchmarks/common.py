@@ -62,6 +62,7 @@ def bench_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("FIELD_ENCRYPTION_KEYS", "YmVuY2htYXJrLW9ubHktZmllbGQta2V5LTAxMjM0NTY=")
     env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
     env.setdefault("SECURE_SSL_REDIRECT", "false")  # plain HTTP on loopback
+    env.setdefault("KUBE_EGRESS_ALLOW_CIDRS", "127.0.0.0/8")  # kubesim on loopback
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["BENCH_ENV_APPLIED"] = "1"
     return env

@@ -3,6 +3,7 @@
 With DEBUG off the app refuses to start unless SECRET_KEY and FIELD_ENCRYPTION_KEYS are set.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -253,6 +254,22 @@ KUBECONFIG_ALLOW_INSECURE_TLS = env.bool("KUBECONFIG_ALLOW_INSECURE_TLS", defaul
 KUBE_CONNECT_TIMEOUT = env.float("KUBE_CONNECT_TIMEOUT", default=3.0)
 KUBE_READ_TIMEOUT = env.float("KUBE_READ_TIMEOUT", default=10.0)
 KUBE_CLIENT_CACHE_SIZE = env.int("KUBE_CLIENT_CACHE_SIZE", default=100)
+# Egress policy of the workers' cluster connections (reconcile/kube/egress.py): public addresses only,
+# plus these networks (comma-separated CIDRs, e.g. "10.0.0.0/8,fd00::/8" for on-prem clusters). Tests
+# and `make run` allow 127.0.0.0/8 for kubesim. A bad CIDR stops the process at start.
+KUBE_EGRESS_ALLOW_CIDRS = [
+    str(ipaddress.ip_network(cidr.strip(), strict=False))
+    for cidr in env.list("KUBE_EGRESS_ALLOW_CIDRS", default=[])
+    if cidr.strip()
+]
+# The kubeconfig check: total time budget, its own (connect, read) timeouts, and at most one check
+# per user per KUBECONFIG_CHECK_INTERVAL_SECONDS (a save inside the window schedules one later check).
+KUBECONFIG_CHECK_BUDGET_SECONDS = env.float("KUBECONFIG_CHECK_BUDGET_SECONDS", default=15.0)
+KUBECONFIG_CHECK_TIMEOUTS = (
+    env.float("KUBECONFIG_CHECK_CONNECT_TIMEOUT", default=3.0),
+    env.float("KUBECONFIG_CHECK_READ_TIMEOUT", default=5.0),
+)
+KUBECONFIG_CHECK_INTERVAL_SECONDS = env.float("KUBECONFIG_CHECK_INTERVAL_SECONDS", default=30.0)
 
 # --- Sandbox and database defaults (the reference's values) ----------------------------------------
 RUNTIME_IMAGE = env.str("RUNTIME_IMAGE", default="docker.io/limbo2342/fullstack-web-runtime:sha-ca2470e")

@@ -145,8 +145,7 @@ def start_kubesim(
         str(ready_after),
         "--kubeconfig-out",
         kc_path,
-        "--token",
-        token,
+        f"--token={token}",  # a token may start with "-": not a separate argument
         "--namespace",
         "default",
     ]

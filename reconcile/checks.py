@@ -1,10 +1,32 @@
 """The kubeconfig check: is the cluster reachable, and may this kubeconfig manage everything Tenter
-creates in its namespace? Runs in the background after a save and periodically."""
+creates in its namespace? Runs in the background after a save and periodically.
 
+One check has a total time budget (KUBECONFIG_CHECK_BUDGET_SECONDS) and short timeouts of its own;
+the access reviews run in parallel. What it stores is a generic sentence: never text the remote end
+sent (it may not be a Kubernetes API server at all).
+"""
+
+import contextlib
 import logging
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
-from reconcile.kube.errors import KubeconfigInvalid, KubeCredentials, KubeError, KubeTransient
-from reconcile.runner import client_for
+import redis
+from django.conf import settings
+
+from reconcile.kube.client import Kube
+from reconcile.kube.errors import (
+    NOT_KUBERNETES,
+    TIMED_OUT,
+    KubeconfigInvalid,
+    KubeCredentials,
+    KubeEgressRefused,
+    KubeError,
+    KubeNotFound,
+    KubePermanent,
+    KubeTransient,
+)
+from reconcile.runner import egress_policy
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
 from userconfig.services import kubeconfig_record_check
 
@@ -20,6 +42,7 @@ MANAGED = [
     ("clusters", "apps.kubeblocks.io"),
 ]
 VERBS = ["create", "get", "patch", "delete"]
+PARALLEL_REVIEWS = 8
 
 
 def check_kubeconfig(user_id: int, *, record_unreachable: bool = True) -> tuple[str, str]:
@@ -37,25 +60,128 @@ def check_kubeconfig(user_id: int, *, record_unreachable: bool = True) -> tuple[
 
 
 def _check(config: UserConfig) -> tuple[str, str]:
-    namespace = config.namespace
     try:
-        client = client_for(config)
-        client.version()
-        missing = []
-        for resource, group in MANAGED:
-            for verb in VERBS:
-                allowed, _ = client.can_i(verb, resource, group)
-                if not allowed:
-                    missing.append(f"{verb} {resource}{'.' + group if group else ''}")
-    except KubeconfigInvalid as exc:
-        return CheckStatus.FAILED, f"The kubeconfig cannot be used: {exc.message}"
-    except KubeCredentials as exc:
-        return CheckStatus.FAILED, f"The cluster refused these credentials: {exc.message}"
-    except (KubeTransient, KubeError) as exc:
-        return CheckStatus.UNREACHABLE, f"Cannot reach the cluster at {config.server_host}: {exc.message}"
+        missing = _missing_permissions(config)
+    except KubeError as exc:
+        logger.info(
+            "kubeconfig check for user %s failed: %s (%s, status %s)",
+            config.user_id,
+            type(exc).__name__,
+            exc.reason,
+            exc.status,
+        )
+        return _failure(config, exc)
     if missing:
         return (
             CheckStatus.FAILED,
-            f"Missing permissions in namespace {namespace}: cannot {', '.join(missing)}.",
+            f"Missing permissions in namespace {config.namespace}: cannot {', '.join(missing)}.",
         )
-    return CheckStatus.OK, f"Can manage sandboxes in namespace {namespace}."
+    return CheckStatus.OK, f"Can manage sandboxes in namespace {config.namespace}."
+
+
+def _failure(config: UserConfig, exc: KubeError) -> tuple[str, str]:
+    """The stored result for a failed check: the gateway's generic message, never remote text."""
+    host = config.server_host
+    if isinstance(exc, KubeEgressRefused):
+        return CheckStatus.FAILED, f"The cluster address {host} is {exc.message}."
+    if isinstance(exc, KubeconfigInvalid):
+        return CheckStatus.FAILED, f"The kubeconfig cannot be used: {exc.message}"
+    if isinstance(exc, KubeCredentials) and exc.reason == "TLSVerifyFailed":
+        return (
+            CheckStatus.FAILED,
+            f"Cannot use the cluster at {host}: {exc.message} (check the kubeconfig's "
+            "certificate-authority-data and the server name).",
+        )
+    if isinstance(exc, KubeCredentials):
+        return CheckStatus.FAILED, f"The cluster refused these credentials: {exc.message}."
+    if isinstance(exc, KubePermanent):
+        return CheckStatus.FAILED, f"Cannot use the cluster at {host}: {exc.message}."
+    return CheckStatus.UNREACHABLE, f"Cannot reach the cluster at {host}: {exc.message}."
+
+
+def _version(client: Kube) -> str:
+    """The reachability call: a 404 here means whatever answers is not a Kubernetes API server."""
+    try:
+        return client.version()
+    except KubeNotFound as exc:
+        raise KubePermanent(NOT_KUBERNETES, status=404, reason="NotKubernetes") from exc
+    except KubePermanent as exc:
+        if exc.kind_missing:
+            raise KubePermanent(NOT_KUBERNETES, status=404, reason="NotKubernetes") from exc
+        raise
+
+
+def _missing_permissions(config: UserConfig) -> list[str]:
+    """The version call, then every access review in parallel, all within the check's budget.
+    Raises the first KubeError; a budget overrun is a KubeTransient "connection timed out"."""
+    deadline = time.monotonic() + float(settings.KUBECONFIG_CHECK_BUDGET_SECONDS)
+    connect, read = settings.KUBECONFIG_CHECK_TIMEOUTS
+    client = Kube(config.value, connect_timeout=connect, read_timeout=read, egress=egress_policy())
+    pool = ThreadPoolExecutor(max_workers=PARALLEL_REVIEWS, thread_name_prefix="kubeconfig-check")
+
+    def finish(futures: list[Future]) -> None:
+        done, pending = wait(
+            futures, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_EXCEPTION
+        )
+        for future in done:
+            if future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+        if pending:
+            raise KubeTransient(TIMED_OUT, reason="CheckBudget")
+
+    try:
+        finish([pool.submit(_version, client)])
+        reviews = [
+            (verb, resource, group, pool.submit(client.can_i, verb, resource, group))
+            for resource, group in MANAGED
+            for verb in VERBS
+        ]
+        finish([future for *_, future in reviews])
+        return [
+            f"{verb} {resource}{'.' + group if group else ''}"
+            for verb, resource, group, future in reviews
+            if not future.result()[0]
+        ]
+    finally:
+        # Requests still in flight end at their own read timeout; nobody waits for them.
+        pool.shutdown(wait=False, cancel_futures=True)
+        client.close()
+
+
+# --- the rate limit: at most one check per user per KUBECONFIG_CHECK_INTERVAL_SECONDS ---------------
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=2)
+
+
+def _key(user_id: object, what: str) -> str:
+    # The queue name keeps concurrent deployments (and test sessions) sharing one Redis apart.
+    return f"{settings.CELERY_TASK_DEFAULT_QUEUE}:kubeconfig-check:{what}:{user_id}"
+
+
+def take_check_slot(user_id: object) -> float:
+    """0.0 when this user's check may run now (the slot is now taken for the interval); otherwise the
+    seconds until it may. Fails open when Redis does not answer (the broker is Redis: rare)."""
+    interval_ms = max(1, int(float(settings.KUBECONFIG_CHECK_INTERVAL_SECONDS) * 1000))
+    try:
+        client = _redis()
+        if client.set(_key(user_id, "slot"), "1", nx=True, px=interval_ms):
+            return 0.0
+        return max(0.05, float(client.pttl(_key(user_id, "slot"))) / 1000)
+    except redis.RedisError as exc:
+        logger.warning("kubeconfig check rate limit unavailable: %s", type(exc).__name__)
+        return 0.0
+
+
+def schedule_later_check(user_id: object, delay: float) -> bool:
+    """Claim the one later check of this user (True: the caller schedules it; False: one already is)."""
+    try:
+        return bool(_redis().set(_key(user_id, "later"), "1", nx=True, px=max(1, int((delay + 60) * 1000))))
+    except redis.RedisError:
+        return False
+
+
+def release_later_check(user_id: object) -> None:
+    with contextlib.suppress(redis.RedisError):
+        _redis().delete(_key(user_id, "later"))

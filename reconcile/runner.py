@@ -1,7 +1,6 @@
 """Drive one kind of resource: claim due rows, build the owner's client, run a step, map errors."""
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from reconcile import sandbox as sandbox_steps
 from reconcile.engine import Outcome
 from reconcile.kube.cache import get_kube
 from reconcile.kube.client import Kube
+from reconcile.kube.egress import EgressPolicy
 from reconcile.kube.errors import (
     KubeconfigInvalid,
     KubeConflict,
@@ -35,13 +35,20 @@ Step = Callable[[Any, Kube], Outcome]
 STEPS: dict[type[Resource], Step] = {Sandbox: sandbox_steps.step, Database: database_steps.step}
 
 
+def egress_policy() -> EgressPolicy:
+    """The workers' egress policy: public addresses plus KUBE_EGRESS_ALLOW_CIDRS."""
+    return EgressPolicy.from_cidrs(settings.KUBE_EGRESS_ALLOW_CIDRS)
+
+
 def client_for(config: UserConfig) -> Kube:
-    """The owner's cached gateway client, with the timeouts and the cache size from the settings."""
+    """The owner's cached gateway client, with the timeouts, the cache size and the egress policy
+    from the settings."""
     return get_kube(
         config.user_id,
         config.value,
         timeouts=(settings.KUBE_CONNECT_TIMEOUT, settings.KUBE_READ_TIMEOUT),
         max_clients=settings.KUBE_CLIENT_CACHE_SIZE,
+        egress=egress_policy(),
     )
 
 
@@ -51,22 +58,9 @@ def _kubeconfigs(rows: list[Resource]) -> dict[int, UserConfig]:
     return {c.user_id: c for c in configs}
 
 
-_FORBIDDEN = re.compile(
-    r'cannot (\w+) resource "([\w.-]+)"(?: in API group "[^"]*")?(?: in the namespace "([^"]+)")?'
-)
-
-
 def _describe(exc: KubeError) -> str:
-    return exc.message or str(exc)
-
-
-def _forbidden(exc: KubeError) -> str:
-    """'forbidden: cannot create statefulsets in namespace ns-x' from the apiserver's longer sentence."""
-    match = _FORBIDDEN.search(_describe(exc))
-    if exc.status == 403 and match:
-        verb, resource, namespace = match.groups()
-        return f"forbidden: cannot {verb} {resource}" + (f" in namespace {namespace}" if namespace else "")
-    return f"{'forbidden' if exc.status == 403 else 'unauthorized'}: {_describe(exc)}"
+    """The error as shown on the resource: the gateway's generic class, never remote text."""
+    return exc.message or exc.reason or "Kubernetes request failed"
 
 
 def _unusable(row: Resource, config: UserConfig | None) -> str | None:
@@ -113,16 +107,31 @@ def _step(row: Resource, config: UserConfig, step: Step) -> Outcome:
     try:
         client = client_for(config).for_step(row.k8s_namespace, settings.RECONCILE_STEP_BUDGET_SECONDS)
         return step(row, client)
-    except KubeconfigInvalid as exc:
+    except KubeError as exc:
+        # Operators get the class, reason and status; users only the generic message (below).
+        logger.info(
+            "%s %s: %s (%s, status %s)",
+            type(row).__name__.lower(),
+            row.pk,
+            type(exc).__name__,
+            exc.reason,
+            exc.status,
+        )
+        return _outcome(exc)
+
+
+def _outcome(exc: KubeError) -> Outcome:
+    if isinstance(exc, KubeconfigInvalid):
         return engine.error_outcome(f"invalid kubeconfig: {_describe(exc)}", reason="kubeconfig")
-    except KubeCredentials as exc:
-        return engine.error_outcome(_forbidden(exc), reason="forbidden")
-    except KubePermanent as exc:
+    if isinstance(exc, KubeCredentials):
+        return engine.error_outcome(_describe(exc), reason="forbidden")
+    if isinstance(exc, KubePermanent):
         return engine.error_outcome(_describe(exc), reason="rejected")
-    except KubeTransient as exc:
+    if isinstance(exc, KubeTransient):
         return Outcome(failed=True, message=f"transient: {_describe(exc)}", retry_in=exc.retry_after)
-    except KubeConflict as exc:
+    if isinstance(exc, KubeConflict):
         return Outcome(failed=True, message=f"conflict: {_describe(exc)}")
+    return Outcome(failed=True, message=_describe(exc))  # e.g. a KubeNotFound a step did not expect
 
 
 def reconcile(model: type[Resource], *, ids: list[Any] | None = None, limit: int | None = None) -> int:

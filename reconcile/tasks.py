@@ -42,7 +42,17 @@ CHECK_RETRIES = 3
 
 
 @shared_task(name="reconcile.check_kubeconfig", ignore_result=True, bind=True, max_retries=CHECK_RETRIES)
-def check_kubeconfig_task(self: Any, user_id: str) -> None:
+def check_kubeconfig_task(self: Any, user_id: str, scheduled: bool = False) -> None:
+    """One check of a user's kubeconfig, at most one per user per KUBECONFIG_CHECK_INTERVAL_SECONDS:
+    inside the window, one later check is scheduled for when it ends (however many saves asked)."""
+    if scheduled:
+        checks.release_later_check(user_id)
+    if self.request.retries == 0:  # the retries below belong to a check that took its slot
+        wait = checks.take_check_slot(user_id)
+        if wait > 0:
+            if checks.schedule_later_check(user_id, wait):
+                check_kubeconfig_task.apply_async((user_id,), {"scheduled": True}, countdown=wait + 0.1)
+            return
     last_try = self.request.retries >= CHECK_RETRIES
     status, _ = checks.check_kubeconfig(int(user_id), record_unreachable=last_try)
     if status == CheckStatus.UNREACHABLE and not last_try:

@@ -118,6 +118,9 @@ def embedded_redis() -> str:
     return f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
 
 
+LOOPBACK_CIDRS = "127.0.0.0/8"
+
+
 def ensure_services() -> dict[str, str]:
     env = dict(os.environ)
     if not env.get("DATABASE_URL"):
@@ -128,6 +131,9 @@ def ensure_services() -> dict[str, str]:
     if not env.get("REDIS_URL"):
         env["REDIS_URL"] = "redis://127.0.0.1:6379/0" if answers("127.0.0.1", 6379) else embedded_redis()
     env["PYTHONUNBUFFERED"] = "1"
+    # kubesim listens on 127.0.0.1: `make run`, `make test` and `make bench` allow loopback explicitly
+    # in the workers' egress policy (the production default allows nothing private).
+    env.setdefault("KUBE_EGRESS_ALLOW_CIDRS", LOOPBACK_CIDRS)
     return env
 
 

@@ -15,6 +15,8 @@ from userconfig import services as userconfig_services
 
 # Kicks sent by services during tests go to a queue of this test session, purged at the end.
 os.environ.setdefault("CELERY_QUEUE", f"tenter-test-{uuid.uuid4().hex[:8]}")
+# kubesim listens on 127.0.0.1: the tests allow loopback explicitly (production allows nothing private).
+os.environ.setdefault("KUBE_EGRESS_ALLOW_CIDRS", "127.0.0.0/8")
 
 pytest_plugins = ["kubesim.testing"]
 WORKER = {"started": False}

@@ -14,7 +14,7 @@ from core.audit import Actor
 from core.errors import NotFound, ValidationFailed
 from core.inputs import check_text
 from core.reports import Report
-from reconcile.kube import kubeconfig
+from reconcile.kube import egress, kubeconfig
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
 AGENT_FIELDS = {
@@ -28,9 +28,17 @@ AGENT_FIELDS = {
 def kubeconfig_parse(text: str) -> kubeconfig.KubeconfigInfo:
     """What an uploaded kubeconfig says (no network), or a ValidationFailed with the reason and its code."""
     try:
-        return kubeconfig.parse(text, allow_insecure_tls=settings.KUBECONFIG_ALLOW_INSECURE_TLS)
+        info = kubeconfig.parse(text, allow_insecure_tls=settings.KUBECONFIG_ALLOW_INSECURE_TLS)
     except kubeconfig.KubeconfigError as exc:
         raise ValidationFailed(f"Unusable kubeconfig: {exc}.", code=exc.code) from None
+    try:
+        # Literal addresses and local names now; the workers vet every address again at connect time.
+        egress.EgressPolicy.from_cidrs(settings.KUBE_EGRESS_ALLOW_CIDRS).check_url(info.server)
+    except egress.EgressRefused as exc:
+        raise ValidationFailed(
+            f"Unusable kubeconfig: the server {info.server_host} is {exc}.", code="egress_refused"
+        ) from None
+    return info
 
 
 def kubeconfig_save(*, user: User, text: str, actor: Actor) -> UserConfig:

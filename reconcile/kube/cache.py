@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 
 from reconcile.kube.client import CONNECT_TIMEOUT, READ_TIMEOUT, Kube
+from reconcile.kube.egress import EgressPolicy
 
 CLIENT_CACHE_SIZE = 100
 
@@ -29,23 +30,32 @@ def get_kube(
     *,
     timeouts: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
     max_clients: int = CLIENT_CACHE_SIZE,
+    egress: EgressPolicy | None = None,
 ) -> Kube:
     """The cached client of this user for this kubeconfig (built on first use).
 
-    Keyed by (user, sha256 of the text): a new kubeconfig for the same user (or new timeouts)
-    replaces and closes the old client. Least recently used clients are closed beyond `max_clients`.
+    Keyed by (user, sha256 of the text): a new kubeconfig for the same user (or new timeouts, or a
+    new egress policy) replaces and closes the old client. Least recently used clients are closed
+    beyond `max_clients`.
     """
     key = str(user_id)
     digest = kubeconfig_hash(kubeconfig_text)
     timeouts = (float(timeouts[0]), float(timeouts[1]))
+    egress = egress if egress is not None else EgressPolicy()
     stale: list[Kube] = []
     with _cache_lock:
         entry = _cache.get(key)
-        if entry is not None and entry[0] == digest and entry[1].timeouts == timeouts and not entry[1].closed:
+        if (
+            entry is not None
+            and entry[0] == digest
+            and entry[1].timeouts == timeouts
+            and entry[1].egress == egress
+            and not entry[1].closed
+        ):
             _cache.move_to_end(key)
             return entry[1]
         # may raise KubeconfigInvalid: the old entry stays until replaced
-        kube = Kube(kubeconfig_text, connect_timeout=timeouts[0], read_timeout=timeouts[1])
+        kube = Kube(kubeconfig_text, connect_timeout=timeouts[0], read_timeout=timeouts[1], egress=egress)
         if entry is not None:
             stale.append(entry[1])
         _cache[key] = (digest, kube)

@@ -24,16 +24,18 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from reconcile.kube import kubeconfig
+from reconcile.kube.egress import EgressPolicy
 from reconcile.kube.errors import (
+    NOT_KUBERNETES,
     KubeconfigInvalid,
     KubeConflict,
     KubeError,
     KubeNotFound,
     KubePermanent,
     KubeTransient,
-    shorten,
     translate_errors,
 )
+from reconcile.kube.transport import egress_pool_manager
 
 # Defaults of the (connect, read) timeouts in seconds; the reconcilers pass the configured ones.
 CONNECT_TIMEOUT = 3.0
@@ -110,7 +112,11 @@ def _retry_at_once(exc: KubeTransient) -> bool:
 
 
 class Kube:
-    """A client for one kubeconfig, working in its current context's namespace."""
+    """A client for one kubeconfig, working in its current context's namespace.
+
+    Every connection goes through `egress` (default: public addresses only), checked at connect
+    time on the address actually connected to (`reconcile.kube.transport`).
+    """
 
     def __init__(
         self,
@@ -118,12 +124,14 @@ class Kube:
         *,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
+        egress: EgressPolicy | None = None,
     ) -> None:
         data, info = _load_yaml(kubeconfig_text)
         self.info = info
         self.namespace = info.namespace
         self.timeouts = (float(connect_timeout), float(read_timeout))
         self.deadline: float | None = None  # time.monotonic() by which a step's requests must be done
+        self.egress = egress if egress is not None else EgressPolicy()
         configuration = k8s_client.Configuration()
         configuration.retries = False  # urllib3 must not retry behind our back (read when the pool is built)
         try:
@@ -133,10 +141,14 @@ class Kube:
         except KubeError:
             raise
         except Exception as exc:  # the loader raises ConfigException, ValueError, binascii.Error...
+            # (its text may quote the kubeconfig's secrets: name the kind of failure only)
             raise KubeconfigInvalid(
-                f"cannot build a client from the kubeconfig: {shorten(exc, 300)}"
+                f"cannot build a client from the kubeconfig ({type(exc).__name__})"
             ) from exc
         self.api_client.configuration.retries = False
+        rest = self.api_client.rest_client
+        built, rest.pool_manager = rest.pool_manager, egress_pool_manager(rest.pool_manager, self.egress)
+        built.clear()
         self.core = k8s_client.CoreV1Api(self.api_client)
         self.apps = k8s_client.AppsV1Api(self.api_client)
         self.networking = k8s_client.NetworkingV1Api(self.api_client)
@@ -205,10 +217,7 @@ class Kube:
         try:
             return json.loads(raw)
         except ValueError:
-            raise KubeTransient(
-                f"the API server sent a response that is not JSON: {shorten(raw[:200])}",
-                reason="BadResponse",
-            ) from None
+            raise KubePermanent(NOT_KUBERNETES, reason="NotKubernetes") from None
 
     def _kind(self, kind: str) -> _Builtin | _Custom:
         try:
