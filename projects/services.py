@@ -17,6 +17,7 @@ from core import kick as kicks
 from core.audit import Actor
 from core.errors import Conflict, InvalidState, KubeconfigRequired, NotFound, ValidationFailed
 from core.inputs import check_text, fullmatch
+from core.reports import plural
 from core.text import text_problem
 from projects import status
 from projects.models import (
@@ -532,9 +533,11 @@ def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
         for row in model.objects.filter(elsewhere).only("k8s_namespace", "k8s_name", "k8s_server")[:50]
     ]
     if stranded:
+        shown = "; ".join(stranded[:3]) + (f"; and {len(stranded) - 3} more" if len(stranded) > 3 else "")
         raise Conflict(
             f"This kubeconfig is for namespace {info.namespace} on {info.server_host}, but "
-            f"{len(stranded)} resource(s) still live elsewhere; delete their projects first.",
+            f"{plural(len(stranded), 'resource')} still live{'s' if len(stranded) == 1 else ''} where the "
+            f"current one points ({shown}); delete their projects first.",
             code="kubeconfig_would_strand",
             details={"resources": stranded},
         )

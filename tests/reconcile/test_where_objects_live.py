@@ -54,6 +54,10 @@ def test_a_kubeconfig_for_another_namespace_is_refused_while_resources_live_ther
         assert response.status_code == 409
         body = response.json()
         assert body["code"] == "kubeconfig_would_strand"
+        assert (
+            f"1 resource still lives where the current one points (sandbox {kube_namespace}/"
+            in body["message"]
+        )
         assert body["details"]["resources"] == [f"sandbox {kube_namespace}/{sandbox.k8s_name} on 127.0.0.1"]
         stored = UserConfig.objects.get(user=cluster_user, key=ConfigKey.KUBECONFIG)
         assert stored.namespace == kube_namespace  # nothing already stored is lost
