@@ -66,10 +66,6 @@ def _model(resources: Any, model: Any) -> Any:
     return model or resources.model
 
 
-def _noun(model: type[Resource]) -> str:
-    return model.resource_kind
-
-
 # --- lease and scheduling (no status change) ------------------------------------------------------
 
 
@@ -79,7 +75,7 @@ def reconcile_now(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, mod
     A row whose lease is held is made due as well; it runs when that lease ends.
     """
     model = _model(resources, model)
-    report = Report(_noun(model), "queued for reconcile")
+    report = Report(model.resource_kind, "queued for reconcile")
     ids = _ids(resources)
     now = timezone.now()
     with transaction.atomic():
@@ -109,7 +105,7 @@ def release_lease(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, mod
     Transitional rows are kicked.
     """
     model = _model(resources, model)
-    report = Report(_noun(model), "released")
+    report = Report(model.resource_kind, "released")
     ids = _ids(resources)
     now = timezone.now()
     with transaction.atomic():
@@ -209,7 +205,7 @@ def retry(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, model: Any 
         ids=_ids(resources),
         actor=actor,
         action="retry",
-        report=Report(_noun(model), "retried"),
+        report=Report(model.resource_kind, "retried"),
         target_for=target_for,
     )
 
@@ -228,7 +224,7 @@ def stop(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, model: Any =
         ids=_ids(resources),
         actor=actor,
         action="stop",
-        report=Report(_noun(model), "stopping"),
+        report=Report(model.resource_kind, "stopping"),
         target_for=target_for,
     )
 
@@ -256,7 +252,7 @@ def delete(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, model: Any
         ids=_ids(resources),
         actor=actor,
         action="delete",
-        report=Report(_noun(model), "marked for deletion"),
+        report=Report(model.resource_kind, "marked for deletion"),
         target_for=target_for,
         after=after,
     )
