@@ -298,6 +298,7 @@ CELERY_BEAT_SCHEDULE = {
     # Deadlines, drift and orphans: slower, reads every stable row once a minute at most.
     "sweep-deadlines": {"task": "reconcile.sweep_deadlines", "schedule": 15.0, "options": {"expires": 30}},
     "sweep-drift": {"task": "reconcile.sweep_drift", "schedule": 60.0, "options": {"expires": 120}},
+    "sweep-idle": {"task": "reconcile.sweep_idle", "schedule": 60.0, "options": {"expires": 120}},
     # Lists each namespace's Tenter objects (4 calls per user): every 5 minutes is plenty.
     "sweep-orphans": {"task": "reconcile.sweep_orphans", "schedule": 300.0, "options": {"expires": 600}},
     "check-kubeconfigs": {

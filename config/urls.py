@@ -19,6 +19,11 @@ api_v1 = [
     path("projects/<str:project_id>/start", project_api.ProjectStartApi.as_view(), name="project-start"),
     path("projects/<str:project_id>/stop", project_api.ProjectStopApi.as_view(), name="project-stop"),
     path("projects/<str:project_id>/retry", project_api.ProjectRetryApi.as_view(), name="project-retry"),
+    path(
+        "projects/<str:project_id>/idle-stop",
+        project_api.ProjectIdleStopApi.as_view(),
+        name="project-idle-stop",
+    ),
     path("projects/<str:project_id>/env", project_api.EnvApi.as_view(), name="project-env"),
     path("projects/<str:project_id>/env/<str:key>", project_api.EnvKeyApi.as_view(), name="project-env-key"),
     path("projects/<str:project_id>/databases", project_api.DatabaseListApi.as_view(), name="databases"),
@@ -35,6 +40,11 @@ api_v1 = [
     path("projects/<str:project_id>/events", project_api.EventListApi.as_view(), name="project-events"),
     path("projects/<str:project_id>/tasks", project_api.TaskListApi.as_view(), name="project-tasks"),
     path("sandboxes/<str:sandbox_id>", sandbox_api.SandboxDetailApi.as_view(), name="sandbox"),
+    path(
+        "sandboxes/<str:sandbox_id>/heartbeat",
+        sandbox_api.SandboxHeartbeatApi.as_view(),
+        name="sandbox-heartbeat",
+    ),
     path(
         "sandboxes/<str:sandbox_id>/terminal",
         sandbox_api.SandboxTerminalApi.as_view(),
@@ -64,6 +74,8 @@ dashboard = [
     path("projects/<uuid:project_id>/stop", project_views.project_action, {"action": "stop"}, name="stop"),
     path("projects/<uuid:project_id>/retry", project_views.project_action, {"action": "retry"}, name="retry"),
     path("projects/<uuid:project_id>/delete", project_views.project_delete, name="delete"),
+    path("projects/<uuid:project_id>/keep-running", project_views.keep_running, name="keep-running"),
+    path("projects/<uuid:project_id>/idle-stop", project_views.idle_stop_save, name="idle-stop"),
     path("projects/<uuid:project_id>/env", project_views.env_save, name="env-save"),
     path("projects/<uuid:project_id>/env/<str:key>/delete", project_views.env_delete, name="env-delete"),
     path("projects/<uuid:project_id>/env/<str:key>/reveal", project_views.env_reveal, name="env-reveal"),

@@ -108,6 +108,7 @@ class ProjectOutput(OutputSerializer):
             "description",
             "status",
             "status_changed_at",
+            "idle_stop_minutes",
             "allowed_actions",
             "sandboxes",
             "databases",
@@ -256,6 +257,26 @@ class ProjectStartApi(_ProjectActionApi):
 
 class ProjectStopApi(_ProjectActionApi):
     action_name = "stop"
+
+
+class ProjectIdleStopApi(APIView):
+    class IdleStopSerializer(StrictSerializer):
+        minutes = serializers.IntegerField(
+            allow_null=True,
+            min_value=0,
+            max_value=services.IDLE_STOP_MAX_MINUTES,
+            help_text="Minutes without activity before the sandbox stops; 0 = never; null = the default.",
+        )
+
+    @extend_schema(request=IdleStopSerializer, responses=ProjectOutput)
+    def put(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        data = self.IdleStopSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.idle_stop_set(
+            project=project, minutes=data.validated_data["minutes"], actor=actor_for(request)
+        )
+        return Response(_detail(project))
 
 
 class ProjectRetryApi(_ProjectActionApi):

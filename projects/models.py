@@ -34,6 +34,9 @@ class Project(models.Model):
     github_repo_full_name = models.CharField(max_length=200, blank=True, default="")
     github_repo_id = models.BigIntegerField(null=True, blank=True)
     github_default_branch = models.CharField(max_length=200, blank=True, default="")
+    # Stop the sandbox after this many minutes without activity: None = the default (IDLE_STOP_MINUTES),
+    # 0 = never.
+    idle_stop_minutes = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -5,7 +5,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Min, Prefetch, Q, QuerySet
+from django.db.models import (
+    Count,
+    DateTimeField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    Prefetch,
+    Q,
+    QuerySet,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -273,3 +285,22 @@ def operations_overview(
         "kubeconfig_counts": [(s.label, s.value, kubeconfig_counts.get(s.value, 0)) for s in CheckStatus],
         "deadlines": settings.STATUS_DEADLINES,
     }
+
+
+def idle_candidates(*, limit: int = 100, now: datetime | None = None) -> list[Any]:
+    """Projects with a RUNNING sandbox idle past the project's timeout (or the default one), oldest
+    activity first. A candidate only: `services.stop_if_idle` decides under the project's lock."""
+    now = now or timezone.now()
+    minutes = Coalesce(F("project__idle_stop_minutes"), Value(int(settings.IDLE_STOP_MINUTES)))
+    last_seen = Coalesce("last_activity_at", "status_changed_at")
+    idle_after = ExpressionWrapper(minutes * Value(timedelta(minutes=1)), output_field=DurationField())
+    rows = (
+        Sandbox.objects.filter(status=ResourceStatus.RUNNING, project__status="RUNNING")
+        .annotate(timeout_minutes=minutes, last_seen=last_seen)
+        .filter(timeout_minutes__gt=0)
+        .annotate(stops_at=ExpressionWrapper(F("last_seen") + idle_after, output_field=DateTimeField()))
+        .filter(stops_at__lte=now)
+        .order_by("last_seen")
+        .values_list("project_id", flat=True)[:limit]
+    )
+    return list(dict.fromkeys(rows))

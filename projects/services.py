@@ -2,15 +2,19 @@
 each; the cluster is never called here: the services record intent and kick the reconciler after
 commit."""
 
+import hmac
 import re
 import secrets
 import string
+import uuid
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
+from django.utils import timezone
 
 from core import audit
 from core import kick as kicks
@@ -101,6 +105,8 @@ def _system_env() -> list[tuple[str, str, str, bool]]:
             False,
         ),
         ("FILE_BROWSER_PASSWORD", _random(alnum, 16), EnvCategory.FILE_BROWSER, True),
+        # What the sandbox sends to POST /api/v1/sandboxes/{id}/heartbeat to say someone is working.
+        (HEARTBEAT_TOKEN, _random(alnum, 32), EnvCategory.AUTH, True),
     ]
 
 
@@ -238,6 +244,105 @@ def project_stop(*, project: Project, actor: Actor) -> Project:
         audit.record(actor, "project.stop", project)
     project.refresh_from_db()
     return project
+
+
+# --- activity and idle stop --------------------------------------------------------------------------
+
+HEARTBEAT_TOKEN = "TENTER_HEARTBEAT_TOKEN"
+ACTIVITY_GRANULARITY = timedelta(seconds=60)  # at most one activity write a minute per sandbox
+IDLE_STOP_MAX_MINUTES = 7 * 24 * 60
+
+
+def idle_timeout(project: Project) -> timedelta | None:
+    """How long the project's sandbox may sit without activity before it is stopped (None: never)."""
+    minutes = project.idle_stop_minutes
+    if minutes is None:
+        minutes = settings.IDLE_STOP_MINUTES
+    return timedelta(minutes=minutes) if minutes and minutes > 0 else None
+
+
+def idle_stop_set(*, project: Project, minutes: Any, actor: Actor) -> Project:
+    """The project's own idle timeout: None = the default (IDLE_STOP_MINUTES), 0 = never."""
+    valid = minutes is None or (type(minutes) is int and 0 <= minutes <= IDLE_STOP_MAX_MINUTES)
+    if not valid:
+        raise ValidationFailed(
+            f"Idle stop must be a number of minutes from 0 (never) to {IDLE_STOP_MAX_MINUTES}, or null.",
+            code="invalid_idle_stop",
+        )
+    Project.objects.filter(pk=project.pk).update(idle_stop_minutes=minutes, updated_at=timezone.now())
+    project.idle_stop_minutes = minutes
+    audit.record(actor, "project.idle_stop", project, minutes=minutes)
+    return project
+
+
+def _bump(rows: QuerySet[Sandbox], *, force: bool = False) -> int:
+    now = timezone.now()
+    if not force:
+        rows = rows.filter(
+            Q(last_activity_at__isnull=True) | Q(last_activity_at__lt=now - ACTIVITY_GRANULARITY)
+        )
+    return rows.update(last_activity_at=now)
+
+
+def record_activity(*, project: Project, force: bool = False) -> int:
+    """Someone is using the project (dashboard, API, terminal, files): push back its idle stop. Cheap:
+    one UPDATE that writes at most once a minute per sandbox (`force`: always, for "keep running")."""
+    running = (ResourceStatus.RUNNING, ResourceStatus.STARTING)
+    return _bump(Sandbox.objects.filter(project_id=project.pk, status__in=running), force=force)
+
+
+def heartbeat(*, sandbox_id: Any, token: str) -> None:
+    """A heartbeat from inside a sandbox (the runtime, an agent, an attached terminal), authenticated by
+    its project's TENTER_HEARTBEAT_TOKEN. Unknown sandbox or wrong token: not found, alike."""
+    sandbox = None
+    if _is_uuid(sandbox_id):
+        sandbox = Sandbox.objects.filter(pk=sandbox_id).only("id", "project_id").first()
+    expected = None
+    if sandbox is not None:
+        expected = Environment.objects.filter(project_id=sandbox.project_id, key=HEARTBEAT_TOKEN).first()
+    if (
+        sandbox is None
+        or expected is None
+        or not hmac.compare_digest(expected.value.encode(), token.encode())
+    ):
+        raise NotFound("Sandbox not found.")
+    _bump(Sandbox.objects.filter(pk=sandbox.pk))
+
+
+def stop_if_idle(*, project_id: Any, actor: Actor) -> bool:
+    """Stop a RUNNING project whose sandboxes have all been idle past its timeout, deciding under the
+    project's lock so that activity or a user's action in the meantime wins. True when stopped."""
+    with transaction.atomic():
+        project = lock_project(project_id)
+        if project is None or project.status != ProjectStatus.RUNNING:
+            return False
+        timeout = idle_timeout(project)
+        resources = _resources(project, lock=True)
+        sandboxes = [r for r in resources if isinstance(r, Sandbox)]
+        refusal = status.stop_refusal(project.status, [r.status for r in resources])
+        if timeout is None or not sandboxes or refusal:
+            return False
+        last = max(s.last_activity_at or s.status_changed_at for s in sandboxes)
+        if timezone.now() - last < timeout:
+            return False
+        minutes = round(timeout.total_seconds() / 60)
+        _move(
+            resources,
+            {"RUNNING": "STOPPING"},
+            actor=actor,
+            reason="idle",
+            message=f"Stopped after {minutes} min without activity.",
+        )
+        audit.record(actor, "project.stop", project, reason="idle", idle_minutes=minutes)
+    return True
+
+
+def _is_uuid(value: Any) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def project_retry(*, project: Project, actor: Actor) -> Project:

@@ -5,6 +5,7 @@ the HTML: the owner reveals them through small POST endpoints that are audited."
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -172,6 +173,26 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "waiting": _waiting(sandbox),
         "transitional": project.status in TRANSITIONAL or any(r.is_transitional for r in resources),
         "events": list(selectors.events_for(project=project, limit=TIMELINE_LIMIT)),
+        "idle": _idle(project, sandbox),
+    }
+
+
+IDLE_CHOICES = (15, 30, 60, 120, 240, 480, 1440)
+
+
+def _idle(project: Project, sandbox: Sandbox | None) -> dict[str, Any]:
+    """The idle stop as the page shows it: the timeout, and when a running sandbox will stop."""
+    timeout = services.idle_timeout(project)
+    stops_at = None
+    if timeout and sandbox is not None and sandbox.status == "RUNNING":
+        stops_at = (sandbox.last_activity_at or sandbox.status_changed_at) + timeout
+    own = project.idle_stop_minutes
+    return {
+        "minutes": round(timeout.total_seconds() / 60) if timeout else 0,
+        "stops_at": stops_at,
+        "own": own,
+        "default": round(settings.IDLE_STOP_MINUTES),
+        "choices": sorted({*IDLE_CHOICES, *([own] if own else [])}),
     }
 
 
@@ -197,7 +218,33 @@ def _render_detail(
 @login_required
 @require_GET
 def project_detail(request: HttpRequest, project_id: UUID) -> HttpResponse:
-    return _render_detail(request, _project(request, project_id))
+    project = _project(request, project_id)
+    if services.record_activity(project=project):  # a visit counts (the page's poller does not)
+        project = _project(request, project_id)  # show the new idle deadline (at most once a minute)
+    return _render_detail(request, project)
+
+
+@login_required
+@require_POST
+def keep_running(request: HttpRequest, project_id: UUID) -> HttpResponse:
+    project = _project(request, project_id)
+    services.record_activity(project=project, force=True)
+    messages.success(request, "Kept running: the idle timer starts again now.")
+    return redirect(_detail_url(project.pk))
+
+
+@login_required
+@require_POST
+def idle_stop_save(request: HttpRequest, project_id: UUID) -> HttpResponse:
+    project = _project(request, project_id)
+    raw = request.POST.get("minutes", "default")
+    try:
+        minutes = None if raw == "default" else int(raw)
+        services.idle_stop_set(project=project, minutes=minutes, actor=actor_for(request))
+        messages.success(request, "Idle stop saved.")
+    except (ValueError, ServiceError) as exc:
+        messages.error(request, getattr(exc, "message", "Choose a number of minutes."))
+    return redirect(_detail_url(project.pk))
 
 
 @login_required
@@ -327,11 +374,13 @@ def _terminal_url(request: HttpRequest, project: Project) -> str | None:
 @login_required
 @require_POST
 def terminal_reveal(request: HttpRequest, project_id: UUID) -> JsonResponse:
-    url = _terminal_url(request, _project(request, project_id))
+    project = _project(request, project_id)
+    url = _terminal_url(request, project)
     if url is None:
         return JsonResponse(
             {"code": "invalid_state", "message": "The terminal is not available."}, status=409
         )
+    services.record_activity(project=project)
     return secret_json({"url": url})
 
 
@@ -345,6 +394,7 @@ def terminal_open(request: HttpRequest, project_id: UUID) -> HttpResponse:
     if url is None:
         messages.error(request, "The terminal is not available for this project yet.")
         return redirect(_detail_url(project.pk))
+    services.record_activity(project=project)
     return HttpResponseRedirect(url)
 
 
@@ -357,6 +407,7 @@ def filebrowser_reveal(request: HttpRequest, project_id: UUID) -> JsonResponse:
         return JsonResponse({"code": "invalid_state", "message": "This project has no sandbox."}, status=409)
     credentials = selectors.filebrowser_credentials(sandbox)
     audit.record(actor_for(request), "reveal.filebrowser", sandbox)
+    services.record_activity(project=project)
     return secret_json({"url": sandbox.filebrowser_url, **credentials})
 
 

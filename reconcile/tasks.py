@@ -9,6 +9,9 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from core.audit import RECONCILER
+from projects.selectors import idle_candidates
+from projects.services import stop_if_idle
 from reconcile import checks, runner
 from sandboxes.models import Database, Sandbox, past_deadline_q
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
@@ -109,3 +112,15 @@ def sweep_orphans_task() -> None:
             drift.find_orphans(config)
         except Exception as exc:  # one user's cluster must not stop the others
             logger.warning("orphan sweep failed for user %s: %s", config.user_id, exc.__class__.__name__)
+
+
+IDLE_SWEEP_PROJECTS = 100
+
+
+@shared_task(name="reconcile.sweep_idle", ignore_result=True)
+def sweep_idle_task() -> None:
+    """Stop running projects idle past their timeout (settings.IDLE_STOP_MINUTES, or the project's own);
+    each is decided again under its lock, so activity or a user's action in the meantime wins."""
+    for project_id in idle_candidates(limit=IDLE_SWEEP_PROJECTS):
+        if stop_if_idle(project_id=project_id, actor=RECONCILER):
+            logger.info("project %s stopped after its idle timeout", project_id)

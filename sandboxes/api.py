@@ -1,7 +1,10 @@
 """Sandbox state and the owner-only reveals (terminal URL, database connection). Reveals are audited."""
 
+from typing import Any
+
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,6 +13,7 @@ from core import audit
 from core.audit import actor_for
 from core.errors import InvalidState
 from projects import selectors
+from projects import services as project_services
 from projects.api import SandboxOutput
 from userconfig.auth import current_user
 
@@ -20,6 +24,24 @@ class SandboxDetailApi(APIView):
         return Response(
             SandboxOutput(selectors.sandbox_get(user=current_user(request), sandbox_id=sandbox_id)).data
         )
+
+
+class SandboxHeartbeatApi(APIView):
+    """Called from inside the sandbox with its project's TENTER_HEARTBEAT_TOKEN: someone is working."""
+
+    authentication_classes: list[Any] = []  # the sandbox's own token, not a user's
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=None,
+        responses={204: None},
+        description="Authorization: Bearer <TENTER_HEARTBEAT_TOKEN>. Pushes back the idle stop.",
+    )
+    def post(self, request: Request, sandbox_id: str) -> Response:
+        header = request.headers.get("Authorization", "")
+        token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else ""
+        project_services.heartbeat(sandbox_id=sandbox_id, token=token)
+        return Response(status=204)
 
 
 class SandboxTerminalApi(APIView):

@@ -26,7 +26,13 @@ def test_create_records_intent_and_returns_202_with_sandbox(api, kubeconfig):
     assert sandbox["k8s_name"].startswith("my-app-") and len(sandbox["k8s_name"]) == len("my-app-") + 8
     assert sandbox["public_url"] == f"https://{sandbox['k8s_name']}-app.k8s.example.test"
     env = {e["key"]: e for e in body["environment"]}
-    assert set(env) == {"TTYD_ACCESS_TOKEN", "FILE_BROWSER_USERNAME", "FILE_BROWSER_PASSWORD"}
+    assert set(env) == {
+        "TTYD_ACCESS_TOKEN",
+        "FILE_BROWSER_USERNAME",
+        "FILE_BROWSER_PASSWORD",
+        "TENTER_HEARTBEAT_TOKEN",
+    }
+    assert env["TENTER_HEARTBEAT_TOKEN"]["value"] == "••••••••"
     assert env["TTYD_ACCESS_TOKEN"]["value"] == "••••••••"
     stored = Environment.objects.get(project_id=body["id"], key="TTYD_ACCESS_TOKEN")
     assert len(stored.value) == 24 and stored.value not in response.content.decode()
