@@ -247,7 +247,9 @@ STATUS_DEADLINES = {
 KUBECONFIG_WAIT_DEADLINE = timedelta(minutes=env.float("DEADLINE_KUBECONFIG_WAIT_MINUTES", default=30))
 KUBECONFIG_CHECK_MINUTES = env.float("KUBECONFIG_CHECK_MINUTES", default=15)
 ORPHAN_DELETE_AFTER_MINUTES = env.float("ORPHAN_DELETE_AFTER_MINUTES", default=0)  # 0 = report only
-IDLE_STOP_MINUTES = env.float("IDLE_STOP_MINUTES", default=0)  # 0 = off
+# A running sandbox with no activity (dashboard visits, terminal/file opens, "keep running", heartbeats
+# from inside it) for this long is stopped; projects may override it (0 = never). 0 here = off.
+IDLE_STOP_MINUTES = env.float("IDLE_STOP_MINUTES", default=60)
 
 # A kubeconfig with `insecure-skip-tls-verify: true` is refused unless this is on (a lab cluster).
 KUBECONFIG_ALLOW_INSECURE_TLS = env.bool("KUBECONFIG_ALLOW_INSECURE_TLS", default=False)
