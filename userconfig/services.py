@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from core import audit
 from core import kick as kicks
-from core.audit import SYSTEM, Actor
+from core.audit import Actor
 from core.errors import NotFound, ValidationFailed
 from core.inputs import check_text
 from core.reports import Report
@@ -268,16 +268,6 @@ def api_token_touch(token: ApiToken) -> None:
         models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=stale)
     ).update(last_used_at=now)
     token.last_used_at = now
-
-
-def api_token_import(*, user_id: int, key: str, name: str = "migrated", actor: Actor = SYSTEM) -> ApiToken:
-    """Keep an existing secret working (a DRF authtoken key being migrated): store only its hash."""
-    with transaction.atomic():
-        token = ApiToken.objects.create(
-            user_id=user_id, name=name, prefix=key[:API_TOKEN_PREFIX_LENGTH], token_hash=hash_token(key)
-        )
-        audit.record(actor, "api_token.import", token, prefix=token.prefix)
-    return token
 
 
 # --- login attempt limits (the cache; nothing here is a secret) ------------------------------------
