@@ -47,7 +47,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "csp",
     "core",
@@ -161,12 +160,35 @@ API_SCHEMA_PUBLIC = env.bool("API_SCHEMA_PUBLIC", default=DEBUG)
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
+# The cache (rate limits: API throttles, sign-in attempts) lives in Redis so every process shares it. Tests
+# give each session its own key prefix (tests/conftest.py).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env.str("CACHE_URL", default=REDIS_URL),
+        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="tenter"),
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+
+# API rate limits per user (core/throttles.py): reads, and lifecycle writes (POST/DELETE on projects, their
+# actions and databases). DRF's rate syntax: "<n>/<second|minute|hour|day>".
+API_THROTTLE_RATES = {
+    "read": env.str("API_THROTTLE_READS", default="600/minute"),
+    "lifecycle_write": env.str("API_THROTTLE_WRITES", default="60/minute"),
+}
+# Dashboard sign-in: after this many failures within the window, for one account or from one address,
+# sign-in is refused (429 with Retry-After) until the window ends.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_FAILURE_WINDOW_SECONDS = env.int("LOGIN_FAILURE_WINDOW_SECONDS", default=15 * 60)
+
 # --- Django REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "userconfig.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttles.ReadThrottle", "core.throttles.LifecycleWriteThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],

@@ -14,6 +14,8 @@ from userconfig import views as user_views
 api_v1 = [
     path("me/kubeconfig", user_api.KubeconfigApi.as_view(), name="kubeconfig"),
     path("me/agent", user_api.AgentApi.as_view(), name="agent"),
+    path("me/tokens", user_api.ApiTokenListApi.as_view(), name="tokens"),
+    path("me/tokens/<str:token_id>", user_api.ApiTokenDetailApi.as_view(), name="token"),
     path("projects", project_api.ProjectListApi.as_view(), name="projects"),
     path("projects/<str:project_id>", project_api.ProjectDetailApi.as_view(), name="project"),
     path("projects/<str:project_id>/start", project_api.ProjectStartApi.as_view(), name="project-start"),
@@ -64,6 +66,8 @@ dashboard = [
     path("settings/kubeconfig/delete", user_views.kubeconfig_remove, name="kubeconfig-remove"),
     path("settings/kubeconfig/state", user_views.kubeconfig_state, name="kubeconfig-state"),
     path("settings/agent", user_views.agent_save, name="agent-save"),
+    path("settings/tokens", user_views.token_create, name="token-create"),
+    path("settings/tokens/<int:token_id>/revoke", user_views.token_revoke, name="token-revoke"),
     # Projects
     path("", project_views.project_list, name="list"),
     path("projects/new", project_views.project_create, name="create"),

@@ -1,6 +1,7 @@
 """DRF glue: one error shape for every failure, pagination, and serializers that refuse unknown fields."""
 
 import copy
+import math
 from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied
@@ -53,6 +54,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = error_body(code, _first_message(exc.detail), details)
+    elif isinstance(exc, exceptions.Throttled):
+        seconds = getattr(exc, "wait", None)
+        wait = math.ceil(seconds) if seconds is not None else None
+        response.data = error_body(code, str(exc.detail), {"retry_after": wait})
     else:
         response.data = error_body(code, str(exc.detail))
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):

@@ -190,6 +190,8 @@ def _detail(project: Project) -> dict[str, Any]:
 
 
 class ProjectListApi(APIView):
+    lifecycle_writes = True  # core.throttles.LifecycleWriteThrottle
+
     pagination_class = Pagination  # declared, so the schema documents the paginated envelope
 
     class ProjectCreateSerializer(StrictSerializer):
@@ -227,6 +229,8 @@ class ProjectListApi(APIView):
 
 
 class ProjectDetailApi(APIView):
+    lifecycle_writes = True  # core.throttles.LifecycleWriteThrottle
+
     @extend_schema(responses=ProjectDetailOutput)
     def get(self, request: Request, project_id: str) -> Response:
         return Response(_detail(selectors.project_get(user=current_user(request), project_id=project_id)))
@@ -242,6 +246,8 @@ class ProjectDetailApi(APIView):
 
 
 class _ProjectActionApi(APIView):
+    lifecycle_writes = True  # core.throttles.LifecycleWriteThrottle
+
     action_name = ""
 
     @extend_schema(request=None, responses={202: ProjectOutput})
@@ -323,6 +329,8 @@ class EnvKeyApi(APIView):
 
 
 class DatabaseListApi(APIView):
+    lifecycle_writes = True  # core.throttles.LifecycleWriteThrottle
+
     @extend_schema(request=None, responses={202: DatabaseOutput})
     def post(self, request: Request, project_id: str) -> Response:
         project = selectors.project_get(user=current_user(request), project_id=project_id)
@@ -333,6 +341,8 @@ class DatabaseListApi(APIView):
 
 
 class DatabaseDetailApi(APIView):
+    lifecycle_writes = True  # core.throttles.LifecycleWriteThrottle
+
     @extend_schema(responses=DatabaseOutput)
     def get(self, request: Request, project_id: str, database_id: str) -> Response:
         database = selectors.database_get(

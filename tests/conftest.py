@@ -17,9 +17,25 @@ from userconfig import services as userconfig_services
 os.environ.setdefault("CELERY_QUEUE", f"tenter-test-{uuid.uuid4().hex[:8]}")
 # kubesim listens on 127.0.0.1: the tests allow loopback explicitly (production allows nothing private).
 os.environ.setdefault("KUBE_EGRESS_ALLOW_CIDRS", "127.0.0.0/8")
+# Rate limits (API throttles, sign-in attempts) count in the cache: a fresh key prefix per test session
+# (the environment, for processes tests start; the settings are already loaded in this one, see below).
+CACHE_KEY_PREFIX = os.environ.setdefault("CACHE_KEY_PREFIX", f"tenter-test-{uuid.uuid4().hex[:8]}")
 
 pytest_plugins = ["kubesim.testing"]
 WORKER = {"started": False}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_prefix():
+    import copy
+
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    caches = copy.deepcopy(settings.CACHES)
+    caches["default"]["KEY_PREFIX"] = CACHE_KEY_PREFIX
+    with override_settings(CACHES=caches):
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")

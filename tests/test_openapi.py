@@ -12,7 +12,6 @@ from django.core.wsgi import get_wsgi_application
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -54,7 +53,7 @@ def world(transactional_db) -> dict[str, Any]:
     )
     project = services.project_create(owner=user, name="Fuzzed", actor=SYSTEM)
     return {
-        "token": Token.objects.create(user=user).key,
+        "token": user_services.api_token_create(user=user, name="fuzz", actor=SYSTEM)[1],
         "ids": {"project_id": str(project.pk), "sandbox_id": str(project.sandboxes.get().pk)},
         "calls": 0,
     }

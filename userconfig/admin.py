@@ -10,12 +10,11 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
-from rest_framework.authtoken.models import TokenProxy
 
 from core.admin import ReadOnlyInline, ReadOnlyRowsMixin, YesNoFilter, admin_link, duration, report_to, short
 from core.audit import ActorKind, actor_for
 from userconfig import services
-from userconfig.models import KUBECONFIG_FAILING, ConfigKey, User, UserConfig
+from userconfig.models import KUBECONFIG_FAILING, ApiToken, ConfigKey, User, UserConfig
 
 NEVER_SHOWN = "•••••••• (encrypted; never shown)"
 STATE_FIELDS = (
@@ -175,10 +174,52 @@ class UserAdmin(BaseUserAdmin):
         report_to(self, request, report)
 
 
-# DRF's token admin renders the token key (a bearer secret) in its list, breadcrumbs and delete pages:
-# tokens are revoked from the user list instead ("Revoke API tokens") and created with drf_create_token.
-if admin.site.is_registered(TokenProxy):
-    admin.site.unregister(TokenProxy)
+class ApiTokenStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("active", "active"), ("expired", "expired"), ("revoked", "revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True).filter(
+                Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+            )
+        if self.value() == "expired":
+            return queryset.filter(revoked_at__isnull=True, expires_at__lte=now)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
+    """Read-only: the prefix identifies a token; its hash is never loaded or shown. Tokens are revoked
+    from the user list ("Revoke API tokens") and created by their owner or with `create_api_token`."""
+
+    list_display = ["prefix_shown", "name", "user", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = [ApiTokenStateFilter]
+    search_fields = ["user__username", "name", "prefix"]
+    list_select_related = ["user"]
+    exclude = ["token_hash"]
+    fields = readonly_fields = (
+        "user",
+        "name",
+        "prefix_shown",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).defer("token_hash")
+
+    @admin.display(description="token", ordering="prefix")
+    def prefix_shown(self, obj: ApiToken) -> str:
+        return f"{obj.prefix}…"
 
 
 class FailingFilter(YesNoFilter):

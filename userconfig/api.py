@@ -1,4 +1,4 @@
-"""The signed-in user's own settings: kubeconfig state and AI agent settings."""
+"""The signed-in user's own settings: kubeconfig state, AI agent settings and personal API tokens."""
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -12,7 +12,7 @@ from projects import services as project_services
 from reconcile.kube.kubeconfig import MAX_KUBECONFIG_BYTES
 from userconfig import selectors, services
 from userconfig.auth import current_user
-from userconfig.models import UserConfig
+from userconfig.models import ApiToken, UserConfig
 
 KubeconfigState = inline_serializer(
     "KubeconfigState",
@@ -99,3 +99,47 @@ class AgentApi(APIView):
             user=current_user(request), actor=actor_for(request), **data.validated_data
         )
         return Response(self.AgentOutputSerializer(selectors.agent_settings(user=current_user(request))).data)
+
+
+class ApiTokenOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiToken
+        fields = ["id", "name", "prefix", "created_at", "last_used_at", "expires_at"]
+        read_only_fields = fields
+
+
+class ApiTokenCreatedSerializer(ApiTokenOutputSerializer):
+    token = serializers.CharField(help_text="The secret: shown in this response only, never again.")
+
+    class Meta(ApiTokenOutputSerializer.Meta):
+        fields = [*ApiTokenOutputSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class ApiTokenListApi(APIView):
+    class ApiTokenInputSerializer(StrictSerializer):
+        name = serializers.CharField(max_length=100)
+        expires_in_days = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=3650
+        )
+
+    @extend_schema(responses=ApiTokenOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        tokens = selectors.api_tokens(user=current_user(request))
+        return Response(ApiTokenOutputSerializer(tokens, many=True).data)
+
+    @extend_schema(request=ApiTokenInputSerializer, responses={201: ApiTokenCreatedSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.ApiTokenInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token, secret = services.api_token_create(
+            user=current_user(request), actor=actor_for(request), **data.validated_data
+        )
+        return Response({**ApiTokenOutputSerializer(token).data, "token": secret}, status=201)
+
+
+class ApiTokenDetailApi(APIView):
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, token_id: str) -> Response:
+        services.api_token_revoke(user=current_user(request), token_id=token_id, actor=actor_for(request))
+        return Response(status=204)

@@ -65,3 +65,14 @@ class AgentSettingsForm(forms.Form):
             "small_fast_model": data["small_fast_model"].strip(),
             "api_key": api_key,
         }
+
+
+class ApiTokenForm(forms.Form):
+    EXPIRY_CHOICES = [("", "Never"), ("7", "7 days"), ("30", "30 days"), ("90", "90 days"), ("365", "1 year")]
+
+    name = forms.CharField(
+        max_length=100, widget=forms.TextInput(attrs={"placeholder": "laptop CLI", "autocomplete": "off"})
+    )
+    expires_in_days = forms.TypedChoiceField(
+        choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
+    )

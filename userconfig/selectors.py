@@ -2,8 +2,11 @@
 
 from dataclasses import dataclass
 
+from django.db.models import QuerySet
+from django.utils import timezone
+
 from core.secrets import SECRET_MASK
-from userconfig.models import ConfigKey, User, UserConfig
+from userconfig.models import ApiToken, ConfigKey, User, UserConfig, hash_token
 
 
 def kubeconfig_state(*, user: User) -> UserConfig | None:
@@ -47,3 +50,20 @@ def agent_env(*, user_id: int) -> dict[str, str]:
     }
     rows = UserConfig.objects.filter(user_id=user_id, key__in=list(names))
     return {names[ConfigKey(r.key)]: r.value for r in rows}
+
+
+def api_tokens(*, user: User) -> QuerySet[ApiToken]:
+    """The user's tokens not revoked (expired ones included, marked by their expiry), newest first."""
+    return ApiToken.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at", "-id")
+
+
+def api_token_for_secret(secret: str) -> ApiToken | None:
+    """The usable token with this secret (never revoked or expired), with its user; None otherwise."""
+    if not secret or len(secret) > 200:
+        return None
+    return (
+        ApiToken.objects.usable(timezone.now())
+        .select_related("user")
+        .filter(token_hash=hash_token(secret))
+        .first()
+    )

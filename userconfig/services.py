@@ -1,12 +1,16 @@
-"""Writes of per-user settings: kubeconfig and AI agent settings, and the support-staff actions on users."""
+"""Writes of per-user settings: kubeconfig and AI agent settings, personal API tokens, login attempt limits,
+and the support-staff actions on users."""
 
+import secrets
+import time
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
+from django.db import models, transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from core import audit
 from core import kick as kicks
@@ -15,7 +19,15 @@ from core.errors import NotFound, ValidationFailed
 from core.inputs import check_text
 from core.reports import Report
 from reconcile.kube import egress, kubeconfig
-from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
+from userconfig.models import (
+    API_TOKEN_PREFIX_LENGTH,
+    ApiToken,
+    CheckStatus,
+    ConfigKey,
+    User,
+    UserConfig,
+    hash_token,
+)
 
 AGENT_FIELDS = {
     "base_url": ConfigKey.ANTHROPIC_BASE_URL,
@@ -154,16 +166,144 @@ def recheck_kubeconfigs(*, user_ids: Iterable[Any], actor: Actor) -> Report:
 
 
 def revoke_api_tokens(*, user_ids: Iterable[Any], actor: Actor) -> Report:
-    """Delete the users' REST API tokens (DRF authtoken); the key itself is never shown or recorded."""
-    report = Report("user", "had their API token revoked")
+    """Revoke every usable API token of the users; the secrets are never known, shown or recorded."""
+    report = Report("user", "had their API tokens revoked")
     ids = sorted(set(user_ids))
+    now = timezone.now()
     with transaction.atomic():
-        tokens = list(Token.objects.select_related("user").filter(user_id__in=ids))
-        holders = [t.user for t in tokens]
+        tokens = list(
+            ApiToken.objects.select_for_update().select_related("user").usable(now).filter(user_id__in=ids)
+        )
+        holders = {t.user_id: t.user for t in tokens}
         for _ in range(len(ids) - len(holders)):
             report.skip("no token")
-        if holders:
-            Token.objects.filter(user_id__in=[u.pk for u in holders]).delete()
-            audit.record_many(actor, "admin.revoke_api_token", holders)
-        report.done = [str(u.pk) for u in holders]
+        if tokens:
+            ApiToken.objects.filter(pk__in=[t.pk for t in tokens]).update(revoked_at=now)
+            audit.record_many(actor, "admin.revoke_api_token", tokens, lambda t: {"prefix": t.prefix})
+        report.done = [str(pk) for pk in sorted(holders)]
     return report
+
+
+# --- personal API tokens --------------------------------------------------------------------------
+
+API_TOKEN_SECRET_PREFIX = "tnt_"
+API_TOKEN_MAX_PER_USER = 50
+API_TOKEN_MAX_DAYS = 3650
+
+
+def new_token_secret() -> str:
+    """256 random bits, URL-safe; the fixed start makes a leaked token easy to recognise."""
+    return API_TOKEN_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def api_token_create(
+    *, user: User, name: str, actor: Actor, expires_in_days: int | None = None
+) -> tuple[ApiToken, str]:
+    """A new token and its secret. The secret is returned here only: the row keeps its hash."""
+    name = check_text(name.strip(), "name")
+    if not name:
+        raise ValidationFailed("Give the token a name.", details={"field": "name"})
+    if len(name) > ApiToken._meta.get_field("name").max_length:  # type: ignore[operator]
+        raise ValidationFailed("The name is too long (100 characters at most).", details={"field": "name"})
+    if expires_in_days is not None and not 1 <= expires_in_days <= API_TOKEN_MAX_DAYS:
+        raise ValidationFailed(
+            f"Expiry must be between 1 and {API_TOKEN_MAX_DAYS} days.", details={"field": "expires_in_days"}
+        )
+    now = timezone.now()
+    secret = new_token_secret()
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()  # serialise the per-user limit
+        if ApiToken.objects.usable(now).filter(user=user).count() >= API_TOKEN_MAX_PER_USER:
+            raise ValidationFailed(
+                f"You have {API_TOKEN_MAX_PER_USER} active tokens; revoke one first.", code="too_many_tokens"
+            )
+        token = ApiToken.objects.create(
+            user=user,
+            name=name,
+            prefix=secret[:API_TOKEN_PREFIX_LENGTH],
+            token_hash=hash_token(secret),
+            expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+        )
+        audit.record(
+            actor,
+            "api_token.create",
+            token,
+            prefix=token.prefix,
+            expires_at=token.expires_at and token.expires_at.isoformat(),
+        )
+    return token, secret
+
+
+def api_token_revoke(*, user: User, token_id: Any, actor: Actor) -> ApiToken:
+    """Revoke one of the user's own tokens (another user's, or an unknown id, is not found)."""
+    with transaction.atomic():
+        pk = str(token_id)
+        token = (
+            ApiToken.objects.select_for_update()
+            .filter(pk=int(pk), user=user, revoked_at__isnull=True)
+            .first()
+            if pk.isascii() and pk.isdigit() and len(pk) <= 18
+            else None
+        )
+        if token is None:
+            raise NotFound("No such API token.")
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit.record(actor, "api_token.revoke", token, prefix=token.prefix)
+    return token
+
+
+API_TOKEN_TOUCH_SECONDS = 60
+
+
+def api_token_touch(token: ApiToken) -> None:
+    """Note that the token was used, at most once a minute (a conditional UPDATE, no lock held)."""
+    now = timezone.now()
+    if token.last_used_at is not None and now - token.last_used_at < timedelta(
+        seconds=API_TOKEN_TOUCH_SECONDS
+    ):
+        return
+    stale = now - timedelta(seconds=API_TOKEN_TOUCH_SECONDS)
+    ApiToken.objects.filter(pk=token.pk).filter(
+        models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=stale)
+    ).update(last_used_at=now)
+    token.last_used_at = now
+
+
+# --- login attempt limits (the cache; nothing here is a secret) ------------------------------------
+
+
+def _login_keys(username: str, ip: str | None) -> list[str]:
+    keys = [f"login-fail:user:{hash_token(username.strip().lower())}"]
+    if ip:
+        keys.append(f"login-fail:ip:{ip}")
+    return keys
+
+
+def login_retry_after(*, username: str, ip: str | None) -> int | None:
+    """Seconds until a sign-in may be tried again for this account or address, or None if allowed."""
+    limit, window = settings.LOGIN_FAILURE_LIMIT, settings.LOGIN_FAILURE_WINDOW_SECONDS
+    waits = []
+    for key in _login_keys(username, ip):
+        if (cache.get(key) or 0) >= limit:
+            started = cache.get(f"{key}:start") or time.time()
+            waits.append(max(1, int(started + window - time.time()) + 1))
+    return max(waits) if waits else None
+
+
+def login_failed(*, username: str, ip: str | None) -> None:
+    window = settings.LOGIN_FAILURE_WINDOW_SECONDS
+    for key in _login_keys(username, ip):
+        if cache.add(key, 0, timeout=window):
+            cache.set(f"{key}:start", time.time(), timeout=window)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=window)
+            cache.set(f"{key}:start", time.time(), timeout=window)
+
+
+def login_succeeded(*, username: str) -> None:
+    """A successful sign-in clears the account's failures (the address's count stays)."""
+    for key in _login_keys(username, None):
+        cache.delete_many([key, f"{key}:start"])

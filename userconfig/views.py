@@ -1,5 +1,5 @@
-"""Dashboard pages of the user: sign in, out and up; settings (the kubeconfig with its live cluster check,
-and the AI agent settings)."""
+"""Dashboard pages of the user: sign in (with attempt limits), out and up; settings (the kubeconfig with its
+live cluster check, the AI agent settings and personal API tokens)."""
 
 from typing import Any
 
@@ -11,16 +11,17 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from core.audit import actor_for
+from core.audit import actor_for, client_ip
 from core.errors import ServiceError
 from projects import services as project_services
 from userconfig import selectors, services
 from userconfig.api import kubeconfig_state as state_dict
 from userconfig.auth import current_user
-from userconfig.forms import AgentSettingsForm, KubeconfigForm
+from userconfig.forms import AgentSettingsForm, ApiTokenForm, KubeconfigForm
 
 
 class LoginView(auth_views.LoginView):
@@ -29,6 +30,29 @@ class LoginView(auth_views.LoginView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return {**super().get_context_data(**kwargs), "signup_enabled": settings.SIGNUP_ENABLED}
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        wait = services.login_retry_after(username=request.POST.get("username", ""), ip=client_ip(request))
+        if wait is not None:
+            message = f"Too many failed sign-in attempts. Try again in {(wait + 59) // 60} minute(s)."
+            if _wants_json(request):
+                response: HttpResponse = JsonResponse(
+                    {"code": "throttled", "message": message, "details": {"retry_after": wait}}, status=429
+                )
+            else:
+                context = self.get_context_data(form=self.get_form_class()(request), locked=message)
+                response = render(request, self.template_name, context, status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: auth_forms.AuthenticationForm) -> HttpResponse:
+        services.login_failed(username=self.request.POST.get("username", ""), ip=client_ip(self.request))
+        return super().form_invalid(form)
+
+    def form_valid(self, form: auth_forms.AuthenticationForm) -> HttpResponse:
+        services.login_succeeded(username=self.request.POST.get("username", ""))
+        return super().form_valid(form)
 
 
 class LogoutView(auth_views.LogoutView):
@@ -69,9 +93,15 @@ def _render(
     request: HttpRequest,
     kubeconfig_form: KubeconfigForm | None = None,
     agent_form: AgentSettingsForm | None = None,
+    token_form: ApiTokenForm | None = None,
+    new_token: tuple[Any, str] | None = None,
     status: int = 200,
 ) -> HttpResponse:
     context = {
+        "tokens": selectors.api_tokens(user=current_user(request)),
+        "now": timezone.now(),
+        "token_form": token_form or ApiTokenForm(),
+        "new_token": new_token and {"token": new_token[0], "secret": new_token[1]},
         "kubeconfig": selectors.kubeconfig_state(user=current_user(request)),
         "kubeconfig_form": kubeconfig_form or KubeconfigForm(),
         "agent": selectors.agent_settings(user=current_user(request)),
@@ -142,4 +172,38 @@ def agent_save(request: HttpRequest) -> HttpResponse:
         form.add_error(None, exc.message)
         return _render(request, agent_form=form, status=400)
     messages.success(request, "Agent settings saved. New and restarted sandboxes use them.")
+    return redirect("dashboard:settings")
+
+
+@login_required
+@require_POST
+@never_cache
+def token_create(request: HttpRequest) -> HttpResponse:
+    """The new secret is rendered in this response only (never stored in the session or a message)."""
+    form = ApiTokenForm(request.POST)
+    if not form.is_valid():
+        return _render(request, token_form=form, status=400)
+    try:
+        created = services.api_token_create(
+            user=current_user(request),
+            actor=actor_for(request),
+            name=form.cleaned_data["name"],
+            expires_in_days=form.cleaned_data["expires_in_days"],
+        )
+    except ServiceError as exc:
+        form.add_error(None, exc.message)
+        return _render(request, token_form=form, status=400)
+    return _render(request, new_token=created)
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    try:
+        token = services.api_token_revoke(
+            user=current_user(request), token_id=token_id, actor=actor_for(request)
+        )
+    except ServiceError as exc:
+        raise Http404(exc.message) from None
+    messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("dashboard:settings")

@@ -171,15 +171,18 @@ def test_recheck_from_the_userconfig_and_user_admins(su_client, superuser):
 
 
 def test_revoke_api_tokens(su_client, superuser):
-    from rest_framework.authtoken.models import Token
+    from core.audit import SYSTEM
+    from userconfig.models import ApiToken
+    from userconfig.services import api_token_create
 
     kubeconfig = KubeconfigFactory()
-    Token.objects.create(user=kubeconfig.user)
+    api_token_create(user=kubeconfig.user, name="a", actor=SYSTEM)
+    api_token_create(user=kubeconfig.user, name="b", actor=SYSTEM)
     messages = run(
         su_client, reverse("admin:userconfig_user_changelist"), "revoke_api_tokens", [kubeconfig.user]
     )
-    assert messages == ["1 user had their API token revoked."]
-    assert not Token.objects.exists()
+    assert messages == ["1 user had their API tokens revoked."]
+    assert not ApiToken.objects.filter(revoked_at__isnull=True).exists()
     assert admin_entries("admin.revoke_api_token", superuser).exists()
 
 

@@ -37,7 +37,8 @@ def test_no_plaintext_secret_appears_in_any_admin_page(request, client, who):
         content = response.content.decode()
         for secret in SECRETS:
             assert secret not in content, f"{secret} leaked on {url}"
-        assert world["api_token"].key not in content, f"API token leaked on {url}"
+        assert world["api_token_secret"] not in content, f"API token leaked on {url}"
+        assert world["api_token"].token_hash not in content, f"API token hash shown on {url}"
 
 
 def test_no_plaintext_after_actions_and_in_their_messages(su_client):
@@ -55,10 +56,25 @@ def test_no_plaintext_after_actions_and_in_their_messages(su_client):
     assert Sandbox.objects.get(pk=world["sandbox"].pk).status == "STARTING"
 
 
-def test_token_admin_is_not_exposed(su_client):
-    from rest_framework.authtoken.models import TokenProxy
+def test_token_admin_is_read_only_and_never_shows_the_hash(su_client):
+    from django.apps import apps
+    from django.test import RequestFactory
 
-    assert not admin.site.is_registered(TokenProxy)
+    from userconfig.models import ApiToken
+
+    assert not apps.is_installed("rest_framework.authtoken")
+    world = build_world()
+    token = world["api_token"]
+    model_admin = admin.site._registry[ApiToken]
+    assert "token_hash" not in model_admin.get_fields(RequestFactory().get("/"), token)
+    for url in [
+        reverse("admin:userconfig_apitoken_changelist"),
+        reverse("admin:userconfig_apitoken_change", args=[token.pk]),
+    ]:
+        content = su_client.get(url).content.decode()
+        assert token.prefix in content
+        assert token.token_hash not in content and world["api_token_secret"] not in content
+    assert su_client.get(reverse("admin:userconfig_apitoken_add")).status_code == 403
 
 
 def test_forms_have_no_secret_fields():

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from core.audit import RECONCILER, Actor
 from projects.models import ProjectTask
@@ -40,7 +39,9 @@ def build_world() -> dict:
     userconfig_services.agent_settings_update(
         user=owner, actor=Actor(user=owner), api_key=API_KEY, model="claude-test"
     )
-    api_token = Token.objects.create(user=owner)
+    api_token, api_token_secret = userconfig_services.api_token_create(
+        user=owner, name="laptop", actor=Actor(user=owner)
+    )
     project = ProjectFactory(owner=owner, name="Stuck Project", status="ERROR")
     sandbox = SandboxFactory(project=project, status="STARTING", k8s_namespace="ns-alice")
     change_status(sandbox, "ERROR", actor=RECONCILER, reason="deadline", message="not ready after 10 min")
@@ -64,6 +65,7 @@ def build_world() -> dict:
         "owner": owner,
         "kubeconfig": kubeconfig,
         "api_token": api_token,
+        "api_token_secret": api_token_secret,
         "project": project,
         "sandbox": sandbox,
         "database": database,

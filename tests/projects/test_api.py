@@ -132,10 +132,11 @@ def test_unauthenticated_requests_get_401(anon, method, path):
 
 
 def test_token_auth_works(anon, user):
-    from rest_framework.authtoken.models import Token
+    from core.audit import SYSTEM
+    from userconfig.services import api_token_create
 
-    token = Token.objects.create(user=user)
-    anon.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, secret = api_token_create(user=user, name="t", actor=SYSTEM)
+    anon.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
     assert anon.get("/api/v1/projects").status_code == 200
     anon.credentials(HTTP_AUTHORIZATION="Token wrong")
     assert anon.get("/api/v1/projects").status_code == 401

@@ -214,3 +214,45 @@ def test_stop_start_and_delete(page, live_server, kubesim, kube_namespace, beat)
     expect(page.get_by_text("Deleting Side Project.")).to_be_visible()
     wait_for(lambda: not Project.objects.filter(pk=project.pk).exists(), timeout=30, what="project deleted")
     expect(page.locator(f'[data-project="{project.pk}"]')).to_have_count(0, timeout=10_000)
+
+
+def test_create_an_api_token_in_settings_and_use_it(page, live_server):
+    import json
+    import urllib.error
+    import urllib.request
+
+    def api_status(secret: str) -> int:
+        request = urllib.request.Request(
+            f"{live_server.url}/api/v1/projects", headers={"Authorization": f"Bearer {secret}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                json.load(response)
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    user = make_user()
+    sign_in(page, live_server, user)
+    page.goto(f"{live_server.url}/settings/")
+    form = page.locator("#token-form")
+    form.get_by_label("Name").fill("browser token")
+    form.get_by_label("Expires").select_option(label="30 days")
+    form.get_by_role("button", name="Create token").click()
+    expect(page.locator("#new-token")).to_contain_text("shown only this once")
+    secret = page.locator("#new-token-secret").inner_text().strip()
+    assert api_status(secret) == 200
+    row = page.locator("#token-list tr", has_text="browser token")
+    expect(row).to_contain_text(secret[:8])
+
+    page.goto(f"{live_server.url}/settings/")  # the secret is gone once the page is left
+    expect(page.locator("#new-token")).to_have_count(0)
+    assert secret not in page.content()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#token-list tr", has_text="browser token").get_by_role("button", name="Revoke").click()
+    expect(page.locator("#token-list")).to_have_count(0)
+    assert api_status(secret) == 401
+    assert (
+        AuditEntry.objects.filter(action__in=["api_token.create", "api_token.revoke"], actor=user).count()
+        == 2
+    )

@@ -4,10 +4,9 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from rest_framework.authtoken.models import Token
 
 from core.audit import SYSTEM
-from userconfig import services
+from userconfig import selectors, services
 from userconfig.models import User
 
 
@@ -27,12 +26,15 @@ class Command(BaseCommand):
         user.set_password(opts["password"])
         user.save()
         services.kubeconfig_save(user=user, text=opts["kubeconfig"].read_text(), actor=SYSTEM)
-        token, _ = Token.objects.get_or_create(user=user)
+        # Only hashes are stored, so the previous demo token cannot be shown again: replace it.
+        for old in selectors.api_tokens(user=user).filter(name="demo"):
+            services.api_token_revoke(user=user, token_id=old.pk, actor=SYSTEM)
+        _, secret = services.api_token_create(user=user, name="demo", actor=SYSTEM)
         admin, _ = User.objects.get_or_create(username=opts["admin_username"])
         admin.is_staff = admin.is_superuser = True
         admin.set_password(opts["admin_password"])
         admin.save()
         if opts["token_file"]:
             opts["token_file"].touch(mode=0o600)
-            opts["token_file"].write_text(token.key)
-        self.stdout.write(f"demo user '{user.username}' ready; API token: {token.key}")
+            opts["token_file"].write_text(secret)
+        self.stdout.write(f"demo user '{user.username}' ready; API token: {secret}")
