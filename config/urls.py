@@ -14,6 +14,7 @@ from userconfig import views as user_views
 api_v1 = [
     path("me/kubeconfig", user_api.KubeconfigApi.as_view(), name="kubeconfig"),
     path("me/agent", user_api.AgentApi.as_view(), name="agent"),
+    path("me/quota", project_api.QuotaApi.as_view(), name="quota"),
     path("projects", project_api.ProjectListApi.as_view(), name="projects"),
     path("projects/<str:project_id>", project_api.ProjectDetailApi.as_view(), name="project"),
     path("projects/<str:project_id>/start", project_api.ProjectStartApi.as_view(), name="project-start"),
@@ -35,6 +36,7 @@ api_v1 = [
     path("projects/<str:project_id>/events", project_api.EventListApi.as_view(), name="project-events"),
     path("projects/<str:project_id>/tasks", project_api.TaskListApi.as_view(), name="project-tasks"),
     path("sandboxes/<str:sandbox_id>", sandbox_api.SandboxDetailApi.as_view(), name="sandbox"),
+    path("sandboxes/<str:sandbox_id>/resize", sandbox_api.SandboxResizeApi.as_view(), name="sandbox-resize"),
     path(
         "sandboxes/<str:sandbox_id>/terminal",
         sandbox_api.SandboxTerminalApi.as_view(),
@@ -64,6 +66,7 @@ dashboard = [
     path("projects/<uuid:project_id>/stop", project_views.project_action, {"action": "stop"}, name="stop"),
     path("projects/<uuid:project_id>/retry", project_views.project_action, {"action": "retry"}, name="retry"),
     path("projects/<uuid:project_id>/delete", project_views.project_delete, name="delete"),
+    path("projects/<uuid:project_id>/resize", project_views.sandbox_resize, name="resize"),
     path("projects/<uuid:project_id>/env", project_views.env_save, name="env-save"),
     path("projects/<uuid:project_id>/env/<str:key>/delete", project_views.env_delete, name="env-delete"),
     path("projects/<uuid:project_id>/env/<str:key>/reveal", project_views.env_reveal, name="env-reveal"),
