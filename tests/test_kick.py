@@ -97,7 +97,10 @@ def test_a_healthy_broker_still_gets_the_kick(owner_api):
     with kicks.stats_delta() as delta:
         ids = _create_three(owner_api)
         assert kicks.dispatcher.wait_idle(10)
-    assert (delta.queued, delta.sent, delta.failed) == (3, 3, 0)
+    # The three creates' kicks, all sent; when the session's Celery worker is up (after an e2e test), it
+    # may already have reconciled a row and queued its follow-up kick (runner.follow_up) in the window.
+    assert delta.queued >= 3
+    assert (delta.sent, delta.failed) == (delta.queued, 0)
     assert len(ids) == 3
 
 
