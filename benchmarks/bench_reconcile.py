@@ -80,7 +80,7 @@ from django.conf import settings  # noqa: E402
 from django.db import transaction  # noqa: E402
 
 from core.audit import SYSTEM  # noqa: E402
-from projects.models import Project  # noqa: E402
+from projects.models import Project, Quota  # noqa: E402
 from projects.services import project_create  # noqa: E402
 from reconcile.kube import kubeconfig as kubeconfig_parse  # noqa: E402
 from sandboxes.models import ResourceEvent, Sandbox  # noqa: E402
@@ -223,6 +223,10 @@ def fresh_user(kubesim: Any) -> tuple[User, str]:
     tag = uuid.uuid4().hex[:8]
     ns = kubesim.create_namespace(f"bench-{tag}")
     user = User.objects.create(username=f"bench-reconcile-{tag}")
+    # a benchmark user creates far more sandboxes than the default quotas allow
+    Quota.objects.create(
+        user=user, max_projects=100_000, max_running_sandboxes=100_000, max_cpu="100000", max_memory="1Ei"
+    )
     text = kubesim.kubeconfig(ns)
     info = kubeconfig_parse.parse(text)
     UserConfig.objects.create(

@@ -302,6 +302,42 @@ INGRESS_DOMAIN = env.str("INGRESS_DOMAIN", default="")
 KUBEBLOCKS_API_VERSION = env.str("KUBEBLOCKS_API_VERSION", default="apps.kubeblocks.io/v1")
 DATABASE_STORAGE_CLASS = env.str("DATABASE_STORAGE_CLASS", default="")
 
+# Named sandbox sizes, smallest first (the first is the default at creation). "small" is the reference's
+# sandbox (fulling §4.3, §4.11). Storage can only grow on a resize; every size has the same volume here
+# because a StatefulSet's volume claim template cannot change (growing a volume is not reconciled yet).
+SANDBOX_SIZES = {
+    "small": {
+        "cpu_request": "20m",
+        "cpu_limit": "2000m",
+        "memory_request": "25Mi",
+        "memory_limit": "4096Mi",
+        "storage_size": "10Gi",
+    },
+    "medium": {
+        "cpu_request": "500m",
+        "cpu_limit": "4",
+        "memory_request": "1Gi",
+        "memory_limit": "8Gi",
+        "storage_size": "10Gi",
+    },
+    "large": {
+        "cpu_request": "2",
+        "cpu_limit": "8",
+        "memory_request": "4Gi",
+        "memory_limit": "16Gi",
+        "storage_size": "10Gi",
+    },
+}
+
+# --- Per-user quotas (defaults; projects.Quota overrides them per user) ----------------------------
+QUOTA_MAX_PROJECTS = env.int("QUOTA_MAX_PROJECTS", default=20)
+# sandboxes RUNNING, STARTING, CREATING or UPDATING
+QUOTA_MAX_RUNNING_SANDBOXES = env.int("QUOTA_MAX_RUNNING_SANDBOXES", default=10)
+QUOTA_MAX_DATABASES = env.int("QUOTA_MAX_DATABASES", default=10)
+# the sum of cpu_request / memory_request of the user's sandboxes and databases (Kubernetes quantities)
+QUOTA_MAX_CPU = env.str("QUOTA_MAX_CPU", default="32")
+QUOTA_MAX_MEMORY = env.str("QUOTA_MAX_MEMORY", default="64Gi")
+
 SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=False)
 # /metrics also answers "Authorization: Bearer <METRICS_TOKEN>" (see METRICS_PUBLIC above).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

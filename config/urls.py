@@ -16,6 +16,7 @@ api_v1 = [
     path("me/agent", user_api.AgentApi.as_view(), name="agent"),
     path("me/tokens", user_api.ApiTokenListApi.as_view(), name="tokens"),
     path("me/tokens/<str:token_id>", user_api.ApiTokenDetailApi.as_view(), name="token"),
+    path("me/quota", project_api.QuotaApi.as_view(), name="quota"),
     path("projects", project_api.ProjectListApi.as_view(), name="projects"),
     path("projects/<str:project_id>", project_api.ProjectDetailApi.as_view(), name="project"),
     path("projects/<str:project_id>/start", project_api.ProjectStartApi.as_view(), name="project-start"),
@@ -42,6 +43,7 @@ api_v1 = [
     path("projects/<str:project_id>/events", project_api.EventListApi.as_view(), name="project-events"),
     path("projects/<str:project_id>/tasks", project_api.TaskListApi.as_view(), name="project-tasks"),
     path("sandboxes/<str:sandbox_id>", sandbox_api.SandboxDetailApi.as_view(), name="sandbox"),
+    path("sandboxes/<str:sandbox_id>/resize", sandbox_api.SandboxResizeApi.as_view(), name="sandbox-resize"),
     path(
         "sandboxes/<str:sandbox_id>/heartbeat",
         sandbox_api.SandboxHeartbeatApi.as_view(),
@@ -80,6 +82,7 @@ dashboard = [
     path("projects/<uuid:project_id>/delete", project_views.project_delete, name="delete"),
     path("projects/<uuid:project_id>/keep-running", project_views.keep_running, name="keep-running"),
     path("projects/<uuid:project_id>/idle-stop", project_views.idle_stop_save, name="idle-stop"),
+    path("projects/<uuid:project_id>/resize", project_views.sandbox_resize, name="resize"),
     path("projects/<uuid:project_id>/env", project_views.env_save, name="env-save"),
     path("projects/<uuid:project_id>/env/<str:key>/delete", project_views.env_delete, name="env-delete"),
     path("projects/<uuid:project_id>/env/<str:key>/reveal", project_views.env_reveal, name="env-reveal"),

@@ -37,3 +37,11 @@ class NotFound(ServiceError):
 class KubeconfigRequired(ServiceError):
     status_code = 400
     code = "kubeconfig_required"
+
+
+class QuotaExceeded(ServiceError):
+    """A per-user limit would be passed. details: {quota, limit, in_use, asked} (CPU in millicores,
+    memory in bytes, as `unit` says)."""
+
+    status_code = 409
+    code = "quota_exceeded"

@@ -19,8 +19,8 @@ from core.audit import ActorKind, actor_for
 from core.models import AuditEntry
 from core.reports import Report
 from core.secrets import SECRET_MASK
-from projects import operator_services
-from projects.models import Environment, Project, ProjectTask
+from projects import operator_services, services
+from projects.models import Environment, Project, ProjectTask, Quota
 from sandboxes.admin import timeline_html
 from sandboxes.models import Database, ResourceEvent, Sandbox, lease_held_q
 from userconfig.admin import (
@@ -245,6 +245,34 @@ class TaskLeaseHeldFilter(YesNoFilter):
 
     def condition(self) -> Any:
         return lease_held_q()
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    """A user's own limits; an empty field uses the default in settings (QUOTA_MAX_*). Saves and deletes
+    go through the service, so they are audited."""
+
+    list_display = (
+        "user",
+        "max_projects",
+        "max_running_sandboxes",
+        "max_databases",
+        "max_cpu",
+        "max_memory",
+        "updated_at",
+    )
+    search_fields = ("user__username",)
+    raw_id_fields = ("user",)
+
+    def save_model(self, request: HttpRequest, obj: Quota, form: Any, change: bool) -> None:
+        services.quota_save(quota=obj, actor=actor_for(request))
+
+    def delete_model(self, request: HttpRequest, obj: Quota) -> None:
+        services.quota_delete(quota=obj, actor=actor_for(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Quota]) -> None:
+        for quota in queryset:
+            services.quota_delete(quota=quota, actor=actor_for(request))
 
 
 @admin.register(ProjectTask)

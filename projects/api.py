@@ -36,6 +36,7 @@ class SandboxOutput(OutputSerializer):
             "filebrowser_url",
             "terminal_path",
             "image",
+            "size",
             "cpu_request",
             "cpu_limit",
             "memory_request",
@@ -197,6 +198,12 @@ class ProjectListApi(APIView):
     class ProjectCreateSerializer(StrictSerializer):
         name = serializers.CharField(max_length=200, allow_blank=True, trim_whitespace=False)
         description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+        size = serializers.CharField(
+            required=False,
+            max_length=100,
+            help_text="The sandbox's size, a name from the server's SANDBOX_SIZES (by default small, "
+            "medium, large); the smallest when left out. GET /api/v1/me/quota lists them.",
+        )
 
     @extend_schema(
         responses=ProjectSummaryOutput(many=True),
@@ -382,3 +389,36 @@ class TaskListApi(APIView):
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.tasks_for(project=project), request, view=self)
         return paginator.get_paginated_response(TaskOutput(page, many=True).data)
+
+
+class QuotaItemOutput(serializers.Serializer):
+    limit = serializers.IntegerField(help_text="The user's limit (CPU in millicores, memory in bytes).")
+    in_use = serializers.IntegerField(help_text="What the user has now, in the same unit.")
+    unit = serializers.ChoiceField(choices=["count", "millicores", "bytes"])
+    limit_display = serializers.CharField(help_text='For people, e.g. "32" or "64Gi".')
+    in_use_display = serializers.CharField()
+
+
+class SandboxSizeOutput(serializers.Serializer):
+    name = serializers.CharField()
+    cpu_request = serializers.CharField()
+    cpu_limit = serializers.CharField()
+    memory_request = serializers.CharField()
+    memory_limit = serializers.CharField()
+    storage_size = serializers.CharField()
+
+
+class QuotaOutput(serializers.Serializer):
+    projects = QuotaItemOutput()
+    running_sandboxes = QuotaItemOutput(help_text="Sandboxes RUNNING, STARTING, CREATING or UPDATING.")
+    databases = QuotaItemOutput()
+    cpu = QuotaItemOutput(help_text="CPU requested by the user's sandboxes and databases.")
+    memory = QuotaItemOutput(help_text="Memory requested by the user's sandboxes and databases.")
+    sizes = SandboxSizeOutput(many=True, help_text="The sandbox sizes, smallest first.")
+
+
+class QuotaApi(APIView):
+    @extend_schema(responses=QuotaOutput)
+    def get(self, request: Request) -> Response:
+        quota = selectors.quota_for(user=current_user(request))
+        return Response(QuotaOutput({**quota, "sizes": selectors.sandbox_sizes()}).data)

@@ -1,8 +1,24 @@
 """Dashboard forms. They only shape input; the services validate it and their messages are shown."""
 
 from django import forms
+from django.conf import settings
 
 from core.errors import ServiceError
+
+
+def size_choices() -> list[tuple[str, str]]:
+    return [
+        (
+            name,
+            f"{name.title()}: {v['cpu_request']} CPU, {v['memory_request']} memory "
+            f"(up to {v['cpu_limit']} CPU, {v['memory_limit']}), {v['storage_size']} storage",
+        )
+        for name, v in settings.SANDBOX_SIZES.items()
+    ]
+
+
+class SizeForm(forms.Form):
+    size = forms.ChoiceField(choices=size_choices, required=False, label="Size")
 
 
 class ProjectCreateForm(forms.Form):
@@ -20,7 +36,9 @@ class ProjectCreateForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "What are you building? (optional)"}),
     )
 
-    error_fields = {"invalid_name": "name", "name_taken": "name"}
+    size = forms.ChoiceField(choices=size_choices, required=False, label="Size")
+
+    error_fields = {"invalid_name": "name", "name_taken": "name", "invalid_size": "size"}
 
 
 class EnvVarForm(forms.Form):

@@ -1,9 +1,11 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from core.crypto import EncryptedTextField
+from core.quantities import BadQuantity, bytes_of, millicores
 
 PROJECT_NAME_MAX = 63
 ENV_KEY_MAX = 256
@@ -52,6 +54,49 @@ class Project(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def _cpu_quantity(value: str) -> None:
+    try:
+        millicores(value)
+    except BadQuantity as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def _memory_quantity(value: str) -> None:
+    try:
+        bytes_of(value)
+    except BadQuantity as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class Quota(models.Model):
+    """A user's own limits. An empty field means the default in settings (QUOTA_MAX_*)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
+    max_projects = models.PositiveIntegerField(null=True, blank=True)
+    max_running_sandboxes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Sandboxes RUNNING, STARTING, CREATING or UPDATING."
+    )
+    max_databases = models.PositiveIntegerField(null=True, blank=True)
+    max_cpu = models.CharField(
+        max_length=16,
+        null=True,
+        blank=True,
+        validators=[_cpu_quantity],
+        help_text="Total CPU requested by sandboxes and databases, e.g. 8 or 4500m.",
+    )
+    max_memory = models.CharField(
+        max_length=16,
+        null=True,
+        blank=True,
+        validators=[_memory_quantity],
+        help_text="Total memory requested by sandboxes and databases, e.g. 16Gi.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Quota of {self.user}"
 
 
 class EnvCategory(models.TextChoices):

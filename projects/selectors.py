@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import (
+    CharField,
     Count,
     DateTimeField,
     DurationField,
@@ -13,15 +14,18 @@ from django.db.models import (
     F,
     Max,
     Min,
+    OuterRef,
     Prefetch,
     Q,
     QuerySet,
+    Subquery,
     Value,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core.errors import NotFound
+from core.quantities import bytes_of, millicores, show_cpu, show_memory
 from core.secrets import SECRET_MASK
 from projects.models import Environment, Project, ProjectTask
 from reconcile.manifests import database_url, terminal_authorization
@@ -54,6 +58,97 @@ def projects_for(*, user: User, status: str | None = None, search: str | None = 
     if search:
         qs = qs.filter(Q(name__icontains=search) | Q(description__icontains=search))
     return qs.order_by("-created_at")
+
+
+# --- quotas -----------------------------------------------------------------------------------------
+
+# Sandboxes in these statuses count against the running-sandboxes quota.
+RUNNING_GROUP = (
+    ResourceStatus.RUNNING,
+    ResourceStatus.STARTING,
+    ResourceStatus.CREATING,
+    ResourceStatus.UPDATING,
+)
+# name: (Quota field, default setting, parse, unit, label, show)
+QUOTAS: dict[str, tuple[str, str, Any, str, str, Any]] = {
+    "projects": ("max_projects", "QUOTA_MAX_PROJECTS", int, "count", "projects", str),
+    "running_sandboxes": (
+        "max_running_sandboxes",
+        "QUOTA_MAX_RUNNING_SANDBOXES",
+        int,
+        "count",
+        "running",
+        str,
+    ),
+    "databases": ("max_databases", "QUOTA_MAX_DATABASES", int, "count", "databases", str),
+    "cpu": ("max_cpu", "QUOTA_MAX_CPU", millicores, "millicores", "CPU", show_cpu),
+    "memory": ("max_memory", "QUOTA_MAX_MEMORY", bytes_of, "bytes", "memory", show_memory),
+}
+
+
+def quota_state(*, user: User) -> tuple[dict[str, int], dict[str, int]]:
+    """The user's limits and what they use now, in two queries. Limits: their Quota row's fields where
+    set, else the defaults in settings. Usage: projects, sandboxes RUNNING/STARTING/CREATING/UPDATING,
+    databases, and the CPU (millicores) and memory (bytes) their sandboxes and databases request. Rows
+    in TERMINATING still count: their objects are still on the cluster."""
+    project_count = (
+        Project.objects.filter(owner=OuterRef("pk")).order_by().values("owner").annotate(n=Count("pk"))
+    )
+    row = (
+        User.objects.filter(pk=user.pk)
+        .annotate(n_projects=Subquery(project_count.values("n")))
+        .values("n_projects", *(f"quota__{field}" for field, *_ in QUOTAS.values()))
+        .first()
+    ) or {}
+    limits = {}
+    for name, (field, setting, parse, *_) in QUOTAS.items():
+        value = row.get(f"quota__{field}")
+        limits[name] = parse(getattr(settings, setting) if value in (None, "") else value)
+    fields = ("kind", "status", "cpu_request", "memory_request")
+    resources = [
+        model.objects.filter(project__owner=user)
+        .exclude(status=ResourceStatus.TERMINATED)
+        .annotate(kind=Value(model.resource_kind, output_field=CharField()))
+        .values_list(*fields)
+        for model in (Sandbox, Database)
+    ]
+    rows = list(resources[0].union(resources[1], all=True))
+    usage = {
+        "projects": row.get("n_projects") or 0,
+        "running_sandboxes": sum(
+            1 for kind, status, _, _ in rows if kind == Sandbox.resource_kind and status in RUNNING_GROUP
+        ),
+        "databases": sum(1 for kind, *_ in rows if kind == Database.resource_kind),
+        "cpu": sum(millicores(cpu) for _, _, cpu, _ in rows),
+        "memory": sum(bytes_of(memory) for _, _, _, memory in rows),
+    }
+    return limits, usage
+
+
+def show_quota(name: str, value: int) -> str:
+    """A quota's value for people ("32", "1.5Gi", "20m")."""
+    return str(QUOTAS[name][5](value))
+
+
+def quota_for(*, user: User) -> dict[str, dict[str, Any]]:
+    """Every quota with its limit, what is in use, the unit, and both for people."""
+    limits, usage = quota_state(user=user)
+    return {
+        name: {
+            "limit": limits[name],
+            "in_use": usage[name],
+            "unit": unit,
+            "label": label,
+            "limit_display": show_quota(name, limits[name]),
+            "in_use_display": show_quota(name, usage[name]),
+        }
+        for name, (_, _, _, unit, label, _) in QUOTAS.items()
+    }
+
+
+def sandbox_sizes() -> list[dict[str, str]]:
+    """The sandbox sizes of settings.SANDBOX_SIZES, smallest (the default) first."""
+    return [{"name": name, **values} for name, values in settings.SANDBOX_SIZES.items()]
 
 
 def project_get(*, user: User, project_id: Any) -> Project:
@@ -135,7 +230,6 @@ STATUS_POLL_MAX_IDS = 200
 def project_statuses(*, user: User, ids: Any) -> dict[str, dict[str, Any]]:
     """Live status of the given projects (at most STATUS_POLL_MAX_IDS) in two queries: the projects,
     then all their sandboxes and databases in one UNION. Unknown, foreign or deleted ids are left out."""
-    from django.db.models import CharField, Value
 
     from projects.status import allowed_actions
 

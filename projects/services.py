@@ -12,18 +12,26 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from core import audit
 from core import kick as kicks
 from core.audit import Actor
-from core.errors import Conflict, InvalidState, KubeconfigRequired, NotFound, ValidationFailed
+from core.errors import (
+    Conflict,
+    InvalidState,
+    KubeconfigRequired,
+    NotFound,
+    QuotaExceeded,
+    ValidationFailed,
+)
 from core.inputs import check_text, fullmatch
+from core.quantities import bytes_of, millicores
 from core.reports import plural
 from core.text import text_problem
-from projects import status
+from projects import selectors, status
 from projects.models import (
     ENV_KEY_MAX,
     PROJECT_NAME_MAX,
@@ -31,6 +39,7 @@ from projects.models import (
     Environment,
     Project,
     ProjectStatus,
+    Quota,
 )
 from projects.transitions import add_event, change_status, lock_project, refresh_project_status
 from reconcile import manifests, names
@@ -49,14 +58,58 @@ ENV_TOTAL_MAX_BYTES = 1024 * 1024
 DATABASE_URL_KEY = "DATABASE_URL"
 DESCRIPTION_MAX = 2000
 
-# The reference's sandbox defaults (fulling §4.3, §4.11).
-SANDBOX_RESOURCES = {
-    "cpu_request": "20m",
-    "cpu_limit": "2000m",
-    "memory_request": "25Mi",
-    "memory_limit": "4096Mi",
-    "storage_size": "10Gi",
-}
+SIZE_FIELDS = ("cpu_request", "cpu_limit", "memory_request", "memory_limit", "storage_size")
+# A number no other advisory lock of Tenter's uses, in the high bits of the quota lock's key.
+QUOTA_LOCK_SPACE = 0x51_55_4F << 40  # "QUO"
+
+
+def sandbox_size(name: Any) -> tuple[str, dict[str, str]]:
+    """A size from settings.SANDBOX_SIZES by name (None or "" is the first, the smallest)."""
+    sizes: dict[str, dict[str, str]] = settings.SANDBOX_SIZES
+    if name is None or name == "":
+        name = next(iter(sizes))
+    if not isinstance(name, str) or name not in sizes:
+        shown = name if isinstance(name, str) else type(name).__name__
+        raise ValidationFailed(
+            f"Unknown size '{shown[:40]}'. Sizes: {', '.join(sizes)}.",
+            code="invalid_size",
+            details={"sizes": list(sizes)},
+        )
+    return name, {field: sizes[name][field] for field in SIZE_FIELDS}
+
+
+def lock_quota(user_id: int) -> None:
+    """Serialize every quota-checked write of one user: a transaction-scoped advisory lock. Take it
+    first in the transaction, before any row lock (nothing then waits for it while holding a row)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [QUOTA_LOCK_SPACE + int(user_id)])
+
+
+def check_quota(user_id: int, **asked: int) -> None:
+    """Refuse when what is asked (projects=1, cpu=millicores, memory=bytes...) would take the user over
+    a limit. Call inside the transaction that records the intent: it takes the user's quota lock
+    (again: it is re-entrant), so two parallel requests never both see room for one."""
+    lock_quota(user_id)
+    wanted = {name: n for name, n in asked.items() if n > 0}
+    if not wanted:
+        return
+    user = User(pk=user_id)
+    limits, usage = selectors.quota_state(user=user)
+    for name, n in wanted.items():
+        if usage[name] + n > limits[name]:
+            limit, in_use = selectors.show_quota(name, limits[name]), selectors.show_quota(name, usage[name])
+            label = selectors.QUOTAS[name][4]
+            raise QuotaExceeded(
+                f"Quota exceeded: {label} {in_use} of {limit} in use, this needs "
+                f"{selectors.show_quota(name, n)} more.",
+                details={
+                    "quota": name,
+                    "limit": limits[name],
+                    "in_use": usage[name],
+                    "asked": n,
+                    "unit": selectors.QUOTAS[name][3],
+                },
+            )
 
 
 def _random(alphabet: str, length: int) -> str:
@@ -110,8 +163,11 @@ def _system_env() -> list[tuple[str, str, str, bool]]:
     ]
 
 
-def project_create(*, owner: User, name: Any, description: Any = "", actor: Actor) -> Project:
+def project_create(
+    *, owner: User, name: Any, description: Any = "", size: Any = None, actor: Actor
+) -> Project:
     name = validate_project_name(name)
+    size_name, resources = sandbox_size(size)
     if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
         raise ValidationFailed(f"Description must be text of at most {DESCRIPTION_MAX} characters.")
     check_text(description, "Description", code="invalid")
@@ -122,8 +178,15 @@ def project_create(*, owner: User, name: Any, description: Any = "", actor: Acto
     for attempt in range(3):
         try:
             with transaction.atomic():
+                check_quota(
+                    owner.pk,
+                    projects=1,
+                    running_sandboxes=1,
+                    cpu=millicores(resources["cpu_request"]),
+                    memory=bytes_of(resources["memory_request"]),
+                )
                 project = Project.objects.create(owner=owner, name=name, description=description)
-                sandbox = _create_sandbox(project, kubeconfig, domain)
+                sandbox = _create_sandbox(project, kubeconfig, domain, size_name, resources)
                 env_rows = Environment.objects.bulk_create(
                     Environment(project=project, key=k, value=v, category=c, is_secret=s, is_system=True)
                     for k, v, c, s in _system_env()
@@ -161,7 +224,9 @@ def _known(queryset: QuerySet[Any], rows: list[Any]) -> QuerySet[Any]:
     return queryset
 
 
-def _create_sandbox(project: Project, kubeconfig: UserConfig, domain: str) -> Sandbox:
+def _create_sandbox(
+    project: Project, kubeconfig: UserConfig, domain: str, size: str, resources: dict[str, str]
+) -> Sandbox:
     k8s_name = names.resource_name(project.name)
     return Sandbox.objects.create(
         project=project,
@@ -172,7 +237,8 @@ def _create_sandbox(project: Project, kubeconfig: UserConfig, domain: str) -> Sa
         image=settings.RUNTIME_IMAGE,
         ingress_domain=domain,
         **manifests.urls(k8s_name, domain),
-        **SANDBOX_RESOURCES,
+        size=size,
+        **resources,
     )
 
 
@@ -210,12 +276,22 @@ def _move(
     return moved
 
 
+def _sandboxes_to_run(resources: Iterable[Resource], statuses: Iterable[str]) -> int:
+    """How many sandboxes a start or retry moves into the running group."""
+    return sum(1 for r in resources if isinstance(r, Sandbox) and r.status in statuses)
+
+
 def project_start(*, project: Project, actor: Actor) -> Project:
     with transaction.atomic():
+        lock_quota(project.owner_id)  # the lock first, then the rows (see check_quota)
         project, resources = _locked(project)
         refusal = status.start_refusal(project.status, [r.status for r in resources])
         if refusal:
             raise InvalidState(refusal)
+        check_quota(
+            project.owner_id,
+            running_sandboxes=_sandboxes_to_run(resources, ("STOPPED", "STOPPING", "ERROR")),
+        )
         _move(
             resources,
             {"STOPPED": "STARTING", "STOPPING": "STARTING", "ERROR": "resume"},
@@ -348,9 +424,11 @@ def _is_uuid(value: Any) -> bool:
 def project_retry(*, project: Project, actor: Actor) -> Project:
     """Resume every resource in ERROR at the step that failed."""
     with transaction.atomic():
+        lock_quota(project.owner_id)
         project, resources = _locked(project)
         if not any(r.status == ResourceStatus.ERROR for r in resources):
             raise InvalidState("Nothing to retry: no resource is in ERROR.")
+        check_quota(project.owner_id, running_sandboxes=_sandboxes_to_run(resources, ("ERROR",)))
         _move(resources, {"ERROR": "resume"}, actor=actor, reason="retry", message="Retry requested.")
         audit.record(actor, "project.retry", project)
     project.refresh_from_db()
@@ -372,6 +450,78 @@ def project_delete(*, project: Project, actor: Actor) -> Project | None:
         _move(resources, targets, actor=actor, reason="delete", message="Delete requested.")
     project.refresh_from_db()
     return project
+
+
+def sandbox_resize(*, sandbox: Sandbox, size: Any, actor: Actor) -> Sandbox:
+    """Give the sandbox another size: new requests and limits, the generation bumped, and a running
+    sandbox rolled (UPDATING), as for an environment change. Storage only grows; quota-checked."""
+    size_name, resources = sandbox_size(size)
+    with transaction.atomic():
+        lock_quota(sandbox.project.owner_id)
+        project = lock_project(sandbox.project_id)
+        row = Sandbox.objects.select_for_update().filter(pk=sandbox.pk).first() if project else None
+        if project is None or row is None:
+            raise NotFound("Sandbox not found.")
+        if row.status in (ResourceStatus.TERMINATING, ResourceStatus.TERMINATED):
+            raise InvalidState("The sandbox is being deleted.")
+        if bytes_of(resources["storage_size"]) < bytes_of(row.storage_size):
+            raise ValidationFailed(
+                f"Size {size_name} has {resources['storage_size']} of storage, less than the sandbox's "
+                f"{row.storage_size}: storage can only grow.",
+                code="storage_cannot_shrink",
+                details={"storage_size": row.storage_size, "asked": resources["storage_size"]},
+            )
+        if row.size == size_name and all(getattr(row, f) == v for f, v in resources.items()):
+            return row
+        check_quota(
+            project.owner_id,
+            cpu=millicores(resources["cpu_request"]) - millicores(row.cpu_request),
+            memory=bytes_of(resources["memory_request"]) - bytes_of(row.memory_request),
+        )
+        from_size = row.size
+        Sandbox.objects.filter(pk=row.pk).update(size=size_name, generation=F("generation") + 1, **resources)
+        row.refresh_from_db()
+        message = f"Resized from {from_size} to {size_name}."
+        if row.status in (ResourceStatus.RUNNING, ResourceStatus.STARTING):
+            change_status(row, ResourceStatus.UPDATING, actor=actor, reason="resized", message=message)
+            kicks.kick(row)
+        else:  # stopped: the new size applies when it starts; in flight: the generation tells the step
+            add_event(
+                row,
+                from_status=row.status,
+                to_status=row.status,
+                actor=actor,
+                reason="resized",
+                message=message,
+                project_name=project.name,
+            )
+        audit.record(actor, "sandbox.resize", row, from_size=from_size, size=size_name)
+    row.refresh_from_db()
+    return row
+
+
+# --- quotas (the operator admin) --------------------------------------------------------------------
+
+
+def quota_save(*, quota: Quota, actor: Actor) -> Quota:
+    """Save a user's own limits (empty fields use the defaults in settings)."""
+    with transaction.atomic():
+        quota.save()
+        audit.record(
+            actor,
+            "quota.save",
+            quota,
+            **{f: getattr(quota, f) for f in ("max_projects", "max_running_sandboxes", "max_databases")},
+            max_cpu=quota.max_cpu,
+            max_memory=quota.max_memory,
+        )
+    return quota
+
+
+def quota_delete(*, quota: Quota, actor: Actor) -> None:
+    with transaction.atomic():
+        audit.record(actor, "quota.delete", quota)
+        quota.delete()
 
 
 # --- Environment ----------------------------------------------------------------------------------
@@ -563,11 +713,18 @@ def database_add(*, project: Project, actor: Actor) -> Database:
     """Add the project's PostgreSQL database (one per project, as in the reference)."""
     kubeconfig = usable_kubeconfig(project.owner)
     with transaction.atomic():
+        lock_quota(project.owner_id)  # the lock first, then the rows (see check_quota)
         locked = lock_project(project.pk)
         if locked is None or locked.status in (ProjectStatus.TERMINATING, ProjectStatus.TERMINATED):
             raise InvalidState("The project is being deleted.")
         if Database.objects.filter(project=locked).exists():
             raise Conflict("This project already has a database.", code="database_exists")
+        check_quota(
+            locked.owner_id,
+            databases=1,
+            cpu=millicores(DATABASE_RESOURCES["cpu_request"]),
+            memory=bytes_of(DATABASE_RESOURCES["memory_request"]),
+        )
         if Environment.objects.filter(project=locked, key=DATABASE_URL_KEY, is_system=False).exists():
             raise Conflict(
                 f"This project sets its own {DATABASE_URL_KEY}. Tenter gives the database's address in "

@@ -21,7 +21,7 @@ from core.audit import actor_for
 from core.errors import NotFound, ServiceError
 from core.secrets import SECRET_MASK
 from projects import selectors, services
-from projects.forms import DeleteProjectForm, EnvVarForm, ProjectCreateForm, add_service_error
+from projects.forms import DeleteProjectForm, EnvVarForm, ProjectCreateForm, SizeForm, add_service_error
 from projects.models import Project, ProjectStatus
 from projects.status import allowed_actions
 from sandboxes.models import TRANSITIONAL, Sandbox
@@ -94,6 +94,7 @@ def _render_list(request: HttpRequest, create_form: ProjectCreateForm, status: i
         "filters": [(s, counts.get(s, 0)) for s in filters],
         "kubeconfig": user_selectors.kubeconfig_state(user=current_user(request)),
         "create_form": create_form,
+        "quota": selectors.quota_for(user=current_user(request)),
         "nav": "projects",
     }
     return render(request, "projects/list.html", context, status=status)
@@ -174,6 +175,7 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "transitional": project.status in TRANSITIONAL or any(r.is_transitional for r in resources),
         "events": list(selectors.events_for(project=project, limit=TIMELINE_LIMIT)),
         "idle": _idle(project, sandbox),
+        "sizes": selectors.sandbox_sizes(),
     }
 
 
@@ -311,6 +313,26 @@ def project_delete(request: HttpRequest, project_id: UUID) -> HttpResponse:
         return redirect(_detail_url(project.pk))
     messages.success(request, f"Deleting {project.name}. Its resources are being removed from the cluster.")
     return redirect("dashboard:list")
+
+
+@login_required
+@require_POST
+def sandbox_resize(request: HttpRequest, project_id: UUID) -> HttpResponse:
+    project = _project(request, project_id)
+    sandbox = _sandbox(project)
+    form = SizeForm(request.POST)
+    if sandbox is None:
+        messages.error(request, "This project has no sandbox.")
+    elif not form.is_valid() or not form.cleaned_data["size"]:
+        messages.error(request, "Choose one of the sizes.")
+    else:
+        try:
+            services.sandbox_resize(sandbox=sandbox, size=form.cleaned_data["size"], actor=actor_for(request))
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"{project.name} is now {form.cleaned_data['size']}.")
+    return redirect(_detail_url(project.pk))
 
 
 # --- Environment -----------------------------------------------------------------------------------

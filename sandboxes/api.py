@@ -11,9 +11,9 @@ from rest_framework.views import APIView
 
 from core import audit
 from core.audit import actor_for
+from core.drf import StrictSerializer
 from core.errors import InvalidState
-from projects import selectors
-from projects import services as project_services
+from projects import selectors, services
 from projects.api import SandboxOutput
 from userconfig.auth import current_user
 
@@ -40,8 +40,27 @@ class SandboxHeartbeatApi(APIView):
     def post(self, request: Request, sandbox_id: str) -> Response:
         header = request.headers.get("Authorization", "")
         token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else ""
-        project_services.heartbeat(sandbox_id=sandbox_id, token=token)
+        services.heartbeat(sandbox_id=sandbox_id, token=token)
         return Response(status=204)
+
+
+class SandboxResizeApi(APIView):
+    class ResizeSerializer(StrictSerializer):
+        size = serializers.CharField(
+            max_length=100,
+            help_text="A size name from the server's SANDBOX_SIZES (see GET /api/v1/me/quota). A running "
+            "sandbox restarts with it (UPDATING); storage can only grow. Checked against the quotas.",
+        )
+
+    @extend_schema(request=ResizeSerializer, responses={202: SandboxOutput})
+    def post(self, request: Request, sandbox_id: str) -> Response:
+        sandbox = selectors.sandbox_get(user=current_user(request), sandbox_id=sandbox_id)
+        data = self.ResizeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        sandbox = services.sandbox_resize(
+            sandbox=sandbox, size=data.validated_data["size"], actor=actor_for(request)
+        )
+        return Response(SandboxOutput(sandbox).data, status=202)
 
 
 class SandboxTerminalApi(APIView):

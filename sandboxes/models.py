@@ -162,6 +162,8 @@ class Sandbox(Resource):
     filebrowser_url = models.CharField(max_length=300, blank=True, default="")
     ingress_domain = models.CharField(max_length=253, blank=True, default="")
     last_activity_at = models.DateTimeField(null=True, blank=True)
+    # The name of its size in settings.SANDBOX_SIZES (the requests and limits above are that size's).
+    size = models.CharField(max_length=32, default="small")
 
     class Meta:
         verbose_name_plural = "sandboxes"

@@ -9,7 +9,7 @@ from django.utils import timezone
 from kubernetes import client
 
 from core.audit import Actor
-from projects.models import Project
+from projects.models import Project, Quota
 from projects.services import project_create
 from reconcile import engine, runner
 from reconcile.engine import Outcome
@@ -101,6 +101,7 @@ def test_two_workers_racing_over_200_sandboxes_create_each_object_once(
 ):
     settings.RECONCILE_KICK_ON_COMMIT = False  # only the racing sweeps below do the work
     actor = Actor(user=cluster_user)
+    Quota.objects.create(user=cluster_user, max_projects=200, max_running_sandboxes=200)  # past the defaults
     projects = [project_create(owner=cluster_user, name=f"Race {i}", actor=actor) for i in range(200)]
     kubesim.reset_stats()
     stop = threading.Event()

@@ -11,7 +11,7 @@ from django.urls import reverse
 from core.audit import SYSTEM
 from core.models import AuditEntry
 from projects import services
-from projects.models import Environment, Project
+from projects.models import Environment, Project, Quota
 from sandboxes.models import Database, ResourceEvent, Sandbox
 from tests.factories import KubeconfigFactory, UserFactory
 from userconfig.models import ConfigKey, UserConfig
@@ -274,6 +274,7 @@ def test_duplicate_name_and_missing_kubeconfig(client, project):
 
 
 def test_list_filters_searches_and_paginates(client, owner):
+    Quota.objects.create(user=owner, max_projects=100, max_running_sandboxes=100)  # past the defaults
     for i in range(55):
         services.project_create(owner=owner, name=f"App {i}", actor=SYSTEM)
     services.project_create(owner=owner, name="Zebra", actor=SYSTEM)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('projects', '0003_auditentry_moved_to_core'),
+        ('projects', '0004_quota'),
     ]
 
     operations = [
