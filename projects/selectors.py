@@ -41,7 +41,7 @@ from sandboxes.models import (
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
 
-def _uuid(value: Any) -> uuid.UUID | None:
+def as_uuid(value: Any) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value))
     except ValueError:
@@ -152,7 +152,7 @@ def sandbox_sizes() -> list[dict[str, str]]:
 
 
 def project_get(*, user: User, project_id: Any) -> Project:
-    pk = _uuid(project_id)
+    pk = as_uuid(project_id)
     project = projects_for(user=user).filter(pk=pk).first() if pk else None
     if project is None:
         raise NotFound("Project not found.")
@@ -180,7 +180,7 @@ def tasks_for(*, project: Project) -> QuerySet[ProjectTask]:
 
 
 def sandbox_get(*, user: User, sandbox_id: Any) -> Sandbox:
-    pk = _uuid(sandbox_id)
+    pk = as_uuid(sandbox_id)
     sandbox = (
         Sandbox.objects.select_related("project").filter(pk=pk, project__owner=user).first() if pk else None
     )
@@ -190,7 +190,7 @@ def sandbox_get(*, user: User, sandbox_id: Any) -> Sandbox:
 
 
 def database_get(*, user: User, project_id: Any, database_id: Any) -> Database:
-    pk, project_pk = _uuid(database_id), _uuid(project_id)
+    pk, project_pk = as_uuid(database_id), as_uuid(project_id)
     database = (
         Database.objects.select_related("project")
         .filter(pk=pk, project_id=project_pk, project__owner=user)
@@ -233,7 +233,7 @@ def project_statuses(*, user: User, ids: Any) -> dict[str, dict[str, Any]]:
 
     from projects.status import allowed_actions
 
-    pks = [pk for pk in (_uuid(i) for i in list(ids)[:STATUS_POLL_MAX_IDS]) if pk]
+    pks = [pk for pk in (as_uuid(i) for i in list(ids)[:STATUS_POLL_MAX_IDS]) if pk]
     if not pks:
         return {}
     projects = list(

@@ -6,7 +6,6 @@ import hmac
 import re
 import secrets
 import string
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -87,9 +86,8 @@ def lock_quota(user_id: int) -> None:
 
 def check_quota(user_id: int, **asked: int) -> None:
     """Refuse when what is asked (projects=1, cpu=millicores, memory=bytes...) would take the user over
-    a limit. Call inside the transaction that records the intent: it takes the user's quota lock
-    (again: it is re-entrant), so two parallel requests never both see room for one."""
-    lock_quota(user_id)
+    a limit. Call inside the transaction that records the intent, after `lock_quota(user_id)`, so two
+    parallel requests never both see room for one."""
     wanted = {name: n for name, n in asked.items() if n > 0}
     if not wanted:
         return
@@ -178,6 +176,7 @@ def project_create(
     for attempt in range(3):
         try:
             with transaction.atomic():
+                lock_quota(owner.pk)
                 check_quota(
                     owner.pk,
                     projects=1,
@@ -370,9 +369,8 @@ def record_activity(*, project: Project, force: bool = False) -> int:
 def heartbeat(*, sandbox_id: Any, token: str) -> None:
     """A heartbeat from inside a sandbox (the runtime, an agent, an attached terminal), authenticated by
     its project's TENTER_HEARTBEAT_TOKEN. Unknown sandbox or wrong token: not found, alike."""
-    sandbox = None
-    if _is_uuid(sandbox_id):
-        sandbox = Sandbox.objects.filter(pk=sandbox_id).only("id", "project_id").first()
+    pk = selectors.as_uuid(sandbox_id)
+    sandbox = Sandbox.objects.filter(pk=pk).only("id", "project_id").first() if pk else None
     expected = None
     if sandbox is not None:
         expected = Environment.objects.filter(project_id=sandbox.project_id, key=HEARTBEAT_TOKEN).first()
@@ -410,14 +408,6 @@ def stop_if_idle(*, project_id: Any, actor: Actor) -> bool:
             message=f"Stopped after {minutes} min without activity.",
         )
         audit.record(actor, "project.stop", project, reason="idle", idle_minutes=minutes)
-    return True
-
-
-def _is_uuid(value: Any) -> bool:
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
     return True
 
 
