@@ -13,6 +13,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
 import redis
 from django.conf import settings
+from django.core.cache import cache
 
 from reconcile.kube.client import Kube
 from reconcile.kube.errors import (
@@ -151,24 +152,19 @@ def _missing_permissions(config: UserConfig) -> list[str]:
 # --- the rate limit: at most one check per user per KUBECONFIG_CHECK_INTERVAL_SECONDS ---------------
 
 
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=2, socket_timeout=2)
-
-
 def _key(user_id: object, what: str) -> str:
-    # The queue name keeps concurrent deployments (and test sessions) sharing one Redis apart.
-    return f"{settings.CELERY_TASK_DEFAULT_QUEUE}:kubeconfig-check:{what}:{user_id}"
+    return f"kubeconfig-check:{what}:{user_id}"  # in the Redis cache, under its key prefix
 
 
 def take_check_slot(user_id: object) -> float:
     """0.0 when this user's check may run now (the slot is now taken for the interval); otherwise the
     seconds until it may. Fails open when Redis does not answer (the broker is Redis: rare)."""
-    interval_ms = max(1, int(float(settings.KUBECONFIG_CHECK_INTERVAL_SECONDS) * 1000))
+    interval = float(settings.KUBECONFIG_CHECK_INTERVAL_SECONDS)
+    now = time.time()
     try:
-        client = _redis()
-        if client.set(_key(user_id, "slot"), "1", nx=True, px=interval_ms):
+        if cache.add(_key(user_id, "slot"), now + interval, timeout=interval):
             return 0.0
-        return max(0.05, float(client.pttl(_key(user_id, "slot"))) / 1000)
+        return max(0.05, float(cache.get(_key(user_id, "slot")) or now) - now)
     except redis.RedisError as exc:
         logger.warning("kubeconfig check rate limit unavailable: %s", type(exc).__name__)
         return 0.0
@@ -177,11 +173,11 @@ def take_check_slot(user_id: object) -> float:
 def schedule_later_check(user_id: object, delay: float) -> bool:
     """Claim the one later check of this user (True: the caller schedules it; False: one already is)."""
     try:
-        return bool(_redis().set(_key(user_id, "later"), "1", nx=True, px=max(1, int((delay + 60) * 1000))))
+        return bool(cache.add(_key(user_id, "later"), 1, timeout=delay + 60))
     except redis.RedisError:
         return False
 
 
 def release_later_check(user_id: object) -> None:
     with contextlib.suppress(redis.RedisError):
-        _redis().delete(_key(user_id, "later"))
+        cache.delete(_key(user_id, "later"))
