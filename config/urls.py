@@ -90,6 +90,7 @@ dashboard = [
     path("projects/<uuid:project_id>/env/<str:key>/reveal", project_views.env_reveal, name="env-reveal"),
     path("projects/<uuid:project_id>/terminal", project_views.terminal_reveal, name="terminal"),
     path("projects/<uuid:project_id>/terminal/open", project_views.terminal_open, name="terminal-open"),
+    path("projects/<uuid:project_id>/open/<str:target>", project_views.open_target, name="open"),
     path("projects/<uuid:project_id>/filebrowser", project_views.filebrowser_reveal, name="filebrowser"),
     path("projects/<uuid:project_id>/databases", project_views.database_add, name="database-add"),
     path(

@@ -553,3 +553,84 @@ def database_connection(request: HttpRequest, project_id: UUID, database_id: UUI
         return JsonResponse({"code": "invalid_state", "message": message}, status=409)
     audit.record(actor_for(request), "reveal.database_connection", database)
     return secret_json(selectors.database_connection(database))
+
+
+# --- Start on open ---------------------------------------------------------------------------------
+# The project page's "Open" of a stopped sandbox (terminal, files, app) posts here: the project is
+# started (the same action rules, quotas and rate limits as its Start button) and a progress page is
+# shown, which goes to the target only once the sandbox is RUNNING, never to an address not serving.
+
+OPEN_TARGETS = {"terminal": "Terminal", "files": "Files", "app": "App"}
+TOWARDS_RUNNING = ("CREATING", "STARTING", "UPDATING")  # statuses the progress page waits through
+
+
+def _target_url(request: HttpRequest, project: Project, sandbox: Sandbox, target: str) -> str | None:
+    if target == "terminal":  # the audited redirect to the authorised terminal address
+        return reverse("dashboard:terminal-open", args=[project.pk])
+    return sandbox.filebrowser_url if target == "files" else sandbox.public_url
+
+
+def _opening(
+    request: HttpRequest, project: Project, target: str, *, refusal: str = "", status: int = 200
+) -> HttpResponse:
+    sandbox = _sandbox(project)
+    waiting = _waiting(sandbox)
+    if wants_json(request):
+        return JsonResponse(
+            {
+                "ready": sandbox is not None and sandbox.status == "RUNNING",
+                "status": sandbox.status if sandbox else None,
+                "title": waiting["title"] if waiting else "Ready",
+                "step": waiting["step"] if waiting else len(STEPS),
+                "message": (sandbox.status_reason or (waiting or {}).get("reason", "")) if sandbox else "",
+                "waits": bool(sandbox and sandbox.status in TOWARDS_RUNNING),
+            },
+            status=status,
+        )
+    context = {
+        "project": project,
+        "sandbox": sandbox,
+        "target": target,
+        "target_label": OPEN_TARGETS[target],
+        "waiting": waiting,
+        "refusal": refusal,
+        "steps": list(enumerate(STEPS)),
+        "waits": bool(sandbox and sandbox.status in TOWARDS_RUNNING) and not refusal,
+        "nav": "projects",
+    }
+    return render(request, "projects/opening.html", context, status=status)
+
+
+@login_required
+@never_cache
+def open_target(request: HttpRequest, project_id: UUID, target: str) -> HttpResponse:
+    """GET: the progress page (JSON for its poller), or the target itself once the sandbox is RUNNING.
+    POST: start the project when it is stopped, then the progress page."""
+    if target not in OPEN_TARGETS:
+        raise Http404("Nothing to open there.")
+    project = _project(request, project_id)
+    sandbox = _sandbox(project)
+    if sandbox is None:
+        raise Http404("This project has no sandbox.")
+    page = reverse("dashboard:open", args=[project.pk, target])
+    if sandbox.status == "RUNNING" and not wants_json(request):
+        url = _target_url(request, project, sandbox, target)
+        if url:
+            services.record_activity(project=project)
+            return HttpResponseRedirect(url)
+    if request.method != "POST":
+        return _opening(request, project, target)
+    if sandbox.status in ("STOPPED", "STOPPING", "ERROR"):
+        wait = _throttled(request)
+        if wait is not None:
+            response = _opening(request, project, target, refusal=_throttle_message(wait), status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        try:
+            services.project_start(project=project, actor=actor_for(request))
+        except ServiceError as exc:
+            refusal = f"{project.name} was not started. {exc.message}"
+            if exc.code == "quota_exceeded":
+                refusal += " Stop another project, or ask an operator to raise your limit."
+            return _opening(request, project, target, refusal=refusal, status=exc.status_code)
+    return HttpResponseRedirect(page)

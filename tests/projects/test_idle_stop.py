@@ -140,9 +140,9 @@ def test_the_users_default_overrides_the_server_and_the_page_says_so(user, api, 
 
 
 def test_never_as_the_users_default_keeps_every_project_without_its_own_timeout(user, other_user, api):
-    mine, my_sandbox = running(user, idle_for=timedelta(days=2))
-    shorter, shorter_sandbox = running(user, idle_for=timedelta(minutes=20), idle_stop_minutes=15)
-    theirs, their_sandbox = running(other_user, idle_for=timedelta(days=2))
+    _, my_sandbox = running(user, idle_for=timedelta(days=2))
+    _, shorter_sandbox = running(user, idle_for=timedelta(minutes=20), idle_stop_minutes=15)
+    _, their_sandbox = running(other_user, idle_for=timedelta(days=2))
     assert api.put(reverse("api:idle-stop"), {"minutes": 0}, format="json").status_code == 200
     sweep_idle_task()
     assert status_of(my_sandbox) == "RUNNING"
