@@ -77,8 +77,8 @@ class Container:
     log_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def log(self, line: str) -> None:
-        with self.log_lock, self.log_path.open("a", encoding="utf-8") as f:
-            f.write(f"{_ts()} {line.rstrip(chr(10))}\n")
+        with self.log_lock, contextlib.suppress(OSError), self.log_path.open("a", encoding="utf-8") as f:
+            f.write(f"{_ts()} {line.rstrip(chr(10))}\n")  # (OSError: the pod's folder is gone)
 
 
 @dataclass
