@@ -115,6 +115,19 @@ def test_exit_code_and_both_streams(k, kube_namespace):
     ws.run_forever(timeout=30)
     assert ws.subprotocol == "v5.channel.k8s.io"
     assert ws.returncode == 0
+    quiet = stream(
+        k.core.connect_get_namespaced_pod_exec,
+        "box-0",
+        kube_namespace,
+        command=["sh", "-c", "echo o; echo e >&2"],
+        stdin=False,
+        stdout=False,
+        stderr=True,
+        tty=False,
+        _preload_content=False,
+    )
+    quiet.run_forever(timeout=30)
+    assert (quiet.returncode, quiet.read_stdout(), quiet.read_stderr()) == (0, "", "e\n")
 
 
 def test_status_channel_is_what_the_api_server_sends(k, kube_namespace):
