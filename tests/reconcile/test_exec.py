@@ -14,18 +14,30 @@ from typing import Any
 
 import pytest
 
+from core.text import redact
 from reconcile import manifests
 from reconcile.kube.client import Kube, sh
+from reconcile.kube.egress import EgressPolicy
 from reconcile.kube.errors import (
     KubeCredentials,
     KubeEgressRefused,
+    KubeError,
     KubeNotFound,
     KubePermanent,
     KubeTransient,
 )
-from reconcile.kube.execstream import MAX_STREAM
+from reconcile.kube.execstream import MAX_STREAM, ExecResult
 from reconcile.specs import SandboxSpec
-from tests.reconcile.test_egress import LOOPBACK, NOTHING, accepted, kubeconfig_for, mapped
+from tests.reconcile.test_egress import (
+    LOOPBACK,
+    MARKER,
+    MODES,
+    NOTHING,
+    accepted,
+    fake_apiserver,
+    kubeconfig_for,
+    mapped,
+)
 
 SECRET = "s3cret-" + secrets.token_hex(6)
 
@@ -258,3 +270,55 @@ def test_exec_refuses_before_connecting(listener, server: str, policy: Any) -> N
     assert refused.value.message.startswith("refused by the egress policy")
     time.sleep(0.05)
     assert accepted(listener) == 0
+
+
+def test_redirects_are_not_followed_and_no_remote_text_is_repeated(listener) -> None:
+    target = listener.getsockname()[1]
+    for mode in MODES:
+        with fake_apiserver(mode, location=f"https://127.0.0.1:{target}/exec") as server:
+            client = Kube(kubeconfig_for(server.url, ca_pem=server.ca_pem), egress=LOOPBACK)
+            with pytest.raises(KubeError) as caught:
+                client.exec("p-0", ["true"], timeout=5)
+            client.close()
+            assert server.requests and server.requests[0].startswith(
+                "GET /api/v1/namespaces/ns-egress/pods/p-0/exec?"
+            )
+        assert MARKER not in repr(caught.value) and MARKER not in caught.value.message, mode
+    time.sleep(0.05)
+    assert accepted(listener) == 0  # the redirect's target was never contacted
+
+
+def test_tls_checks_the_kubeconfigs_name(kubesim, kube_namespace, sandbox) -> None:
+    import yaml
+
+    pod, main = sandbox
+    data = yaml.safe_load(kubesim.kubeconfig(kube_namespace))
+    port = data["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1]
+    pinned = EgressPolicy(allow=LOOPBACK.allow, resolver=lambda host, _port: ["127.0.0.1"])
+
+    def via(name: str) -> Kube:
+        data["clusters"][0]["cluster"]["server"] = f"https://{name}:{port}"
+        return Kube(yaml.safe_dump(data), egress=pinned)
+
+    good = via("kubernetes")  # in kubesim's certificate; resolved by the policy's resolver only
+    assert good.exec(pod, ["true"], container=main).ok
+    good.close()
+    bad = via("not-in-the-certificate.example.test")
+    with pytest.raises(KubeCredentials) as caught:
+        bad.exec(pod, ["true"], container=main)
+    bad.close()
+    assert caught.value.message == "TLS verification failed"
+
+
+def test_failure_is_bounded_and_redact_hides_values() -> None:
+    noisy = ExecResult(
+        exit_code=1, stdout="", stderr="x" * 5000 + "\nlast line\n", duration=0.1, truncated=False
+    )
+    message = noisy.failure()
+    assert message.startswith("exit 1: ") and message.endswith("last line") and len(message) <= 1024
+    quiet = ExecResult(exit_code=2, stdout="only stdout\n", stderr="", duration=0.1, truncated=False)
+    assert quiet.failure() == "exit 2: only stdout"
+    assert ExecResult(exit_code=5, stdout="", stderr="", duration=0, truncated=False).failure() == "exit 5"
+    assert redact("token abcd-efgh and abcd, abc", ["abcd", "abcd-efgh", "abc", "", None]) == (
+        "token •••• and ••••, abc"
+    )
