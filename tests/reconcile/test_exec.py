@@ -272,18 +272,33 @@ def test_exec_refuses_before_connecting(listener, server: str, policy: Any) -> N
     assert accepted(listener) == 0
 
 
-def test_redirects_are_not_followed_and_no_remote_text_is_repeated(listener) -> None:
+EXPECTED = {  # what a refused upgrade becomes, per answer of a server posing as an API server
+    "text200": (KubePermanent, "not a Kubernetes API server"),
+    "json200": (KubePermanent, "not a Kubernetes API server"),
+    "401": (KubeCredentials, "unauthorized"),
+    "403": (KubeCredentials, "forbidden: cannot exec into pods in namespace ns-egress"),
+    "403sentence": (KubeCredentials, "forbidden: cannot exec into pods in namespace ns-egress"),
+    "404": (KubeNotFound, "not found"),
+    "422": (KubePermanent, "the API server rejected the request (422)"),
+    "500": (KubeTransient, "API server error 500"),
+    "redirect": (KubePermanent, "not a Kubernetes API server"),
+}
+
+
+def test_refused_upgrades_are_classified_without_remote_text(listener) -> None:
+    assert set(EXPECTED) == set(MODES)
     target = listener.getsockname()[1]
-    for mode in MODES:
+    for mode, (kind, message) in EXPECTED.items():
         with fake_apiserver(mode, location=f"https://127.0.0.1:{target}/exec") as server:
             client = Kube(kubeconfig_for(server.url, ca_pem=server.ca_pem), egress=LOOPBACK)
             with pytest.raises(KubeError) as caught:
                 client.exec("p-0", ["true"], timeout=5)
             client.close()
-            assert server.requests and server.requests[0].startswith(
-                "GET /api/v1/namespaces/ns-egress/pods/p-0/exec?"
+            assert server.requests[0].startswith(
+                "GET /api/v1/namespaces/ns-egress/pods/p-0/exec?command=true&"
             )
-        assert MARKER not in repr(caught.value) and MARKER not in caught.value.message, mode
+        assert type(caught.value) is kind and caught.value.message == message, mode
+        assert MARKER not in repr(caught.value), mode
     time.sleep(0.05)
     assert accepted(listener) == 0  # the redirect's target was never contacted
 
