@@ -5,11 +5,6 @@
   var root = document.getElementById("opening");
   if (!root || !root.hasAttribute("data-waits")) return;
   var url = root.getAttribute("data-poll-url");
-  // The project page this was opened from still shows the old status (its poller rests while nothing
-  // moves): reload it so it follows the start too.
-  try {
-    if (window.opener && window.opener.location.origin === window.location.origin) window.opener.location.reload();
-  } catch (e) { /* another origin: leave it */ }
   var delay = 1000;
 
   function show(state) {
