@@ -378,3 +378,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
+
+# --- Running as many replicas (deploy/, issue 18) ----------------------------------------------------
+# Beat may run as several replicas: only the holder of this Redis lock sends the periodic tasks
+# (config/beat.py). The key is per queue so that test sessions sharing a Redis never contend.
+CELERY_BEAT_SCHEDULER = env.str("CELERY_BEAT_SCHEDULER", default="config.beat:LeaderScheduler")
+BEAT_LEADER_REDIS_URL = env.str("BEAT_LEADER_REDIS_URL", default=CELERY_BROKER_URL)
+BEAT_LEADER_KEY = env.str("BEAT_LEADER_KEY", default=f"tenter:beat-leader:{CELERY_TASK_DEFAULT_QUEUE}")
+BEAT_LEADER_TTL_SECONDS = env.float("BEAT_LEADER_TTL_SECONDS", default=15.0)
+# `manage.py migrate_locked` waits at most this long for another pod's migration to finish.
+MIGRATE_LOCK_TIMEOUT_SECONDS = env.float("MIGRATE_LOCK_TIMEOUT_SECONDS", default=600.0)

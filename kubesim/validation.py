@@ -254,6 +254,24 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
+def selector_errors(obj: dict[str, Any], template: bool) -> list[tuple[str, str]]:
+    """A Deployment's selector is required and must match its pod template; a PDB's must be non-empty."""
+    spec = obj.get("spec") or {}
+    selector = spec.get("selector")
+    if template and (not selector or not (selector.get("matchLabels") or selector.get("matchExpressions"))):
+        return [("spec.selector", "Required value")]
+    if template:
+        tlabels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if not selector_matches(selector, tlabels):
+            return [
+                (
+                    "spec.template.metadata.labels",
+                    f"Invalid value: {json.dumps(tlabels)}: `selector` does not match template `labels`",
+                )
+            ]
+    return []
+
+
 def statefulset_errors(obj: dict[str, Any], old: dict[str, Any] | None) -> list[tuple[str, str]]:
     spec = obj.get("spec") or {}
     out: list[tuple[str, str]] = []
@@ -297,6 +315,8 @@ def validate_object(
         causes += schema_errors(builtins.validator(rt.api_version, rt.kind), obj)
         if rt.plural == "statefulsets":
             causes += statefulset_errors(obj, old)
+        elif rt.plural in ("deployments", "poddisruptionbudgets"):
+            causes += selector_errors(obj, template=rt.plural == "deployments")
     if causes:
         raise invalid(rt.group, rt.kind, name, causes)
 

@@ -7,8 +7,12 @@
   result is dropped (and logged).
 """
 
+import contextlib
 import logging
+import os
 import random
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -39,6 +43,35 @@ class Outcome:
     fields: dict[str, Any] = field(default_factory=dict)
     retry_in: float | None = None  # seconds until the next attempt when staying
     failed: bool = False  # a transient failure: counts an attempt and backs off
+
+
+# --- Stopping cleanly (SIGTERM on a rolling update) --------------------------------------------------
+# A worker told to stop finishes the step in hand, releases the leases of the rows it claimed but has not
+# reached, and claims nothing more. The worker's main process hears the signal (Celery's
+# worker_shutting_down, wired in reconcile/tasks.py); its pool children learn it from a flag file named
+# after the main process (they stat it between steps), threads and the solo pool from the event.
+_STOPPING = threading.Event()
+
+
+def _stop_flag(pid: int) -> str:
+    return os.path.join(tempfile.gettempdir(), f"tenter-worker-{pid}.stopping")
+
+
+def begin_shutdown() -> None:
+    _STOPPING.set()
+    with contextlib.suppress(OSError), open(_stop_flag(os.getpid()), "w"):
+        pass
+
+
+def clear_shutdown() -> None:
+    """At worker start (a flag left by a killed process of the same pid must not stop the new one)."""
+    _STOPPING.clear()
+    with contextlib.suppress(OSError):
+        os.unlink(_stop_flag(os.getpid()))
+
+
+def shutting_down() -> bool:
+    return _STOPPING.is_set() or os.path.exists(_stop_flag(os.getppid()))
 
 
 def lease_seconds() -> float:
@@ -80,6 +113,8 @@ def _fair_candidates(model: type[Resource], now: datetime, ids: list[Any] | None
 
 def claim(model: type[Resource], *, ids: list[Any] | None = None, limit: int | None = None) -> list[Resource]:
     """Claim due transitional rows of `model` (fairly across owners) and stamp them with a fresh lease."""
+    if shutting_down():
+        return []
     now = timezone.now()
     limit = limit or settings.RECONCILE_BATCH_SIZE
     candidates = _fair_candidates(model, now, ids, limit)
@@ -193,11 +228,16 @@ def run_batch(
     rows: list[Resource],
     follow_up: Callable[[Resource, float], None] | None = None,
 ) -> int:
-    """Act on claimed rows one by one; stop early (releasing the rest) if the lease would run out."""
+    """Act on claimed rows one by one; stop early (releasing the rest) if the lease would run out or the
+    worker is stopping."""
     started = time.monotonic()
     done = 0
     for i, row in enumerate(rows):
-        if time.monotonic() - started > lease_seconds() / 2:
+        if time.monotonic() - started > lease_seconds() / 2 or shutting_down():
+            if shutting_down():
+                logger.info(
+                    "worker stopping: released %d claimed %s rows", len(rows) - i, model.__name__.lower()
+                )
             model._default_manager.filter(
                 pk__in=[r.pk for r in rows[i:]], lease_token=row.lease_token
             ).update(locked_until=None, lease_token=None)
