@@ -5,6 +5,9 @@ process's random id. The leader renews it on every tick (ticks are at most a thi
 the others try to take it on theirs. A leader that dies stops renewing and another beat takes over when
 the key expires; one that stops cleanly deletes the key so the takeover is immediate. A beat that cannot
 reach Redis is not the leader (it could not send anything either).
+
+The leader also records when it last sent each entry (a Redis hash beside the lock), and a beat taking
+over continues from those times: a takeover neither repeats a job early nor skips one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import os
 import socket
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -72,9 +76,37 @@ class LeaderScheduler(PersistentScheduler):
         super().__init__(*args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        was_leader = self.lock.held
         if not self.lock.acquire_or_renew():
             return self.renew_every
+        if not was_leader:
+            self._continue_from_last_runs()
         return min(super().tick(*args, **kwargs), self.renew_every)
+
+    @property
+    def _runs_key(self) -> str:
+        return f"{self.lock.key}:last-runs"
+
+    def reserve(self, entry: Any) -> Any:
+        new_entry = super().reserve(entry)
+        with contextlib.suppress(redis.RedisError):
+            self.lock.client.hset(self._runs_key, entry.name, new_entry.last_run_at.timestamp())
+            self.lock.client.expire(self._runs_key, 7 * 24 * 3600)
+        return new_entry
+
+    def _continue_from_last_runs(self) -> None:
+        try:
+            runs = self.lock.client.hgetall(self._runs_key)
+        except redis.RedisError:
+            return
+        for raw_name, raw_ts in runs.items():
+            entry = self.schedule.get(raw_name.decode())
+            if entry is None:
+                continue
+            last = datetime.fromtimestamp(float(raw_ts), tz=UTC)
+            if entry.last_run_at is None or last > entry.last_run_at:
+                entry.last_run_at = last
+        self._heap = None  # rebuilt from the entries on this tick
 
     def close(self) -> None:
         try:

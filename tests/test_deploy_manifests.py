@@ -127,7 +127,10 @@ def test_web_is_probed_drains_and_scales_and_workers_scale():
     assert web["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30  # gunicorn graceful 25 s
     hpas = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler").values()}
     assert hpas == {"tenter-web", "tenter-worker"}
-    pdbs = {tuple(sorted(p["spec"]["selector"]["matchLabels"].items())) for p in of_kind(docs, "PodDisruptionBudget").values()}
+    pdbs = {
+        tuple(sorted(p["spec"]["selector"]["matchLabels"].items()))
+        for p in of_kind(docs, "PodDisruptionBudget").values()
+    }
     assert len(pdbs) == 3
     for name in ("tenter-web", "tenter-worker"):
         init = of_kind(docs, "Deployment")[name]["spec"]["template"]["spec"]["initContainers"][0]
