@@ -100,7 +100,7 @@ class LeaderScheduler(PersistentScheduler):
         except redis.RedisError:
             return
         for raw_name, raw_ts in runs.items():
-            entry = self.schedule.get(raw_name.decode())
+            entry = self.schedule.get(raw_name.decode() if isinstance(raw_name, bytes) else raw_name)
             if entry is None:
                 continue
             last = datetime.fromtimestamp(float(raw_ts), tz=UTC)

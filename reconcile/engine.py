@@ -26,6 +26,7 @@ from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from core import observability
 from core.audit import RECONCILER
 from projects.transitions import change_status
 from sandboxes.models import TRANSITIONAL, Resource, ResourceStatus
@@ -138,7 +139,12 @@ def claim(model: type[Resource], *, ids: list[Any] | None = None, limit: int | N
         )
     for row in rows:
         row.locked_until, row.lease_token = until, token
+    observability.CLAIMS.labels(_kind(model)).inc(len(rows))
     return rows
+
+
+def _kind(model: type[Resource]) -> str:
+    return model.__name__.lower()
 
 
 def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
@@ -160,7 +166,9 @@ def record(row: Resource, outcome: Outcome) -> float | None:
     token = row.lease_token
     assert token is not None
     retry_in: float | None = None
+    kind = _kind(type(row))
     if outcome.status and outcome.status != row.status:
+        left, in_status = row.status, timezone.now() - row.status_changed_at
         written = change_status(
             row,
             outcome.status,
@@ -171,6 +179,8 @@ def record(row: Resource, outcome: Outcome) -> float | None:
             fields=outcome.fields,
         )
         retry_in = 0.0 if outcome.status in TRANSITIONAL else None
+        if written:
+            observability.TIME_IN_STATUS.labels(kind, left).observe(in_status.total_seconds())
     else:
         now = timezone.now()
         values: dict[str, Any] = {
@@ -184,6 +194,7 @@ def record(row: Resource, outcome: Outcome) -> float | None:
         if outcome.failed:
             attempts = row.attempts + 1
             retry_in = backoff_seconds(attempts, outcome.retry_in)
+            observability.BACKOFFS.labels(kind).inc()
             values.update(attempts=attempts, last_error=outcome.message)
         else:
             values["attempts"] = 0  # progress: the next failure starts its backoff afresh
@@ -191,6 +202,7 @@ def record(row: Resource, outcome: Outcome) -> float | None:
         values["next_attempt_at"] = now + timedelta(seconds=retry_in)
         written = type(row)._default_manager.filter(pk=row.pk, lease_token=token).update(**values) > 0
     if not written:
+        observability.LEASES_LOST.labels(kind).inc()
         logger.warning(
             "lease lost on %s %s (%s): result dropped", type(row).__name__.lower(), row.pk, row.status
         )
@@ -242,14 +254,27 @@ def run_batch(
                 pk__in=[r.pk for r in rows[i:]], lease_token=row.lease_token
             ).update(locked_until=None, lease_token=None)
             break
+        kind, status = _kind(model), row.status
+        context = observability.resource_id.set(f"{kind}:{row.pk}")  # on every line of this step
+        step_started = time.perf_counter()
         try:
-            outcome = step(row)
-        except Exception as exc:  # a bug must not wedge the row: back off and keep the reason
-            logger.exception("reconcile step failed on %s %s", model.__name__.lower(), row.pk)
-            outcome = Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
-        delay = record(row, outcome)
-        if delay is not None and follow_up is not None:
-            follow_up(row, delay)
+            try:
+                outcome = step(row)
+                moved = outcome.status not in (None, status)
+                result = "failed" if outcome.failed else "moved" if moved else "ok"
+            except Exception as exc:  # a bug must not wedge the row: back off and keep the reason
+                logger.exception("reconcile step failed on %s %s", kind, row.pk)
+                outcome = Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
+                result = "error"
+            delay = record(row, outcome)
+            logger.debug("%s step on %s %s: %s", status, kind, row.pk, result)
+            observability.STEP_SECONDS.labels(kind, status.lower(), result).observe(
+                time.perf_counter() - step_started
+            )
+            if delay is not None and follow_up is not None:
+                follow_up(row, delay)
+        finally:
+            observability.resource_id.reset(context)
         done += 1
     return done
 

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +203,47 @@ def test_kubesim_refuses_a_deployment_whose_selector_misses_its_pods(kubectl, ku
     refused = kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(web))
     assert refused.returncode != 0
     assert "selector" in refused.stderr
+
+
+def test_check_deploy_is_clean_with_the_production_overlay_settings():
+    (config,) = of_kind(render("production"), "ConfigMap").values()
+    from cryptography.fernet import Fernet
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECURE_", "METRICS_", "API_SCHEMA_"))}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env.update(config["data"])
+    env.update(  # what the operator's Secret holds
+        SECRET_KEY="k" * 20 + Fernet.generate_key().decode(),
+        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
+        METRICS_TOKEN="t" * 32,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        PROMETHEUS_MULTIPROC_DIR=str(ROOT / ".state" / "prometheus-check"),
+    )
+    assert env["DEBUG"] == "false"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_the_image_builds_static_files_and_runs_as_the_pods_non_root_user():
+    lines = [
+        line.strip()
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    runs = [line for line in lines if line.startswith("RUN ")]
+    assert any("manage.py collectstatic" in line for line in runs)
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users, "the image runs as root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0  # numeric, so the kubelet can verify runAsNonRoot
+    pods = pod_specs(render("production"))
+    assert {spec["securityContext"]["runAsUser"] for spec in pods.values()} == {int(uid)}
+    assert lines.index(next(line for line in lines if line.startswith("USER "))) > lines.index(
+        next(line for line in runs if "collectstatic" in line)
+    )
+    cmd = next(line for line in lines if line.startswith("CMD "))
+    assert "python:config.gunicorn" in cmd  # graceful timeout, metrics of dead processes
