@@ -254,21 +254,20 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
-def selector_errors(obj: dict[str, Any], template: bool) -> list[tuple[str, str]]:
-    """A Deployment's selector is required and must match its pod template; a PDB's must be non-empty."""
+def deployment_errors(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """A Deployment's selector is required and must match its pod template."""
     spec = obj.get("spec") or {}
-    selector = spec.get("selector")
-    if template and (not selector or not (selector.get("matchLabels") or selector.get("matchExpressions"))):
+    selector: dict[str, Any] = spec.get("selector") or {}
+    if not (selector.get("matchLabels") or selector.get("matchExpressions")):
         return [("spec.selector", "Required value")]
-    if template:
-        tlabels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-        if not selector_matches(selector, tlabels):
-            return [
-                (
-                    "spec.template.metadata.labels",
-                    f"Invalid value: {json.dumps(tlabels)}: `selector` does not match template `labels`",
-                )
-            ]
+    tlabels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if not selector_matches(selector, tlabels):
+        return [
+            (
+                "spec.template.metadata.labels",
+                f"Invalid value: {json.dumps(tlabels)}: `selector` does not match template `labels`",
+            )
+        ]
     return []
 
 
@@ -315,8 +314,8 @@ def validate_object(
         causes += schema_errors(builtins.validator(rt.api_version, rt.kind), obj)
         if rt.plural == "statefulsets":
             causes += statefulset_errors(obj, old)
-        elif rt.plural in ("deployments", "poddisruptionbudgets"):
-            causes += selector_errors(obj, template=rt.plural == "deployments")
+        elif rt.plural == "deployments":
+            causes += deployment_errors(obj)
     if causes:
         raise invalid(rt.group, rt.kind, name, causes)
 
