@@ -7,6 +7,7 @@
   result is dropped (and logged).
 """
 
+import atexit
 import contextlib
 import logging
 import os
@@ -60,8 +61,15 @@ def _stop_flag(pid: int) -> str:
 
 def begin_shutdown() -> None:
     _STOPPING.set()
-    with contextlib.suppress(OSError), open(_stop_flag(os.getpid()), "w"):
+    flag = _stop_flag(os.getpid())
+    with contextlib.suppress(OSError), open(flag, "w"):
         pass
+    atexit.register(_remove_flag, flag)  # gone once this process is
+
+
+def _remove_flag(flag: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(flag)
 
 
 def clear_shutdown() -> None:
