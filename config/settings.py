@@ -4,8 +4,10 @@ With DEBUG off the app refuses to start unless SECRET_KEY and FIELD_ENCRYPTION_K
 """
 
 import ipaddress
+import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from csp.constants import NONE, SELF
@@ -378,3 +380,30 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
+
+# --- Running as many replicas (deploy/, issue 18) ----------------------------------------------------
+# Beat may run as several replicas: only the holder of this Redis lock sends the periodic tasks
+# (config/beat.py). The key is per queue so that test sessions sharing a Redis never contend.
+CELERY_BEAT_SCHEDULER = env.str("CELERY_BEAT_SCHEDULER", default="config.beat:LeaderScheduler")
+BEAT_LEADER_REDIS_URL = env.str("BEAT_LEADER_REDIS_URL", default=CELERY_BROKER_URL)
+BEAT_LEADER_KEY = env.str("BEAT_LEADER_KEY", default=f"tenter:beat-leader:{CELERY_TASK_DEFAULT_QUEUE}")
+BEAT_LEADER_TTL_SECONDS = env.float("BEAT_LEADER_TTL_SECONDS", default=15.0)
+# `manage.py migrate_locked` waits at most this long for another pod's migration to finish.
+MIGRATE_LOCK_TIMEOUT_SECONDS = env.float("MIGRATE_LOCK_TIMEOUT_SECONDS", default=600.0)
+# Observability: JSON logs on request (one object per line, with request_id and resource_id), the request
+# id middleware (X-Request-ID in and out, carried into the Celery tasks a request causes), and
+# prometheus-client in multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set (gunicorn and prefork
+# workers: every process writes there, /metrics and the worker's metrics port read them all).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'.")
+_logging: dict[str, Any] = LOGGING
+_logging["filters"]["context"] = {"()": "config.logging.ContextFilter"}
+_logging["formatters"]["json"] = {"()": "config.logging.JsonFormatter"}
+_logging["handlers"]["console"]["filters"] = ["redact", "context"]
+_logging["handlers"]["console"]["formatter"] = LOG_FORMAT
+MIDDLEWARE.insert(0, "core.middleware.RequestIdMiddleware")
+if env.str("PROMETHEUS_MULTIPROC_DIR", default=""):
+    os.makedirs(env.str("PROMETHEUS_MULTIPROC_DIR"), exist_ok=True)
+# Workers serve their pod's metrics on this port (0 = off; deploy/base/worker.yaml sets 9100).
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)

@@ -254,6 +254,23 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
+def deployment_errors(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """A Deployment's selector is required and must match its pod template."""
+    spec = obj.get("spec") or {}
+    selector: dict[str, Any] = spec.get("selector") or {}
+    if not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        return [("spec.selector", "Required value")]
+    tlabels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if not selector_matches(selector, tlabels):
+        return [
+            (
+                "spec.template.metadata.labels",
+                f"Invalid value: {json.dumps(tlabels)}: `selector` does not match template `labels`",
+            )
+        ]
+    return []
+
+
 def statefulset_errors(obj: dict[str, Any], old: dict[str, Any] | None) -> list[tuple[str, str]]:
     spec = obj.get("spec") or {}
     out: list[tuple[str, str]] = []
@@ -349,7 +366,9 @@ def validate_object(
         causes += schema_errors(builtins.validator(rt.api_version, rt.kind), obj)
         if rt.plural == "statefulsets":
             causes += statefulset_errors(obj, old)
-        if rt.plural == "persistentvolumeclaims":
+        elif rt.plural == "deployments":
+            causes += deployment_errors(obj)
+        elif rt.plural == "persistentvolumeclaims":
             causes += pvc_errors(obj, old)
     if causes:
         raise invalid(rt.group, rt.kind, name, causes)

@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_init, worker_shutting_down
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
@@ -12,11 +13,22 @@ from django.utils import timezone
 from core.audit import RECONCILER
 from projects.selectors import idle_candidates
 from projects.services import stop_if_idle
-from reconcile import checks, runner
+from reconcile import checks, engine, runner
 from sandboxes.models import Database, Sandbox, past_deadline_q
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
 
 logger = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def _worker_starts(**_: Any) -> None:
+    engine.clear_shutdown()
+
+
+@worker_shutting_down.connect
+def _worker_stops(**_: Any) -> None:
+    """SIGTERM (warm shutdown): running steps finish, claimed rows not yet reached are released."""
+    engine.begin_shutdown()
 
 
 @shared_task(name="reconcile.sandbox", ignore_result=True)
