@@ -342,6 +342,12 @@ SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=False)
 # /metrics also answers "Authorization: Bearer <METRICS_TOKEN>" (see METRICS_PUBLIC above).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
+# --- Continuous verification of RUNNING/STOPPED resources (reconcile/verify.py) ---------------------
+# A round re-checks the VERIFY_BATCH_SIZE least recently verified rows of each kind; a crash-looping pod
+# or a deleted object is noticed within about VERIFY_SWEEP_SECONDS when every row fits in one batch.
+VERIFY_SWEEP_SECONDS = env.float("VERIFY_SWEEP_SECONDS", default=30.0)
+VERIFY_BATCH_SIZE = env.int("VERIFY_BATCH_SIZE", default=200)
+
 # --- Beat schedule: the guarantee behind the on-commit kicks ---------------------------------------
 CELERY_BEAT_SCHEDULE = {
     # Claim due sandboxes/databases in batches; each sweep re-enqueues itself while work remains.
@@ -357,7 +363,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Deadlines, drift and orphans: slower, reads every stable row once a minute at most.
     "sweep-deadlines": {"task": "reconcile.sweep_deadlines", "schedule": 15.0, "options": {"expires": 30}},
-    "sweep-drift": {"task": "reconcile.sweep_drift", "schedule": 60.0, "options": {"expires": 120}},
+    # Continuous verification (reconcile/verify.py): stable rows against the cluster, a batch per round.
+    "sweep-drift": {
+        "task": "reconcile.sweep_drift",
+        "schedule": VERIFY_SWEEP_SECONDS,
+        "options": {"expires": VERIFY_SWEEP_SECONDS * 2},
+    },
     "sweep-idle": {"task": "reconcile.sweep_idle", "schedule": 60.0, "options": {"expires": 120}},
     # Lists each namespace's Tenter objects (4 calls per user): every 5 minutes is plenty.
     "sweep-orphans": {"task": "reconcile.sweep_orphans", "schedule": 300.0, "options": {"expires": 600}},

@@ -19,8 +19,19 @@ from sandboxes.models import Database, ResourceEvent, Sandbox
 from userconfig.auth import current_user
 
 
+class HealthOutput(serializers.Serializer[Any]):
+    """A stable resource's health from the verification sweep: degraded (with the reason from the
+    cluster) while RUNNING but not serving; the status stays RUNNING."""
+
+    degraded = serializers.BooleanField(source="is_degraded")
+    reason = serializers.CharField(source="degraded_reason")
+    since = serializers.DateTimeField(source="degraded_since", allow_null=True)
+    last_verified_at = serializers.DateTimeField(source="last_observed_at", allow_null=True)
+
+
 class SandboxOutput(OutputSerializer):
     terminal_path = serializers.SerializerMethodField()
+    health = HealthOutput(source="*", read_only=True)
 
     class Meta:
         model = Sandbox
@@ -30,6 +41,7 @@ class SandboxOutput(OutputSerializer):
             "status",
             "status_reason",
             "status_changed_at",
+            "health",
             "k8s_namespace",
             "k8s_name",
             "public_url",
@@ -56,6 +68,7 @@ class SandboxOutput(OutputSerializer):
 
 class DatabaseOutput(OutputSerializer):
     connection_ready = serializers.BooleanField(source="is_connection_ready")
+    health = HealthOutput(source="*", read_only=True)
 
     class Meta:
         model = Database
@@ -65,6 +78,7 @@ class DatabaseOutput(OutputSerializer):
             "status",
             "status_reason",
             "status_changed_at",
+            "health",
             "k8s_namespace",
             "k8s_name",
             "api_version",

@@ -1,8 +1,7 @@
 """Drift and orphans (DESIGN §5): the slower sweep over stable rows and over the cluster.
 
-- A RUNNING sandbox whose StatefulSet is gone is moved back to CREATING ("drift"); the normal
-  reconciler re-creates its objects. The move goes through `change_status`, so a worker holding a
-  lease cannot overwrite it.
+- Drift of stable rows (missing or changed objects, pods no longer ready) is the verification
+  sweep's: reconcile/verify.py.
 - Objects labelled as Tenter's whose row no longer exists are orphans: reported in the log, and
   deleted once they are older than ORPHAN_DELETE_AFTER_MINUTES (0 = report only). Celery beat runs
   the orphan sweep every 5 minutes (`reconcile.sweep_orphans`).
@@ -14,65 +13,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F
 from django.utils import timezone
 
-from core.audit import RECONCILER
-from projects.transitions import change_status
 from reconcile import manifests
-from reconcile.kube.errors import KubeConflict, KubeError, KubeNotFound
+from reconcile.kube.errors import KubeConflict, KubeNotFound
 from reconcile.runner import client_for
-from sandboxes.models import Database, ResourceStatus, Sandbox
-from userconfig.models import CheckStatus, ConfigKey, UserConfig
+from sandboxes.models import Database, Sandbox
+from userconfig.models import UserConfig
 
 logger = logging.getLogger(__name__)
 
 DRIFT_BATCH = 100
 ORPHAN_KINDS = ["StatefulSet", "Service", "Ingress", "Secret"]
-
-
-def check_drift(batch: int = DRIFT_BATCH) -> int:
-    """Check the least recently observed RUNNING sandboxes. Returns how many drifted."""
-    rows = list(
-        Sandbox.objects.select_related("project")
-        .filter(status=ResourceStatus.RUNNING)
-        .order_by(F("last_observed_at").asc(nulls_first=True))[:batch]
-    )
-    configs = {
-        c.user_id: c
-        for c in UserConfig.objects.filter(
-            user_id__in={r.project.owner_id for r in rows},
-            key=ConfigKey.KUBECONFIG,
-            check_status=CheckStatus.OK,
-        )
-    }
-    drifted = 0
-    present = []
-    for sandbox in rows:
-        config = configs.get(sandbox.project.owner_id)
-        if config is None:
-            continue
-        try:
-            client_for(config).get("StatefulSet", sandbox.k8s_name)
-        except KubeNotFound:
-            changed = change_status(
-                sandbox,
-                ResourceStatus.CREATING,
-                actor=RECONCILER,
-                reason="drift",
-                message="StatefulSet missing on the cluster; re-creating it.",
-            )
-            drifted += int(changed)
-            continue
-        except KubeError as exc:
-            logger.info("drift check skipped for %s: %s", sandbox.pk, exc.__class__.__name__)
-            continue
-        present.append(sandbox.pk)
-    # One write for the whole batch: these were seen as they should be.
-    Sandbox.objects.filter(pk__in=present, status=ResourceStatus.RUNNING).update(
-        last_observed_at=timezone.now()
-    )
-    return drifted
 
 
 def _resource_id(obj: dict[str, Any]) -> str | None:

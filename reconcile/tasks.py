@@ -89,9 +89,19 @@ def sweep_deadlines_task() -> None:
 
 @shared_task(name="reconcile.sweep_drift", ignore_result=True)
 def sweep_drift_task() -> None:
-    from reconcile import drift
+    """Continuous verification: one bounded round over stable rows (reconcile/verify.py)."""
+    from reconcile import verify
 
-    drift.check_drift()
+    result = verify.verify_round()
+    if result.drifted or result.degraded or result.recovered or result.failed:
+        logger.info(
+            "verification: %s checked, %s drifted, %s degraded, %s recovered, %s failed",
+            result.checked,
+            len(result.drifted),
+            result.degraded,
+            result.recovered,
+            result.failed,
+        )
 
 
 ORPHAN_SWEEP_USERS = 100

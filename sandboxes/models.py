@@ -105,6 +105,14 @@ class Resource(models.Model):
     generation = models.PositiveIntegerField(default=1)
     observed_generation = models.PositiveIntegerField(default=0)
     last_observed_at = models.DateTimeField(null=True, blank=True)
+    # Health of a stable row, from the verification sweep (reconcile/health.py): a RUNNING resource
+    # whose pod stopped being ready is "degraded" (non-empty reason) until it recovers; its status stays
+    # RUNNING, because nothing is asked of the reconciler and every action stays what it was.
+    degraded_reason = models.TextField(blank=True, default="")
+    degraded_since = models.DateTimeField(null=True, blank=True)
+    # What the verification sweep saw of the resource's objects when it took its baseline (per status
+    # change and generation): {"key": ..., "objects": {"Kind/name": fingerprint}}.
+    observed_objects = models.JSONField(default=dict, blank=True)
     cpu_request = models.CharField(max_length=16)
     cpu_limit = models.CharField(max_length=16)
     memory_request = models.CharField(max_length=16)
@@ -124,6 +132,10 @@ class Resource(models.Model):
     @property
     def is_transitional(self) -> bool:
         return self.status in TRANSITIONAL
+
+    @property
+    def is_degraded(self) -> bool:
+        return self.status == ResourceStatus.RUNNING and bool(self.degraded_reason)
 
 
 def _resource_constraints(prefix: str) -> list[models.BaseConstraint]:
