@@ -175,7 +175,7 @@ class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
         ("Timeline (newest first)", {"fields": ["timeline"]}),
     ]
     inlines = [SandboxInline, DatabaseInline, EnvironmentInline, ProjectTaskInline]
-    actions = ["reconcile_now", "retry", "stop", "delete"]
+    actions = ["reconcile_now", "retry", "stop", "delete", "forget"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return (
@@ -237,6 +237,13 @@ class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     )
     def delete(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         self._run(request, queryset, operator_services.projects_delete)
+
+    @admin.action(
+        description="Forget (cluster access gone: rows removed, nothing deleted on the cluster; superusers)",
+        permissions=["destructive"],
+    )
+    def forget(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._run(request, queryset, operator_services.projects_forget)
 
 
 class TaskLeaseHeldFilter(YesNoFilter):

@@ -310,6 +310,19 @@ class ProjectRetryApi(_ProjectActionApi):
     action_name = "retry"
 
 
+class ProjectForgetApi(APIView):
+    """Forget a project whose cluster access is gone: rows removed, the cluster untouched. 409
+    `cluster_reachable` while the owner's kubeconfig still reaches the cluster."""
+
+    lifecycle_writes = True
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        services.project_forget(project=project, actor=actor_for(request))
+        return Response(status=204)
+
+
 class EnvVariableSerializer(serializers.Serializer):
     """Documents one item; the service validates items so every surface gets the same messages."""
 

@@ -313,6 +313,8 @@ def statefulset(spec: SandboxSpec) -> Manifest:
                 {
                     "metadata": {
                         "name": claim,
+                        # the PVC carries our labels, so the orphan sweep finds it by its owner
+                        "labels": labels(spec, "sandbox"),
                         "annotations": {"path": HOME_DIR, "value": _storage_number(spec.storage_size)},
                     },
                     "spec": claim_spec,

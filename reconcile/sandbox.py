@@ -86,7 +86,13 @@ def ensure(
     stale = current != manifest["metadata"]["annotations"][APPLIED] or replicas_differ
     if converge and (stale or force):
         metadata = {**manifest["metadata"], "resourceVersion": obj["metadata"]["resourceVersion"]}
-        return k.replace({**manifest, "metadata": metadata})
+        body = {**manifest, "metadata": metadata}
+        live_claims = (obj.get("spec") or {}).get("volumeClaimTemplates")
+        if manifest["kind"] == "StatefulSet" and live_claims is not None:
+            # A StatefulSet's claim templates cannot change: keep the live ones (a sandbox created
+            # before its template carried labels keeps its unlabelled template).
+            body["spec"] = {**manifest["spec"], "volumeClaimTemplates": live_claims}
+        return k.replace(body)
     return obj
 
 

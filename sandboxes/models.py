@@ -239,3 +239,29 @@ class ResourceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource_kind} {self.from_status}->{self.to_status}"
+
+
+class OrphanObject(models.Model):
+    """An object in a user's namespace labelled as Tenter's and that user's, whose row is gone: reported
+    by the orphan sweep (reconcile/drift.py) when first seen, deleted once it has been reported for
+    settings.ORPHAN_DELETE_AFTER_MINUTES (0 = report only). Kept after deletion as the record of it."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    namespace = models.CharField(max_length=63)
+    kind = models.CharField(max_length=32)
+    name = models.CharField(max_length=253)
+    uid = models.CharField(max_length=64)
+    resource_id = models.CharField(max_length=64, blank=True, default="")  # the row it was labelled for
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-first_seen_at"]
+        constraints = [models.UniqueConstraint(fields=["owner", "uid"], name="orphan_unique_owner_uid")]
+        indexes = [
+            models.Index(fields=["last_seen_at"], name="orphan_pending", condition=models.Q(deleted_at=None))
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
