@@ -11,6 +11,8 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from config import cluster as cluster_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -301,6 +303,38 @@ FILEBROWSER_IMAGE = env.str("FILEBROWSER_IMAGE", default="filebrowser/filebrowse
 INGRESS_DOMAIN = env.str("INGRESS_DOMAIN", default="")
 KUBEBLOCKS_API_VERSION = env.str("KUBEBLOCKS_API_VERSION", default="apps.kubeblocks.io/v1")
 DATABASE_STORAGE_CLASS = env.str("DATABASE_STORAGE_CLASS", default="")
+
+# --- How sandboxes meet the cluster: defaults that work on a stock cluster with ingress-nginx ---------
+# (checked here, at start; `manage.py doctor` shows them and checks them against each cluster)
+try:
+    # IngressClass of every sandbox Ingress.
+    INGRESS_CLASS = cluster_settings.dns_subdomain(
+        "INGRESS_CLASS", env.str("INGRESS_CLASS", default="nginx"), allow_empty=False
+    )
+    # TLS Secret (in each namespace) for the sandbox hosts; empty = the controller's default certificate.
+    INGRESS_TLS_SECRET = cluster_settings.dns_subdomain(
+        "INGRESS_TLS_SECRET", env.str("INGRESS_TLS_SECRET", default="")
+    )
+    # The reference's server-snippet (larger header buffers): only when the controller allows snippets
+    # (ingress-nginx >= 1.9 forbids them by default and rejects the whole Ingress).
+    INGRESS_SERVER_SNIPPET = env.bool("INGRESS_SERVER_SNIPPET", default=False)
+    # Extra annotations on every sandbox Ingress (JSON), e.g. {"cert-manager.io/cluster-issuer": "le"}.
+    INGRESS_ANNOTATIONS = cluster_settings.ingress_annotations(
+        "INGRESS_ANNOTATIONS",
+        env.str("INGRESS_ANNOTATIONS", default=""),
+        snippets_allowed=INGRESS_SERVER_SNIPPET,
+    )
+    # StorageClass of the sandbox volumes and of the database volumes; empty = the cluster's default.
+    SANDBOX_STORAGE_CLASS = cluster_settings.dns_subdomain(
+        "SANDBOX_STORAGE_CLASS", env.str("SANDBOX_STORAGE_CLASS", default="")
+    )
+    DATABASE_STORAGE_CLASS = cluster_settings.dns_subdomain("DATABASE_STORAGE_CLASS", DATABASE_STORAGE_CLASS)
+    # Secrets (in each namespace) to pull the runtime and FileBrowser images with; comma-separated.
+    RUNTIME_IMAGE_PULL_SECRETS = cluster_settings.names(
+        "RUNTIME_IMAGE_PULL_SECRETS", env.list("RUNTIME_IMAGE_PULL_SECRETS", default=[])
+    )
+except cluster_settings.ClusterSettingError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
 
 # Named sandbox sizes, smallest first (the first is the default at creation). "small" is the reference's
 # sandbox (fulling §4.3, §4.11). Storage can only grow on a resize; every size has the same volume here

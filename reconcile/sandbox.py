@@ -47,6 +47,12 @@ def spec_for(sandbox: Sandbox, *, replicas: int = 1) -> SandboxSpec:
         domain=sandbox.ingress_domain,
         replicas=replicas,
         env=env,
+        tls_secret_name=settings.INGRESS_TLS_SECRET,
+        ingress_class=settings.INGRESS_CLASS,
+        ingress_snippets=settings.INGRESS_SERVER_SNIPPET,
+        ingress_annotations=settings.INGRESS_ANNOTATIONS,
+        storage_class=settings.SANDBOX_STORAGE_CLASS,
+        image_pull_secrets=settings.RUNTIME_IMAGE_PULL_SECRETS,
     )
 
 
