@@ -381,6 +381,10 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # or a deleted object is noticed within about VERIFY_SWEEP_SECONDS when every row fits in one batch.
 VERIFY_SWEEP_SECONDS = env.float("VERIFY_SWEEP_SECONDS", default=30.0)
 VERIFY_BATCH_SIZE = env.int("VERIFY_BATCH_SIZE", default=200)
+# Diagnostics panel (reconcile/diagnostics.py): a worker refreshes what is older than this on a visit;
+# what it fetched is kept (and shown with its age) for DIAGNOSTICS_KEEP_SECONDS.
+DIAGNOSTICS_FRESH_SECONDS = env.float("DIAGNOSTICS_FRESH_SECONDS", default=30.0)
+DIAGNOSTICS_KEEP_SECONDS = env.int("DIAGNOSTICS_KEEP_SECONDS", default=600)
 
 # --- Beat schedule: the guarantee behind the on-commit kicks ---------------------------------------
 CELERY_BEAT_SCHEDULE = {

@@ -75,6 +75,8 @@ BUILTINS = [
         categories=["all"],
     ),
     ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, "ingress", ["ing"], True, True),
+    ResourceType("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False, "ingressclass"),
+    ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, "storageclass", ["sc"]),
     ResourceType(
         "apiextensions.k8s.io",
         "v1",

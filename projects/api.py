@@ -15,6 +15,7 @@ from core.errors import ValidationFailed
 from projects import selectors, services
 from projects.models import Environment, Project, ProjectStatus, ProjectTask
 from projects.status import allowed_actions
+from reconcile import diagnostics
 from sandboxes.models import Database, ResourceEvent, Sandbox
 from userconfig.auth import current_user
 
@@ -308,6 +309,16 @@ class ProjectIdleStopApi(APIView):
 
 class ProjectRetryApi(_ProjectActionApi):
     action_name = "retry"
+
+
+class ProjectDiagnosticsApi(APIView):
+    """The project's diagnostics as a worker last fetched them (with their age); a visit asks a worker
+    for fresh ones when they are older than DIAGNOSTICS_FRESH_SECONDS. Owner only."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        return Response(diagnostics.for_display(project.pk))
 
 
 class ProjectForgetApi(APIView):

@@ -20,7 +20,6 @@ constant in the number of healthy rows, and only changed rows cost more.
 """
 
 import logging
-import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -48,7 +46,6 @@ logger = logging.getLogger(__name__)
 S = ResourceStatus
 SANDBOX_KINDS = ("StatefulSet", "Service", "Ingress", "Secret", "Pod")
 BY_GENERATION = frozenset({"StatefulSet", "Ingress"})
-HEARTBEAT_KEY = "tenter:sweep:verify:last_run"
 
 Listed = dict[tuple[str, str], dict[str, Any]]  # (kind, name) -> object
 
@@ -166,7 +163,6 @@ def verify_round(batch: int | None = None) -> Round:
         Sandbox.objects.bulk_update(sandbox_baselines, ["observed_objects"])
     if database_baselines:
         Database.objects.bulk_update(database_baselines, ["observed_objects"])
-    cache.set(HEARTBEAT_KEY, time.time(), timeout=None)
     return result
 
 

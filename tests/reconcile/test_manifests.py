@@ -515,7 +515,9 @@ def test_statefulset_shape() -> None:
         "requests": {"cpu": "20m", "memory": "25Mi"},
         "limits": {"cpu": "2000m", "memory": "4096Mi"},
     }
-    assert "exec" in main["readinessProbe"]  # see test_readiness_means_the_terminal_and_file_manager_answer_http
+    assert (
+        "exec" in main["readinessProbe"]
+    )  # see test_readiness_means_the_terminal_and_file_manager_answer_http
     assert filebrowser["image"] == spec.filebrowser_image
     assert filebrowser["ports"][0]["containerPort"] == 8080
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in filebrowser["env"]}
