@@ -109,7 +109,7 @@ class Api(EndpointsMixin):
     def _preload_cluster_defaults(self) -> None:
         """What a stock cluster with ingress-nginx has: IngressClass `nginx` and a default StorageClass
         `standard` (delete them through the API to simulate a cluster without)."""
-        seeds = [
+        seeds: list[tuple[tuple[str, str], dict[str, Any]]] = [
             (
                 ("networking.k8s.io", "ingressclasses"),
                 {

@@ -556,7 +556,9 @@ class Simulator:
         if status.get("phase") == phase:
             return
         first = comps[0].get("name", "postgresql")
-        components = {c.get("name", "postgresql"): {"phase": "Running"} for c in comps}
+        components: dict[str, dict[str, Any]] = {
+            c.get("name", "postgresql"): {"phase": "Running"} for c in comps
+        }
         components[first] = {"phase": phase, "message": {"Pod/x": "container postgresql is crashing"}}
         condition = dict(
             _cond("Ready", "ComponentsNotReady", f"pods are not ready in Components: [{first}]"),
