@@ -17,6 +17,7 @@ from typing import Any
 from reconcile.kube.errors import shorten
 
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 # Waiting reasons that mean a container will not come back on its own.
 WAITING_FAILURES = frozenset(
@@ -41,6 +42,12 @@ def token(value: object, default: str = "") -> str:
     return text if _TOKEN.fullmatch(text) else default
 
 
+def name(value: object, default: str = "") -> str:
+    """A Kubernetes object or container name as shown (a DNS label), or `default`."""
+    text = str(value or "")
+    return text if _NAME.fullmatch(text) else default
+
+
 def _int(value: object) -> int | None:
     try:
         return int(str(value))
@@ -49,7 +56,7 @@ def _int(value: object) -> int | None:
 
 
 def _container_problem(cs: Mapping[str, Any]) -> str | None:
-    name = token(cs.get("name"), "container")
+    cname = name(cs.get("name"), "?")
     state = cs.get("state") or {}
     waiting = state.get("waiting") or {}
     terminated = state.get("terminated") or {}
@@ -58,7 +65,7 @@ def _container_problem(cs: Mapping[str, Any]) -> str | None:
     last_reason = token(last.get("reason"))
     last_code = _int(last.get("exitCode"))
     reason = token(waiting.get("reason"))
-    detail = f"container {name}"
+    detail = f"container {cname}"
     if restarts:
         detail += f" restarted {restarts} time{'s' if restarts != 1 else ''}"
     if last_reason or last_code is not None:
@@ -126,9 +133,9 @@ def cluster_problem(cluster: Mapping[str, Any]) -> str | None:
             if reason and reason not in reasons:
                 reasons.append(reason)
     components = []
-    for name, comp in sorted((status.get("components") or {}).items()):
+    for component, comp in sorted((status.get("components") or {}).items()):
         comp_phase = token((comp or {}).get("phase"))
         if comp_phase in CLUSTER_FAILED_PHASES:
-            components.append(f"component {token(name, 'component')} {comp_phase}")
+            components.append(f"component {name(component, '?')} {comp_phase}")
     detail = ", ".join([*reasons, *components]) or "no reason given by the cluster"
     return f"Cluster {phase}: {detail}"

@@ -58,7 +58,7 @@ def test_a_crash_looping_pod_is_degraded_with_its_reason_and_running_again_after
     sandbox.refresh_from_db()
     assert result.degraded == 1
     assert sandbox.status == "RUNNING" and sandbox.is_degraded
-    assert sandbox.degraded_reason.startswith("OOMKilled: container ")
+    assert sandbox.degraded_reason.startswith(f"OOMKilled: container {sandbox.k8s_name} restarted ")
     assert "last exit OOMKilled (code 137)" in sandbox.degraded_reason
     # the project page and the API say so plainly
     body = cluster_api.get(f"/api/v1/projects/{project_id}").json()
