@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 
 from core import observability
 from projects.models import Project
-from sandboxes.models import TRANSITIONAL, Database, Sandbox, lease_held_q, past_deadline_q
+from sandboxes.models import TRANSITIONAL, Database, OrphanObject, Sandbox, lease_held_q, past_deadline_q
 from userconfig.models import ConfigKey, UserConfig
 
 
@@ -74,6 +74,15 @@ def render() -> str:
     )
     for check in checks.order_by("check_status"):
         lines.append(_line("tenter_kubeconfigs", check["n"], check_status=check["check_status"]))
+    orphans = OrphanObject.objects.aggregate(
+        reported=Count("id", filter=Q(deleted_at=None)), deleted=Count("id", filter=~Q(deleted_at=None))
+    )
+    lines += [
+        "# HELP tenter_orphan_objects Objects of a user with no row: reported (still there) or deleted.",
+        "# TYPE tenter_orphan_objects gauge",
+        _line("tenter_orphan_objects", orphans["reported"], state="reported"),
+        _line("tenter_orphan_objects", orphans["deleted"], state="deleted"),
+    ]
     lines += [
         "# HELP tenter_queue_depth Tasks waiting in the broker queue (-1: the broker did not answer).",
         "# TYPE tenter_queue_depth gauge",

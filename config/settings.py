@@ -13,6 +13,8 @@ import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from config import cluster as cluster_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -304,6 +306,38 @@ INGRESS_DOMAIN = env.str("INGRESS_DOMAIN", default="")
 KUBEBLOCKS_API_VERSION = env.str("KUBEBLOCKS_API_VERSION", default="apps.kubeblocks.io/v1")
 DATABASE_STORAGE_CLASS = env.str("DATABASE_STORAGE_CLASS", default="")
 
+# --- How sandboxes meet the cluster: defaults that work on a stock cluster with ingress-nginx ---------
+# (checked here, at start; `manage.py doctor` shows them and checks them against each cluster)
+try:
+    # IngressClass of every sandbox Ingress.
+    INGRESS_CLASS = cluster_settings.dns_subdomain(
+        "INGRESS_CLASS", env.str("INGRESS_CLASS", default="nginx"), allow_empty=False
+    )
+    # TLS Secret (in each namespace) for the sandbox hosts; empty = the controller's default certificate.
+    INGRESS_TLS_SECRET = cluster_settings.dns_subdomain(
+        "INGRESS_TLS_SECRET", env.str("INGRESS_TLS_SECRET", default="")
+    )
+    # The reference's server-snippet (larger header buffers): only when the controller allows snippets
+    # (ingress-nginx >= 1.9 forbids them by default and rejects the whole Ingress).
+    INGRESS_SERVER_SNIPPET = env.bool("INGRESS_SERVER_SNIPPET", default=False)
+    # Extra annotations on every sandbox Ingress (JSON), e.g. {"cert-manager.io/cluster-issuer": "le"}.
+    INGRESS_ANNOTATIONS = cluster_settings.ingress_annotations(
+        "INGRESS_ANNOTATIONS",
+        env.str("INGRESS_ANNOTATIONS", default=""),
+        snippets_allowed=INGRESS_SERVER_SNIPPET,
+    )
+    # StorageClass of the sandbox volumes and of the database volumes; empty = the cluster's default.
+    SANDBOX_STORAGE_CLASS = cluster_settings.dns_subdomain(
+        "SANDBOX_STORAGE_CLASS", env.str("SANDBOX_STORAGE_CLASS", default="")
+    )
+    DATABASE_STORAGE_CLASS = cluster_settings.dns_subdomain("DATABASE_STORAGE_CLASS", DATABASE_STORAGE_CLASS)
+    # Secrets (in each namespace) to pull the runtime and FileBrowser images with; comma-separated.
+    RUNTIME_IMAGE_PULL_SECRETS = cluster_settings.names(
+        "RUNTIME_IMAGE_PULL_SECRETS", env.list("RUNTIME_IMAGE_PULL_SECRETS", default=[])
+    )
+except cluster_settings.ClusterSettingError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
 # Named sandbox sizes, smallest first (the first is the default at creation). "small" is the reference's
 # sandbox (fulling §4.3, §4.11). Storage can only grow on a resize; every size has the same volume here
 # because a StatefulSet's volume claim template cannot change (growing a volume is not reconciled yet).
@@ -344,6 +378,16 @@ SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=False)
 # /metrics also answers "Authorization: Bearer <METRICS_TOKEN>" (see METRICS_PUBLIC above).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
+# --- Continuous verification of RUNNING/STOPPED resources (reconcile/verify.py) ---------------------
+# A round re-checks the VERIFY_BATCH_SIZE least recently verified rows of each kind; a crash-looping pod
+# or a deleted object is noticed within about VERIFY_SWEEP_SECONDS when every row fits in one batch.
+VERIFY_SWEEP_SECONDS = env.float("VERIFY_SWEEP_SECONDS", default=30.0)
+VERIFY_BATCH_SIZE = env.int("VERIFY_BATCH_SIZE", default=200)
+# Diagnostics panel (reconcile/diagnostics.py): a worker refreshes what is older than this on a visit;
+# what it fetched is kept (and shown with its age) for DIAGNOSTICS_KEEP_SECONDS.
+DIAGNOSTICS_FRESH_SECONDS = env.float("DIAGNOSTICS_FRESH_SECONDS", default=30.0)
+DIAGNOSTICS_KEEP_SECONDS = env.int("DIAGNOSTICS_KEEP_SECONDS", default=600)
+
 # --- Beat schedule: the guarantee behind the on-commit kicks ---------------------------------------
 CELERY_BEAT_SCHEDULE = {
     # Claim due sandboxes/databases in batches; each sweep re-enqueues itself while work remains.
@@ -359,7 +403,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Deadlines, drift and orphans: slower, reads every stable row once a minute at most.
     "sweep-deadlines": {"task": "reconcile.sweep_deadlines", "schedule": 15.0, "options": {"expires": 30}},
-    "sweep-drift": {"task": "reconcile.sweep_drift", "schedule": 60.0, "options": {"expires": 120}},
+    # Continuous verification (reconcile/verify.py): stable rows against the cluster, a batch per round.
+    "sweep-drift": {
+        "task": "reconcile.sweep_drift",
+        "schedule": VERIFY_SWEEP_SECONDS,
+        "options": {"expires": VERIFY_SWEEP_SECONDS * 2},
+    },
     "sweep-idle": {"task": "reconcile.sweep_idle", "schedule": 60.0, "options": {"expires": 120}},
     # Lists each namespace's Tenter objects (4 calls per user): every 5 minutes is plenty.
     "sweep-orphans": {"task": "reconcile.sweep_orphans", "schedule": 300.0, "options": {"expires": 600}},

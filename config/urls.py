@@ -23,6 +23,12 @@ api_v1 = [
     path("projects/<str:project_id>/start", project_api.ProjectStartApi.as_view(), name="project-start"),
     path("projects/<str:project_id>/stop", project_api.ProjectStopApi.as_view(), name="project-stop"),
     path("projects/<str:project_id>/retry", project_api.ProjectRetryApi.as_view(), name="project-retry"),
+    path("projects/<str:project_id>/forget", project_api.ProjectForgetApi.as_view(), name="project-forget"),
+    path(
+        "projects/<str:project_id>/diagnostics",
+        project_api.ProjectDiagnosticsApi.as_view(),
+        name="project-diagnostics",
+    ),
     path(
         "projects/<str:project_id>/idle-stop",
         project_api.ProjectIdleStopApi.as_view(),

@@ -212,3 +212,8 @@ def send_later(task_name: str, arg: str, delay: float) -> None:
     """Used by the reconciler itself (outside transactions) to come back to a row soon."""
     if settings.RECONCILE_KICK_ON_COMMIT:
         _send(task_name, arg, countdown=delay if delay > 0 else None)
+
+
+def send(task_name: str, arg: str) -> None:
+    """Queue a task now, from a web request (non-blocking, never raises): e.g. a diagnostics refresh."""
+    _send(task_name, arg)

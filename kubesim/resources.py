@@ -123,6 +123,8 @@ BUILTINS = [
         False,
         True,
     ),
+    ResourceType("networking.k8s.io", "v1", "ingressclasses", "IngressClass", False, "ingressclass"),
+    ResourceType("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, "storageclass", ["sc"]),
     ResourceType(
         "apiextensions.k8s.io",
         "v1",

@@ -30,6 +30,7 @@ CLUSTER_KEY = ("apps.kubeblocks.io", "clusters")
 OPS_KEYS = [("apps.kubeblocks.io", "opsrequests"), ("operations.kubeblocks.io", "opsrequests")]
 CLUSTER_FINALIZER = "cluster.kubeblocks.io/finalizer"
 FAIL_ANNOTATION = "kubesim.dev/fail"
+CLUSTER_FAILURES = {"Failed", "Abnormal"}
 OPS_DONE = {"Succeed", "Failed", "Cancelled", "Aborted"}
 
 
@@ -47,7 +48,7 @@ def failure_mode(pod: Obj) -> tuple[str, str] | None:
     containers = (pod.get("spec") or {}).get("containers") or []
     image = str(containers[0].get("image", "")) if containers else ""
     mode = ann.get(FAIL_ANNOTATION)
-    if mode in ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff"):
+    if mode in ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "OOMKilled"):
         return ("ImagePullBackOff" if mode == "ErrImagePull" else mode), image
     for c in containers:
         img = str(c.get("image", ""))
@@ -386,8 +387,8 @@ class Simulator:
                             },
                             "lastState": {
                                 "terminated": {
-                                    "exitCode": 1,
-                                    "reason": "Error",
+                                    "exitCode": 137 if reason == "OOMKilled" else 1,
+                                    "reason": "OOMKilled" if reason == "OOMKilled" else "Error",
                                     "startedAt": ts,
                                     "finishedAt": ts,
                                 }
@@ -533,6 +534,10 @@ class Simulator:
             if not comps:
                 comps = [{"name": "postgresql"}]
             status = cl.get("status") or {}
+            fail = ((md.get("annotations") or {}).get(FAIL_ANNOTATION) or "").strip()
+            if fail in CLUSTER_FAILURES:
+                self._fail_cluster(cl, comps, fail)
+                continue
             phase = status.get("phase")
             stopped = all(c.get("stop") for c in comps)
             target = "Stopped" if stopped else "Running"
@@ -560,6 +565,23 @@ class Simulator:
                 components[c.get("name", "postgresql")] = cs
             new_status["components"] = components
             self._set_status(cl, new_status)
+
+    def _fail_cluster(self, cl: Obj, comps: list[dict[str, Any]], phase: str) -> None:
+        """The `kubesim.dev/fail: Failed|Abnormal` annotation: the cluster (and its first component) in
+        that phase, with a Ready condition False, as KubeBlocks reports a failed component."""
+        status = cl.get("status") or {}
+        if status.get("phase") == phase:
+            return
+        first = comps[0].get("name", "postgresql")
+        components: dict[str, dict[str, Any]] = {
+            c.get("name", "postgresql"): {"phase": "Running"} for c in comps
+        }
+        components[first] = {"phase": phase, "message": {"Pod/x": "container postgresql is crashing"}}
+        condition = dict(
+            _cond("Ready", "ComponentsNotReady", f"pods are not ready in Components: [{first}]"),
+            status="False",
+        )
+        self._set_status(cl, dict(status, phase=phase, components=components, conditions=[condition]))
 
     def _ensure_cluster_objects(self, cl: Obj, comps: list[dict[str, Any]]) -> None:
         md = cl["metadata"]

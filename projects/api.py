@@ -15,13 +15,25 @@ from core.errors import ValidationFailed
 from projects import selectors, services
 from projects.models import Environment, Project, ProjectStatus, ProjectTask
 from projects.status import allowed_actions
+from reconcile import diagnostics
 from sandboxes.models import Database, ResourceEvent, Sandbox
 from userconfig import services as userconfig_services
 from userconfig.auth import current_user
 
 
+class HealthOutput(serializers.Serializer[Any]):
+    """A stable resource's health from the verification sweep: degraded (with the reason from the
+    cluster) while RUNNING but not serving; the status stays RUNNING."""
+
+    degraded = serializers.BooleanField(source="is_degraded")
+    reason = serializers.CharField(source="degraded_reason")
+    since = serializers.DateTimeField(source="degraded_since", allow_null=True)
+    last_verified_at = serializers.DateTimeField(source="last_observed_at", allow_null=True)
+
+
 class SandboxOutput(OutputSerializer):
     terminal_path = serializers.SerializerMethodField()
+    health = HealthOutput(source="*", read_only=True)
 
     class Meta:
         model = Sandbox
@@ -31,6 +43,7 @@ class SandboxOutput(OutputSerializer):
             "status",
             "status_reason",
             "status_changed_at",
+            "health",
             "k8s_namespace",
             "k8s_name",
             "public_url",
@@ -57,6 +70,7 @@ class SandboxOutput(OutputSerializer):
 
 class DatabaseOutput(OutputSerializer):
     connection_ready = serializers.BooleanField(source="is_connection_ready")
+    health = HealthOutput(source="*", read_only=True)
 
     class Meta:
         model = Database
@@ -66,6 +80,7 @@ class DatabaseOutput(OutputSerializer):
             "status",
             "status_reason",
             "status_changed_at",
+            "health",
             "k8s_namespace",
             "k8s_name",
             "api_version",
@@ -325,6 +340,29 @@ class ProjectIdleStopApi(APIView):
 
 class ProjectRetryApi(_ProjectActionApi):
     action_name = "retry"
+
+
+class ProjectDiagnosticsApi(APIView):
+    """The project's diagnostics as a worker last fetched them (with their age); a visit asks a worker
+    for fresh ones when they are older than DIAGNOSTICS_FRESH_SECONDS. Owner only."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        return Response(diagnostics.for_display(project.pk))
+
+
+class ProjectForgetApi(APIView):
+    """Forget a project whose cluster access is gone: rows removed, the cluster untouched. 409
+    `cluster_reachable` while the owner's kubeconfig still reaches the cluster."""
+
+    lifecycle_writes = True
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        services.project_forget(project=project, actor=actor_for(request))
+        return Response(status=204)
 
 
 class EnvVariableSerializer(serializers.Serializer):

@@ -798,3 +798,60 @@ def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
             details={"resources": stranded},
         )
     return userconfig_services.kubeconfig_save(user=user, text=text, actor=actor)
+
+
+def cluster_access_problem(project: Project) -> str | None:
+    """Why the project's cluster cannot be reached with the owner's kubeconfig (None: it can).
+
+    Gone means: no kubeconfig stored, its check failed or the cluster does not answer, or it points
+    at another cluster than the one the project's resources live on.
+    """
+    config = (
+        UserConfig.objects.filter(user_id=project.owner_id, key=ConfigKey.KUBECONFIG).defer("value").first()
+    )
+    if config is None:
+        return "no kubeconfig is stored"
+    if config.check_status in (CheckStatus.FAILED, CheckStatus.UNREACHABLE):
+        return f"the kubeconfig check failed: {config.check_message}"
+    servers = {r.k8s_server for r in _resources(project) if r.k8s_server}
+    if servers and config.server_host not in servers:
+        return f"the kubeconfig now points at {config.server_host}, not at {', '.join(sorted(servers))}"
+    return None
+
+
+def _left_behind(resource: Resource) -> str:
+    if isinstance(resource, Database):
+        objects = [f"Cluster {resource.k8s_name} ({resource.api_version})"]
+    else:
+        objects = [f"{kind} {name}" for kind, name in manifests.sandbox_object_refs(resource.k8s_name)]
+    where = f"namespace {resource.k8s_namespace}" + (
+        f" on {resource.k8s_server}" if resource.k8s_server else ""
+    )
+    return f"Forgotten while cluster access was gone; possibly left behind in {where}: {', '.join(objects)}."
+
+
+def project_forget(*, project: Project, actor: Actor) -> None:
+    """Forget a project whose cluster cannot be reached: its rows go, its timeline keeps (one event
+    per resource) what may be left behind on the cluster, and nothing there is touched. Refused
+    (409) while the owner's kubeconfig can reach the cluster: delete the project instead."""
+    with transaction.atomic():
+        project, resources = _locked(project)
+        problem = cluster_access_problem(project)
+        if problem is None:
+            raise Conflict(
+                "The cluster can still be reached with the owner's kubeconfig: delete the project instead, "
+                "which removes its objects from the cluster.",
+                code="cluster_reachable",
+            )
+        for resource in resources:
+            add_event(
+                resource,
+                from_status=resource.status,
+                to_status=ResourceStatus.TERMINATED,
+                actor=actor,
+                reason="forgotten",
+                message=f"{_left_behind(resource)} ({problem})",
+                project_name=project.name,
+            )
+        audit.record(actor, "project.forget", project, reason=problem[:200])
+        project.delete()  # the resources go with it (cascade); the events stay (project set to null)

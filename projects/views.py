@@ -25,6 +25,7 @@ from projects import selectors, services
 from projects.forms import DeleteProjectForm, EnvVarForm, ProjectCreateForm, SizeForm, add_service_error
 from projects.models import Project, ProjectStatus
 from projects.status import allowed_actions
+from reconcile import diagnostics
 from sandboxes.models import TRANSITIONAL, Sandbox
 from userconfig import selectors as user_selectors
 from userconfig.auth import current_user
@@ -262,6 +263,8 @@ def _render_detail(
         "env_form": env_form or EnvVarForm(),
         "mask": SECRET_MASK,
         "nav": "projects",
+        # what a worker last fetched (a refresh is asked for when stale; the cluster is never read here)
+        "diag": diagnostics.for_display(project.pk),
     }
     return render(request, "projects/detail.html", context, status=status)
 

@@ -48,6 +48,12 @@ def spec_for(sandbox: Sandbox, *, replicas: int = 1) -> SandboxSpec:
         domain=sandbox.ingress_domain,
         replicas=replicas,
         env=env,
+        tls_secret_name=settings.INGRESS_TLS_SECRET,
+        ingress_class=settings.INGRESS_CLASS,
+        ingress_snippets=settings.INGRESS_SERVER_SNIPPET,
+        ingress_annotations=settings.INGRESS_ANNOTATIONS,
+        storage_class=settings.SANDBOX_STORAGE_CLASS,
+        image_pull_secrets=settings.RUNTIME_IMAGE_PULL_SECRETS,
     )
 
 
@@ -70,8 +76,11 @@ def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "metadata": {**metadata, "annotations": annotations}}
 
 
-def ensure(k: Kube, manifest: dict[str, Any], resource_id: str, *, converge: bool) -> dict[str, Any]:
-    """Create the object, or adopt ours and (when `converge`) bring it to the manifest."""
+def ensure(
+    k: Kube, manifest: dict[str, Any], resource_id: str, *, converge: bool, force: bool = False
+) -> dict[str, Any]:
+    """Create the object, or adopt ours and (when `converge`) bring it to the manifest. With `force`,
+    replace it even when its applied-hash annotation matches (someone changed the spec and kept it)."""
     manifest = _with_hash(manifest)
     obj, how = k.apply(manifest)
     if how == "created":
@@ -81,7 +90,8 @@ def ensure(k: Kube, manifest: dict[str, Any], resource_id: str, *, converge: boo
     current = ((obj.get("metadata") or {}).get("annotations") or {}).get(APPLIED)
     # Stop/start patch replicas directly, so the hash alone cannot tell whether replicas match.
     replicas_differ = (obj.get("spec") or {}).get("replicas") != (manifest.get("spec") or {}).get("replicas")
-    if converge and (current != manifest["metadata"]["annotations"][APPLIED] or replicas_differ):
+    stale = current != manifest["metadata"]["annotations"][APPLIED] or replicas_differ
+    if converge and (stale or force):
         metadata = {**manifest["metadata"], "resourceVersion": obj["metadata"]["resourceVersion"]}
         sent = {**manifest, "metadata": metadata}
         if manifest["kind"] == "StatefulSet":

@@ -298,3 +298,36 @@ def test_opening_the_terminal_of_a_stopped_project_starts_it_and_opens_it_when_r
     expect(badge).to_have_text("Running", timeout=RUNNING_TIMEOUT)  # the project page followed along
     assert re.search(r"-ttyd\.", tab.url) and "authorization=" in tab.url
     assert AuditEntry.objects.filter(action="project.start", target_id=str(project.pk)).exists()
+
+
+def test_a_degraded_sandbox_says_so_and_the_diagnostics_panel_explains_it(
+    page, live_server, kubesim, kube_namespace, beat
+):
+    from kubernetes import client
+
+    from reconcile import diagnostics, verify
+    from sandboxes.models import Sandbox
+    from userconfig.models import UserConfig
+
+    user = make_user(kubesim.kubeconfig(kube_namespace))
+    sign_in(page, live_server, user)
+    project = open_running_project(page, live_server, user, "Crashy")
+    UserConfig.objects.filter(user=user).update(check_status="OK")
+    sandbox = Sandbox.objects.get(project=project)
+    core = client.CoreV1Api(kubesim.api_client(kube_namespace))
+    pod = f"{sandbox.k8s_name}-0"
+    core.patch_namespaced_pod(
+        pod, kube_namespace, {"metadata": {"annotations": {"kubesim.dev/fail": "OOMKilled"}}}
+    )
+    wait_for(lambda: not core.read_namespaced_pod(pod, kube_namespace).status.container_statuses[0].ready)
+    assert verify.verify_round().degraded == 1
+    diagnostics.collect(project.pk)  # what the worker does when the page asks
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    health = page.locator("[data-role=health]")
+    expect(health).to_contain_text("Degraded: running but not serving — OOMKilled: container")
+    expect(page.locator("#access-title + [data-role=badge]")).to_have_text("Running · degraded")
+    panel = page.locator("[data-role=diagnostics]")
+    expect(panel).to_contain_text(f"Pod {pod}")
+    expect(panel).to_contain_text("last terminated OOMKilled (exit 137)")
+    expect(panel).to_contain_text("Recent warnings")
+    panel.scroll_into_view_if_needed()
