@@ -201,7 +201,8 @@ class ProjectTask(models.Model):
     status = models.CharField(max_length=32, choices=TaskStatus.choices, default=TaskStatus.PENDING)
     payload = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
-    error = models.TextField(blank=True, default="")
+    status_reason = models.CharField(max_length=500, blank=True, default="")  # e.g. what it waits for
+    error = models.TextField(blank=True, default="")  # the last failure
     output = models.TextField(blank=True, default="")  # the last attempt's output tail, redacted
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
