@@ -113,15 +113,15 @@ def skill_enable(*, user: User, skill_id: Any, actor: Actor) -> UserSkill:
     return user_skill
 
 
-def skill_disable(*, user: User, skill_id: Any, actor: Actor) -> int:
+def skill_disable(*, user: User, skill_id: Any, actor: Actor) -> Skill:
     """Disable a skill for all the user's projects: pending installs are cancelled, and an UNINSTALL task
-    is queued in every project where an install ran (or runs). Returns how many were queued."""
+    is queued in every project where an install ran (or runs). Disabling a disabled skill is a no-op."""
     skill = _catalog_skill_any(skill_id)
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=user.pk).first()
         user_skill = UserSkill.objects.filter(user=user, skill=skill).first()
         if user_skill is None:
-            return 0
+            return skill
         mine = ProjectTask.objects.filter(project__owner=user, skill=skill)
         _cancel(mine.filter(type=TaskType.INSTALL_SKILL), "Superseded: the skill was disabled.")
         sandboxes = _primary_sandboxes(user)
@@ -146,7 +146,7 @@ def skill_disable(*, user: User, skill_id: Any, actor: Actor) -> int:
         user_skill.delete()
         audit.record(actor, "skill.disable", user, skill=skill.slug, projects=len(tasks))
         _kick_all(tasks)
-    return len(tasks)
+    return skill
 
 
 def _catalog_skill_any(skill_id: Any) -> Skill:
