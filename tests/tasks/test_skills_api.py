@@ -94,7 +94,7 @@ def test_re_enabling_after_an_uninstall_reinstalls(api, user, skill):
 
 
 def test_enable_then_disable_before_anything_ran_cancels_the_uninstall_too(api, user, skill):
-    [sandbox] = projects_of(user, 1)
+    projects_of(user, 1)
     api.put(f"/api/v1/me/skills/{skill.pk}")
     ProjectTask.objects.update(status="SUCCEEDED", started_at="2026-01-01T00:00Z")
     api.delete(f"/api/v1/me/skills/{skill.pk}")
@@ -117,7 +117,12 @@ def test_tasks_list_cancel_and_retry(api, user, skill):
     task = ProjectTask.objects.get()
     url = f"/api/v1/projects/{sandbox.project.pk}/tasks"
     [row] = api.get(url).json()["results"]
-    assert (row["type"], row["status"], row["skill"], row["can_cancel"]) == ("INSTALL_SKILL", "PENDING", "marker", True)
+    assert (row["type"], row["status"], row["skill"], row["can_cancel"]) == (
+        "INSTALL_SKILL",
+        "PENDING",
+        "marker",
+        True,
+    )
 
     retry = api.post(f"{url}/{task.pk}/retry")
     assert retry.status_code == 409 and retry.json()["code"] == "task_not_retryable"
