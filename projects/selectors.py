@@ -205,7 +205,7 @@ def skills_for(*, user: User) -> QuerySet[Skill]:
     )
 
 
-SKILL_STATE = {
+SKILL_STATE: dict[tuple[str, str], str] = {
     (TaskType.INSTALL_SKILL, TaskStatus.PENDING): "installing",
     (TaskType.INSTALL_SKILL, TaskStatus.WAITING_FOR_PREREQUISITES): "installing",
     (TaskType.INSTALL_SKILL, TaskStatus.RUNNING): "installing",

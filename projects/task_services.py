@@ -212,7 +212,7 @@ def task_retry(*, project: Project, task_id: Any, actor: Actor) -> ProjectTask:
             raise InvalidState(
                 f"Only a failed task can be retried; this one is {task.status}.", code="task_not_retryable"
             )
-        if task.type in (TaskType.INSTALL_SKILL, TaskType.UNINSTALL_SKILL):
+        if task.skill_id is not None:
             enabled = UserSkill.objects.filter(user_id=project.owner_id, skill_id=task.skill_id).exists()
             if enabled != (task.type == TaskType.INSTALL_SKILL):
                 raise InvalidState(

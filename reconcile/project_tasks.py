@@ -32,6 +32,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from core import kick as kicks
+from core.text import redact
 from projects.models import (
     TASK_ACTIVE_STATUSES,
     EnvCategory,
@@ -43,7 +44,7 @@ from projects.models import (
 )
 from projects.task_services import wake_tasks
 from reconcile import engine, manifests, names
-from reconcile.kube import client as kube_client
+from reconcile.kube.client import sh
 from reconcile.kube.errors import KubeCredentials, KubeError, KubeNotFound, KubePermanent, KubeTransient
 from reconcile.runner import client_for
 from sandboxes.models import ResourceStatus
@@ -112,12 +113,6 @@ def backoff_seconds(attempts: int) -> float:
     cap = float(settings.TASK_BACKOFF_MAX_SECONDS)
     delay = min(cap, base * (2 ** max(0, attempts - 1)))
     return random.uniform(delay / 2, delay)
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    return text
 
 
 def _secrets(task: ProjectTask) -> list[str]:
@@ -196,6 +191,7 @@ def _start(task: ProjectTask) -> int | None:
     """Start the next attempt on our lease: its number, or None when the lease was lost."""
     number = task.attempts + 1
     now = timezone.now()
+    assert task.lease_token is not None
     try:
         with transaction.atomic():
             written = ProjectTask.objects.filter(pk=task.pk, lease_token=task.lease_token).update(
@@ -262,9 +258,10 @@ def step(task: ProjectTask) -> TaskOutcome:
         kube = client_for(config).for_step(sandbox.k8s_namespace)
         result = kube.exec(
             names.pod_name(sandbox.k8s_name),
-            kube_client.sh(script, *args),
+            sh(script, *args),
             timeout=settings.TASK_EXEC_TIMEOUT_SECONDS,
             container=sandbox.k8s_name,
+            redact=secrets,
         )
     except KubeError as exc:
         duration = time.monotonic() - started
@@ -306,6 +303,7 @@ def _exec_error(exc: KubeError) -> str:
 
 def record(task: ProjectTask, outcome: TaskOutcome) -> float | None:
     """Write the outcome while our lease holds (and release it). Returns when to come back, or None."""
+    assert task.lease_token is not None
     if outcome.lost:
         logger.warning("lease lost on task %s before its attempt started: nothing run", task.pk)
         return None
