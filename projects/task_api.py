@@ -22,7 +22,9 @@ class AttemptOutput(OutputSerializer):
 
 
 class TaskOutput(OutputSerializer):
-    skill: serializers.SlugRelatedField[Skill] = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    skill: serializers.SlugRelatedField[Skill] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True
+    )
     last_error = serializers.CharField(source="error", help_text="The last failure, as shown to you.")
     output_tail = serializers.CharField(
         source="output",

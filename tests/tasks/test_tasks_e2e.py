@@ -1,5 +1,6 @@
 """Skills installed for real: through the Celery worker, the gateway's exec and kubesim's pods."""
 
+import itertools
 import threading
 from datetime import timedelta
 
@@ -69,7 +70,7 @@ def test_enable_installs_everywhere_a_stopped_project_waits_and_disable_removes(
     assert cluster_api.put(f"/api/v1/me/skills/{skill.pk}").status_code == 202
     wait_for(lambda: task_status(up) == "SUCCEEDED", timeout=60, what="installed in the running project")
     assert has_marker(up_sandbox)
-    wait_for(lambda: task_status(down) == "WAITING_FOR_PREREQUISITES", what="the stopped project's task waits")
+    wait_for(lambda: task_status(down) == "WAITING_FOR_PREREQUISITES", what="the stopped project waits")
     waiting = ProjectTask.objects.get(project=down)
     assert "STOPPED" in waiting.status_reason and waiting.attempts == 0
     assert Sandbox.objects.get(pk=down_sandbox.pk).status == "STOPPED"  # never started for a task
@@ -108,7 +109,7 @@ def test_a_failing_install_is_retried_with_backoff_then_failed_with_its_stderr(
     assert [a.number for a in attempts] == [1, 2, 3]
     assert {a.exit_code for a in attempts} == {7}
     assert "partial" in attempts[0].output and "npm ERR!" in attempts[0].output
-    for before, after in zip(attempts, attempts[1:], strict=False):
+    for before, after in itertools.pairwise(attempts):
         assert after.started_at - before.finished_at >= timedelta(seconds=0.15)  # backed off (half of base)
 
     [row] = cluster_api.get(f"/api/v1/projects/{project.pk}/tasks").json()["results"]
@@ -133,8 +134,10 @@ def test_two_workers_racing_never_run_one_attempt_twice(cluster_api, cluster_use
     from reconcile import runner as resource_runner
 
     wait_for(
-        lambda: resource_runner.reconcile(Sandbox) is not None
-        and Project.objects.get(pk=project.pk).status == "RUNNING",
+        lambda: (
+            resource_runner.reconcile(Sandbox) is not None
+            and Project.objects.get(pk=project.pk).status == "RUNNING"
+        ),
         timeout=60,
         what="RUNNING",
     )
