@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
@@ -385,6 +386,7 @@ class SkillAdmin(admin.ModelAdmin):
     list_filter = ["enabled"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ("name",)}
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fields = ["name", "slug", "description", "source_url", "install_command", "uninstall_command", "enabled"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
