@@ -229,8 +229,12 @@ def project_skills(*, project: Project) -> list[dict[str, Any]]:
         .distinct("skill_id")
     )
     by_skill = {task.skill_id: task for task in latest}
-    enabled = set(UserSkill.objects.filter(user_id=project.owner_id).values_list("skill_id", flat=True))
-    skills = Skill.objects.filter(Q(enabled=True) | Q(pk__in=list(by_skill))).order_by("name", "pk")
+    mine = UserSkill.objects.filter(user_id=project.owner_id, skill=OuterRef("pk"))
+    skills = (
+        Skill.objects.annotate(enabled_for_user=Exists(mine))
+        .filter(Q(enabled=True) | Q(pk__in=list(by_skill)) | Q(enabled_for_user=True))
+        .order_by("name", "pk")
+    )
     out = []
     for skill in skills:
         task = by_skill.get(skill.pk)
@@ -238,7 +242,7 @@ def project_skills(*, project: Project) -> list[dict[str, Any]]:
         out.append(
             {
                 "skill": skill,
-                "enabled": skill.pk in enabled,
+                "enabled": skill.enabled_for_user,  # type: ignore[attr-defined]
                 "state": state,
                 "label": state.replace("_", " "),
                 "task_id": task.pk if task else None,
@@ -246,6 +250,15 @@ def project_skills(*, project: Project) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def recent_tasks_for(*, project: Project, limit: int = 20) -> list[ProjectTask]:
+    """The project page's tasks: the latest ones, without their attempt rows (one query)."""
+    return list(
+        ProjectTask.objects.filter(project=project)
+        .select_related("skill")
+        .order_by("-created_at", "-pk")[:limit]
+    )
 
 
 def has_active_tasks(*, project: Project) -> bool:
