@@ -101,6 +101,8 @@ def project_urls(project: Project, database: Database | None = None) -> list[tup
         ("post", reverse("dashboard:terminal", args=[pk])),
         ("post", reverse("dashboard:filebrowser", args=[pk])),
         ("post", reverse("dashboard:database-add", args=[pk])),
+        ("get", reverse("dashboard:open", args=[pk, "terminal"])),
+        ("post", reverse("dashboard:open", args=[pk, "files"])),
     ]
     if database is not None:
         urls += [
