@@ -5,6 +5,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config import health, metrics
+from github import api as github_api
+from github import views as github_views
 from projects import api as project_api
 from projects import views as project_views
 from sandboxes import api as sandbox_api
@@ -18,6 +20,7 @@ api_v1 = [
     path("me/tokens/<str:token_id>", user_api.ApiTokenDetailApi.as_view(), name="token"),
     path("me/quota", project_api.QuotaApi.as_view(), name="quota"),
     path("projects", project_api.ProjectListApi.as_view(), name="projects"),
+    path("projects/import", project_api.ProjectImportApi.as_view(), name="project-import"),
     path("projects/<str:project_id>", project_api.ProjectDetailApi.as_view(), name="project"),
     path("projects/<str:project_id>/start", project_api.ProjectStartApi.as_view(), name="project-start"),
     path("projects/<str:project_id>/stop", project_api.ProjectStopApi.as_view(), name="project-stop"),
@@ -42,6 +45,12 @@ api_v1 = [
     ),
     path("projects/<str:project_id>/events", project_api.EventListApi.as_view(), name="project-events"),
     path("projects/<str:project_id>/tasks", project_api.TaskListApi.as_view(), name="project-tasks"),
+    path("github/installations", github_api.InstallationListApi.as_view(), name="github-installations"),
+    path(
+        "github/installations/<str:installation_id>/repositories",
+        github_api.RepositoryListApi.as_view(),
+        name="github-repositories",
+    ),
     path("sandboxes/<str:sandbox_id>", sandbox_api.SandboxDetailApi.as_view(), name="sandbox"),
     path("sandboxes/<str:sandbox_id>/resize", sandbox_api.SandboxResizeApi.as_view(), name="sandbox-resize"),
     path(
@@ -117,6 +126,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", api_docs, name="api-docs"),
     path("admin/", admin.site.urls),
+    path("github/connect", github_views.connect, name="github-connect"),
+    path("github/callback", github_views.callback, name="github-callback"),
+    path("github/webhook", github_views.webhook, name="github-webhook"),
     path("", include((dashboard, "dashboard"), namespace="dashboard")),
 ]
 

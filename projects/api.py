@@ -235,6 +235,36 @@ class ProjectListApi(APIView):
         return Response(ProjectDetailOutput(project).data, status=202)
 
 
+class ProjectImportApi(APIView):
+    lifecycle_writes = True  # core.throttles.LifecycleWriteThrottle
+
+    class ProjectImportSerializer(StrictSerializer):
+        installation_id = serializers.IntegerField(help_text="GitHub's id of one of your installations.")
+        repository = serializers.CharField(max_length=200, help_text="owner/name")
+        branch = serializers.CharField(
+            required=False,
+            max_length=200,
+            help_text="The branch to clone; the repository's default otherwise.",
+        )
+        name = serializers.CharField(
+            required=False,
+            max_length=200,
+            allow_blank=True,
+            help_text="The project's name; the repository's.",
+        )
+        description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+        size = serializers.CharField(required=False, max_length=100)
+
+    @extend_schema(request=ProjectImportSerializer, responses={202: ProjectDetailOutput})
+    def post(self, request: Request) -> Response:
+        data = self.ProjectImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_import(
+            owner=current_user(request), actor=actor_for(request), **data.validated_data
+        )
+        return Response(ProjectDetailOutput(project).data, status=202)
+
+
 class ProjectDetailApi(APIView):
     lifecycle_writes = True  # core.throttles.LifecycleWriteThrottle
 
