@@ -266,6 +266,16 @@ STATUS_DEADLINES = {
     "STOPPING": timedelta(minutes=env.float("DEADLINE_STOPPING_MINUTES", default=5)),
     "TERMINATING": timedelta(minutes=env.float("DEADLINE_TERMINATING_MINUTES", default=10)),
 }
+# Project tasks (reconcile/project_tasks.py): the lease of one attempt (longer than the exec timeout),
+# attempts before FAILED, jittered exponential backoff between attempts, the time limit of one script,
+# and how often a task waiting for its prerequisites (a stopped sandbox) is looked at without a kick.
+TASK_EXEC_TIMEOUT_SECONDS = env.float("TASK_EXEC_TIMEOUT_SECONDS", default=120.0)
+TASK_LEASE_SECONDS = env.float("TASK_LEASE_SECONDS", default=TASK_EXEC_TIMEOUT_SECONDS + 60.0)
+TASK_MAX_ATTEMPTS = env.int("TASK_MAX_ATTEMPTS", default=3)
+TASK_BACKOFF_BASE_SECONDS = env.float("TASK_BACKOFF_BASE_SECONDS", default=5.0)
+TASK_BACKOFF_MAX_SECONDS = env.float("TASK_BACKOFF_MAX_SECONDS", default=300.0)
+TASK_WAIT_POLL_SECONDS = env.float("TASK_WAIT_POLL_SECONDS", default=30.0)
+TASK_OUTPUT_TAIL_CHARS = env.int("TASK_OUTPUT_TAIL_CHARS", default=4000)
 # A row waiting for a usable kubeconfig (none stored, its check failing, or now pointing at another
 # cluster) stops its status's clock, and gives up after this long.
 KUBECONFIG_WAIT_DEADLINE = timedelta(minutes=env.float("DEADLINE_KUBECONFIG_WAIT_MINUTES", default=30))
@@ -354,6 +364,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     "sweep-databases": {
         "task": "reconcile.sweep_databases",
+        "schedule": RECONCILE_SWEEP_SECONDS,
+        "options": {"expires": RECONCILE_SWEEP_SECONDS * 2},
+    },
+    "sweep-project-tasks": {
+        "task": "reconcile.sweep_project_tasks",
         "schedule": RECONCILE_SWEEP_SECONDS,
         "options": {"expires": RECONCILE_SWEEP_SECONDS * 2},
     },

@@ -8,6 +8,7 @@ from config import health, metrics
 from github import api as github_api
 from github import views as github_views
 from projects import api as project_api
+from projects import task_api, task_views
 from projects import views as project_views
 from sandboxes import api as sandbox_api
 from userconfig import api as user_api
@@ -44,7 +45,20 @@ api_v1 = [
         name="database-connection",
     ),
     path("projects/<str:project_id>/events", project_api.EventListApi.as_view(), name="project-events"),
-    path("projects/<str:project_id>/tasks", project_api.TaskListApi.as_view(), name="project-tasks"),
+    path("projects/<str:project_id>/tasks", task_api.TaskListApi.as_view(), name="project-tasks"),
+    path(
+        "projects/<str:project_id>/tasks/<str:task_id>/cancel",
+        task_api.TaskCancelApi.as_view(),
+        name="project-task-cancel",
+    ),
+    path(
+        "projects/<str:project_id>/tasks/<str:task_id>/retry",
+        task_api.TaskRetryApi.as_view(),
+        name="project-task-retry",
+    ),
+    path("projects/<str:project_id>/skills", task_api.ProjectSkillsApi.as_view(), name="project-skills"),
+    path("skills", task_api.SkillListApi.as_view(), name="skills"),
+    path("me/skills/<str:skill_id>", task_api.MySkillApi.as_view(), name="my-skill"),
     path("github/installations", github_api.InstallationListApi.as_view(), name="github-installations"),
     path(
         "github/installations/<str:installation_id>/repositories",
@@ -85,6 +99,21 @@ dashboard = [
     path("projects/status", project_views.project_status, name="status"),
     path("projects/<uuid:project_id>/", project_views.project_detail, name="detail"),
     path("projects/<uuid:project_id>/live", project_views.project_live, name="live"),
+    path("projects/<uuid:project_id>/tasks", task_views.project_tasks, name="project-tasks"),
+    path(
+        "projects/<uuid:project_id>/tasks/<int:task_id>/cancel",
+        task_views.task_action,
+        {"action": "cancel"},
+        name="task-cancel",
+    ),
+    path(
+        "projects/<uuid:project_id>/tasks/<int:task_id>/retry",
+        task_views.task_action,
+        {"action": "retry"},
+        name="task-retry",
+    ),
+    path("skills/", task_views.skills_page, name="skills"),
+    path("skills/<uuid:skill_id>", task_views.skill_toggle, name="skill-toggle"),
     path("projects/<uuid:project_id>/start", project_views.project_action, {"action": "start"}, name="start"),
     path("projects/<uuid:project_id>/stop", project_views.project_action, {"action": "stop"}, name="stop"),
     path("projects/<uuid:project_id>/retry", project_views.project_action, {"action": "retry"}, name="retry"),

@@ -13,7 +13,7 @@ from core.audit import actor_for
 from core.drf import OutputSerializer, Pagination, StrictSerializer
 from core.errors import ValidationFailed
 from projects import selectors, services
-from projects.models import Environment, Project, ProjectStatus, ProjectTask
+from projects.models import Environment, Project, ProjectStatus
 from projects.status import allowed_actions
 from sandboxes.models import Database, ResourceEvent, Sandbox
 from userconfig.auth import current_user
@@ -164,24 +164,6 @@ class EventOutput(OutputSerializer):
             "message",
             "actor",
             "actor_username",
-            "created_at",
-        ]
-
-
-class TaskOutput(OutputSerializer):
-    class Meta:
-        model = ProjectTask
-        fields = [
-            "id",
-            "type",
-            "status",
-            "payload",
-            "result",
-            "error",
-            "attempts",
-            "max_attempts",
-            "started_at",
-            "finished_at",
             "created_at",
         ]
 
@@ -408,17 +390,6 @@ class EventListApi(APIView):
             selectors.events_for(project=project, limit=1000), request, view=self
         )
         return paginator.get_paginated_response(EventOutput(page, many=True).data)
-
-
-class TaskListApi(APIView):
-    pagination_class = Pagination
-
-    @extend_schema(responses=TaskOutput(many=True))
-    def get(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=current_user(request), project_id=project_id)
-        paginator = self.pagination_class()
-        page = paginator.paginate_queryset(selectors.tasks_for(project=project), request, view=self)
-        return paginator.get_paginated_response(TaskOutput(page, many=True).data)
 
 
 class QuotaItemOutput(serializers.Serializer):

@@ -156,8 +156,47 @@ class TaskStatus(models.TextChoices):
 TASK_ACTIVE_STATUSES = [TaskStatus.PENDING, TaskStatus.WAITING_FOR_PREREQUISITES, TaskStatus.RUNNING]
 
 
+class Skill(models.Model):
+    """An entry of the skills catalog operators manage in the admin. What a user enables is snapshotted
+    (UserSkill), so editing an entry never changes a rollout under way."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, default="")
+    source_url = models.URLField(blank=True, default="")
+    install_command = models.TextField(help_text="Run with sh in the project folder; must be idempotent.")
+    uninstall_command = models.TextField(help_text="Run with sh in the project folder; must be idempotent.")
+    enabled = models.BooleanField(default=True, help_text="Offered in the catalog.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UserSkill(models.Model):
+    """A skill a user enabled for all their projects, with the commands as they were when enabled."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skills")
+    skill = models.ForeignKey(Skill, on_delete=models.CASCADE, related_name="users")
+    install_command = models.TextField()
+    uninstall_command = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "skill"], name="userskill_unique_user_skill")]
+
+    def __str__(self) -> str:
+        return f"{self.skill_id} for {self.user_id}"
+
+
 class ProjectTask(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    skill = models.ForeignKey(Skill, on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks")
     sandbox = models.ForeignKey(
         "sandboxes.Sandbox", on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks"
     )
@@ -165,7 +204,9 @@ class ProjectTask(models.Model):
     status = models.CharField(max_length=32, choices=TaskStatus.choices, default=TaskStatus.PENDING)
     payload = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
-    error = models.TextField(blank=True, default="")
+    status_reason = models.CharField(max_length=500, blank=True, default="")  # e.g. what it waits for
+    error = models.TextField(blank=True, default="")  # the last failure
+    output = models.TextField(blank=True, default="")  # the last attempt's output tail, redacted
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=3)
     locked_until = models.DateTimeField(null=True, blank=True)
@@ -190,7 +231,31 @@ class ProjectTask(models.Model):
                 name="task_sweep",
                 condition=models.Q(status__in=TASK_ACTIVE_STATUSES),
             ),
+            models.Index(fields=["project", "skill", "-created_at"], name="task_project_skill"),
         ]
 
     def __str__(self) -> str:
         return f"{self.type} {self.status}"
+
+
+class ProjectTaskAttempt(models.Model):
+    """One run of a task's script. (task, number) is unique: one attempt never runs twice."""
+
+    task = models.ForeignKey(ProjectTask, on_delete=models.CASCADE, related_name="attempt_rows")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)  # seconds
+    exit_code = models.IntegerField(null=True, blank=True)
+    output = models.TextField(blank=True, default="")  # output tail, secrets redacted
+    error = models.TextField(blank=True, default="")
+    lease_token = models.UUIDField()
+
+    class Meta:
+        ordering = ["task", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "number"], name="taskattempt_unique_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number}"

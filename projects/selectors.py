@@ -10,6 +10,7 @@ from django.db.models import (
     Count,
     DateTimeField,
     DurationField,
+    Exists,
     ExpressionWrapper,
     F,
     Max,
@@ -27,7 +28,16 @@ from django.utils import timezone
 from core.errors import NotFound
 from core.quantities import bytes_of, millicores, show_cpu, show_memory
 from core.secrets import SECRET_MASK
-from projects.models import Environment, Project, ProjectTask
+from projects.models import (
+    TASK_ACTIVE_STATUSES,
+    Environment,
+    Project,
+    ProjectTask,
+    Skill,
+    TaskStatus,
+    TaskType,
+    UserSkill,
+)
 from reconcile.manifests import database_url, terminal_authorization
 from sandboxes.models import (
     TRANSITIONAL,
@@ -176,7 +186,69 @@ def events_for(*, project: Project, limit: int = 100) -> QuerySet[ResourceEvent]
 
 
 def tasks_for(*, project: Project) -> QuerySet[ProjectTask]:
-    return ProjectTask.objects.filter(project=project).order_by("-created_at")
+    return (
+        ProjectTask.objects.filter(project=project)
+        .select_related("skill")
+        .prefetch_related("attempt_rows")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def skills_for(*, user: User) -> QuerySet[Skill]:
+    """The catalog, each skill annotated with `enabled` for this user (and the ones they enabled that an
+    operator has since withdrawn, so they can disable them)."""
+    mine = UserSkill.objects.filter(user=user, skill=OuterRef("pk"))
+    return (
+        Skill.objects.annotate(enabled_for_user=Exists(mine))
+        .filter(Q(enabled=True) | Q(enabled_for_user=True))
+        .order_by("name", "pk")
+    )
+
+
+SKILL_STATE: dict[tuple[str, str], str] = {
+    (TaskType.INSTALL_SKILL, TaskStatus.PENDING): "installing",
+    (TaskType.INSTALL_SKILL, TaskStatus.WAITING_FOR_PREREQUISITES): "installing",
+    (TaskType.INSTALL_SKILL, TaskStatus.RUNNING): "installing",
+    (TaskType.INSTALL_SKILL, TaskStatus.SUCCEEDED): "installed",
+    (TaskType.INSTALL_SKILL, TaskStatus.FAILED): "failed",
+    (TaskType.UNINSTALL_SKILL, TaskStatus.PENDING): "uninstalling",
+    (TaskType.UNINSTALL_SKILL, TaskStatus.WAITING_FOR_PREREQUISITES): "uninstalling",
+    (TaskType.UNINSTALL_SKILL, TaskStatus.RUNNING): "uninstalling",
+    (TaskType.UNINSTALL_SKILL, TaskStatus.SUCCEEDED): "not_installed",
+    (TaskType.UNINSTALL_SKILL, TaskStatus.FAILED): "failed",
+}
+
+
+def project_skills(*, project: Project) -> list[dict[str, Any]]:
+    """Each skill of the catalog (or with tasks here) and its state in this project, from its latest task
+    that was not cancelled: installing, installed, failed, uninstalling or not_installed. Two queries."""
+    latest = (
+        ProjectTask.objects.filter(project=project, skill__isnull=False)
+        .exclude(status=TaskStatus.CANCELLED)
+        .order_by("skill_id", "-created_at", "-pk")
+        .distinct("skill_id")
+    )
+    by_skill = {task.skill_id: task for task in latest}
+    enabled = set(UserSkill.objects.filter(user_id=project.owner_id).values_list("skill_id", flat=True))
+    skills = Skill.objects.filter(Q(enabled=True) | Q(pk__in=list(by_skill))).order_by("name", "pk")
+    out = []
+    for skill in skills:
+        task = by_skill.get(skill.pk)
+        state = SKILL_STATE.get((task.type, task.status), "not_installed") if task else "not_installed"
+        out.append(
+            {
+                "skill": skill,
+                "enabled": skill.pk in enabled,
+                "state": state,
+                "task_id": task.pk if task else None,
+                "error": task.error if task and task.status == TaskStatus.FAILED else "",
+            }
+        )
+    return out
+
+
+def has_active_tasks(*, project: Project) -> bool:
+    return ProjectTask.objects.filter(project=project, status__in=TASK_ACTIVE_STATUSES).exists()
 
 
 def sandbox_get(*, user: User, sandbox_id: Any) -> Sandbox:

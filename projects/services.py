@@ -34,7 +34,7 @@ from github import connect as github_connect
 from github import selectors as github_selectors
 from github import services as github_services
 from github.client import REPO_RE, GitHubError
-from projects import selectors, status
+from projects import selectors, status, task_services
 from projects.models import (
     ENV_KEY_MAX,
     PROJECT_NAME_MAX,
@@ -221,6 +221,7 @@ def project_create(
                     message="Sandbox requested.",
                     project_name=project.name,
                 )
+                task_services.tasks_for_new_project(project=project, sandbox=sandbox)
                 audit.record(actor, "project.create", project)
                 kicks.kick(sandbox)
             break
@@ -669,6 +670,29 @@ def config_changed(project: Project, *, actor: Actor, message: str) -> None:
     ):
         change_status(sandbox, ResourceStatus.UPDATING, actor=actor, reason="config_changed", message=message)
         kicks.kick(sandbox)
+
+
+def agent_settings_change(*, user: User, actor: Actor, **values: str | None) -> None:
+    """Change the user's AI agent settings (userconfig) and roll every sandbox of theirs that runs
+    (UPDATING), as an environment change does: the sandboxes' env carries the ANTHROPIC_* values. Stopped
+    sandboxes pick the change up when they start. One transaction."""
+    with transaction.atomic():
+        userconfig_services.agent_settings_update(user=user, actor=actor, **values)
+        if not any(v is not None for v in values.values()):
+            return
+        Sandbox.objects.filter(project__owner=user).update(generation=F("generation") + 1)
+        rows = Sandbox.objects.select_for_update(of=("self",)).filter(
+            project__owner=user, status__in=[ResourceStatus.RUNNING, ResourceStatus.STARTING]
+        )
+        for sandbox in rows.order_by("project_id"):  # the lock order of every multi-project write
+            change_status(
+                sandbox,
+                ResourceStatus.UPDATING,
+                actor=actor,
+                reason="config_changed",
+                message="AI agent settings changed.",
+            )
+            kicks.kick(sandbox)
 
 
 def env_upsert(*, project: Project, variables: Any, actor: Actor) -> list[Environment]:

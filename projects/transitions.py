@@ -17,6 +17,7 @@ from core import audit
 from core.audit import Actor
 from projects.models import Project, ProjectStatus
 from projects.status import aggregate
+from projects.task_services import wake_tasks
 from sandboxes.models import Database, Resource, ResourceEvent, ResourceStatus, Sandbox
 
 logger = logging.getLogger(__name__)
@@ -141,5 +142,7 @@ def change_status(
                 actor, f"status.{to_status.lower()}", resource, from_status=from_status, reason=reason
             )
         refresh_project_status(project_id, project)
+        if to_status == ResourceStatus.RUNNING and model is Sandbox:
+            wake_tasks(project_id=project_id)  # tasks waiting for a running sandbox go now
     resource.status = to_status
     return True

@@ -20,7 +20,7 @@ from core import audit
 from core.audit import actor_for
 from core.errors import NotFound, ServiceError
 from core.secrets import SECRET_MASK
-from projects import selectors, services
+from projects import selectors, services, task_views
 from projects.forms import DeleteProjectForm, EnvVarForm, ProjectCreateForm, SizeForm, add_service_error
 from projects.models import Project, ProjectStatus
 from projects.status import allowed_actions
@@ -203,6 +203,7 @@ def _render_detail(
 ) -> HttpResponse:
     env = selectors.env_for(project=project)
     context = {
+        **task_views.tasks_context(project),
         **_live_context(request, project),
         "env": [(row, selectors.env_value_for_display(row)) for row in env if not row.is_system],
         "system_env": [

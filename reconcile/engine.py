@@ -45,32 +45,54 @@ def lease_seconds() -> float:
     return float(settings.RECONCILE_LEASE_SECONDS)
 
 
-def _due(model: type[Resource], now: datetime) -> QuerySet[Any]:
-    return (
-        model._default_manager.filter(status__in=TRANSITIONAL)
-        .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+@dataclass(frozen=True)
+class Queue:
+    """What the engine claims: rows of `model` that `due(now)` selects, owned by `owner` (for fairness),
+    oldest first by `age`. Resources (the default) and project tasks share every other rule."""
+
+    model: type[Any]
+    due: Callable[[datetime], Q]
+    owner: str = "project__owner_id"
+    age: str = "status_changed_at"
+    related: tuple[str, ...] = ("project",)
+
+
+def lease_free_q(now: datetime) -> Q:
+    return (Q(locked_until__isnull=True) | Q(locked_until__lte=now)) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
 
 
-def _fair_candidates(model: type[Resource], now: datetime, ids: list[Any] | None, limit: int) -> list[Any]:
+def _resource_due(now: datetime) -> Q:
+    return Q(status__in=TRANSITIONAL) & lease_free_q(now)
+
+
+def queue_for(model: type[Any] | Queue) -> Queue:
+    return model if isinstance(model, Queue) else Queue(model=model, due=_resource_due)
+
+
+def _due(queue: Queue, now: datetime) -> QuerySet[Any]:
+    return queue.model._default_manager.filter(queue.due(now))
+
+
+def _fair_candidates(queue: Queue, now: datetime, ids: list[Any] | None, limit: int) -> list[Any]:
     """Due rows, oldest first, taking at most RECONCILE_USER_CONCURRENCY rows of one owner under lease at
     once (counting those already leased): one user's slow or failing cluster cannot fill every worker;
     their other rows wait, holding nothing. Owners are interleaved so the batch serves each in turn."""
     cap = settings.RECONCILE_USER_CONCURRENCY
     held = dict(
-        model._default_manager.filter(locked_until__gt=now)
+        queue.model._default_manager.filter(locked_until__gt=now)
         .order_by()
-        .values_list("project__owner_id")  # type: ignore[misc]  # every concrete Resource has a project
+        .values_list(queue.owner)
         .annotate(n=Count("pk"))
     )
-    qs = _due(model, now).exclude(project__owner_id__in=[o for o, n in held.items() if n >= cap])
+    qs = _due(queue, now).exclude(**{f"{queue.owner}__in": [o for o, n in held.items() if n >= cap]})
     if ids is not None:
         qs = qs.filter(pk__in=ids)
-    oldest_first = (F("next_attempt_at").asc(nulls_first=True), F("status_changed_at").asc())
-    turn = Window(RowNumber(), partition_by=[F("project__owner_id")], order_by=oldest_first)
+    oldest_first = (F("next_attempt_at").asc(nulls_first=True), F(queue.age).asc())
+    turn = Window(RowNumber(), partition_by=[F(queue.owner)], order_by=oldest_first)
     rows = (
-        qs.annotate(turn=turn, owner=F("project__owner_id"))
+        qs.annotate(turn=turn, owner=F(queue.owner))
         .filter(turn__lte=cap)
         .order_by("turn", *oldest_first)
         .values_list("pk", "owner", "turn")[: limit + len(held)]
@@ -78,18 +100,26 @@ def _fair_candidates(model: type[Resource], now: datetime, ids: list[Any] | None
     return [pk for pk, owner, turn in rows if turn <= cap - held.get(owner, 0)][:limit]
 
 
-def claim(model: type[Resource], *, ids: list[Any] | None = None, limit: int | None = None) -> list[Resource]:
-    """Claim due transitional rows of `model` (fairly across owners) and stamp them with a fresh lease."""
+def claim(
+    model: type[Any] | Queue,
+    *,
+    ids: list[Any] | None = None,
+    limit: int | None = None,
+    lease: float | None = None,
+) -> list[Any]:
+    """Claim due rows of `model` (a resource model, or a Queue) fairly across owners and stamp them with
+    a fresh lease."""
+    queue = queue_for(model)
     now = timezone.now()
     limit = limit or settings.RECONCILE_BATCH_SIZE
-    candidates = _fair_candidates(model, now, ids, limit)
+    candidates = _fair_candidates(queue, now, ids, limit)
     if not candidates:
         return []
     with transaction.atomic():
         locked = (
-            _due(model, now)
+            _due(queue, now)
             .select_for_update(skip_locked=True, of=("self",))
-            .select_related("project")  # every concrete Resource has a project
+            .select_related(*queue.related)
             .filter(pk__in=candidates)
         )
         order = {pk: i for i, pk in enumerate(candidates)}
@@ -97,8 +127,8 @@ def claim(model: type[Resource], *, ids: list[Any] | None = None, limit: int | N
         if not rows:
             return []
         token = uuid.uuid4()
-        until = now + timedelta(seconds=lease_seconds() + random.uniform(0, 2))
-        model._default_manager.filter(pk__in=[r.pk for r in rows]).update(
+        until = now + timedelta(seconds=(lease or lease_seconds()) + random.uniform(0, 2))
+        queue.model._default_manager.filter(pk__in=[r.pk for r in rows]).update(
             locked_until=until, lease_token=token
         )
     for row in rows:
@@ -188,16 +218,22 @@ def describe_age(age: timedelta) -> str:
 
 
 def run_batch(
-    model: type[Resource],
-    step: Callable[[Resource], Outcome],
-    rows: list[Resource],
-    follow_up: Callable[[Resource, float], None] | None = None,
+    model: type[Any],
+    step: Callable[[Any], Any],
+    rows: list[Any],
+    follow_up: Callable[[Any, float], None] | None = None,
+    *,
+    record_fn: Callable[[Any, Any], float | None] | None = None,
+    on_crash: Callable[[Exception], Any] | None = None,
+    lease: float | None = None,
 ) -> int:
-    """Act on claimed rows one by one; stop early (releasing the rest) if the lease would run out."""
+    """Act on claimed rows one by one; stop early (releasing the rest) if the lease would run out.
+    `record_fn` writes a step's result (resources: `record`); `on_crash` turns a step's bug into one."""
+    record_fn = record_fn or record
     started = time.monotonic()
     done = 0
     for i, row in enumerate(rows):
-        if time.monotonic() - started > lease_seconds() / 2:
+        if time.monotonic() - started > (lease or lease_seconds()) / 2:
             model._default_manager.filter(
                 pk__in=[r.pk for r in rows[i:]], lease_token=row.lease_token
             ).update(locked_until=None, lease_token=None)
@@ -206,8 +242,12 @@ def run_batch(
             outcome = step(row)
         except Exception as exc:  # a bug must not wedge the row: back off and keep the reason
             logger.exception("reconcile step failed on %s %s", model.__name__.lower(), row.pk)
-            outcome = Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
-        delay = record(row, outcome)
+            outcome = (
+                on_crash(exc)
+                if on_crash
+                else Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
+            )
+        delay = record_fn(row, outcome)
         if delay is not None and follow_up is not None:
             follow_up(row, delay)
         done += 1

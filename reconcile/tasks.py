@@ -12,7 +12,7 @@ from django.utils import timezone
 from core.audit import RECONCILER
 from projects.selectors import idle_candidates
 from projects.services import stop_if_idle
-from reconcile import checks, runner
+from reconcile import checks, project_tasks, runner
 from sandboxes.models import Database, Sandbox, past_deadline_q
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
 
@@ -39,6 +39,24 @@ def sweep_sandboxes_task() -> None:
 def sweep_databases_task() -> None:
     if runner.sweep(Database):
         sweep_databases_task.apply_async(expires=30)
+
+
+# A task's script may run for TASK_EXEC_TIMEOUT_SECONDS: these tasks get the task lease as time limit.
+_TASK_LIMITS = {
+    "soft_time_limit": settings.TASK_LEASE_SECONDS,
+    "time_limit": settings.TASK_LEASE_SECONDS + 30,
+}
+
+
+@shared_task(name="reconcile.projecttask", ignore_result=True, **_TASK_LIMITS)
+def reconcile_project_task_task(task_id: str) -> None:
+    project_tasks.reconcile(ids=[task_id])
+
+
+@shared_task(name="reconcile.sweep_project_tasks", ignore_result=True, **_TASK_LIMITS)
+def sweep_project_tasks_task() -> None:
+    if project_tasks.sweep():
+        sweep_project_tasks_task.apply_async(expires=30)
 
 
 CHECK_RETRIES = 3

@@ -85,12 +85,13 @@ def quiesce() -> None:
 
     from django.utils import timezone
 
+    from projects.models import ProjectTask
     from sandboxes.models import Database, Sandbox
 
     if not WORKER["started"]:
         return
     parked = {"next_attempt_at": timezone.now() + timedelta(days=1), "lease_token": None}
-    for model in (Sandbox, Database):
+    for model in (Sandbox, Database, ProjectTask):
         model.objects.update(**parked)
     time.sleep(0.3)  # let a step already in flight finish (its result is dropped: no lease)
 
@@ -154,7 +155,11 @@ def beat(celery_worker) -> Iterator[None]:
 
     def tick() -> None:
         while not stop.wait(0.5):
-            for name in ("reconcile.sweep_sandboxes", "reconcile.sweep_databases"):
+            for name in (
+                "reconcile.sweep_sandboxes",
+                "reconcile.sweep_databases",
+                "reconcile.sweep_project_tasks",
+            ):
                 app.send_task(name, expires=2)
 
     thread = threading.Thread(target=tick, daemon=True)

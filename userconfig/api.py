@@ -95,7 +95,7 @@ class AgentApi(APIView):
     def put(self, request: Request) -> Response:
         data = self.AgentInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.agent_settings_update(
+        project_services.agent_settings_change(
             user=current_user(request), actor=actor_for(request), **data.validated_data
         )
         return Response(self.AgentOutputSerializer(selectors.agent_settings(user=current_user(request))).data)

@@ -167,7 +167,9 @@ def agent_save(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _render(request, agent_form=form, status=400)
     try:
-        services.agent_settings_update(user=current_user(request), actor=actor_for(request), **form.values())
+        project_services.agent_settings_change(
+            user=current_user(request), actor=actor_for(request), **form.values()
+        )
     except ServiceError as exc:
         form.add_error(None, exc.message)
         return _render(request, agent_form=form, status=400)

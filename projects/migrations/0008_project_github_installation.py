@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('github', '0001_initial'),
-        ('projects', '0005_project_idle_stop_minutes'),
+        ('projects', '0007_seed_frontend_design_skill'),
     ]
 
     operations = [
