@@ -63,15 +63,20 @@ def run(opts: Any) -> int:
         user=opts.user,
     )
     server = FakeGitHubServer(fake, port=opts.port, verbose=opts.verbose)
+    demo_installation = None
     if opts.demo:
         account, _, name = opts.demo.partition("/")
         if opts.demo not in fake.state["repos"]:
             fake.create_repo(account, name, files=DEMO_FILES, description="Tenter's demo repository")
-        if not any(i["account"] == account for i in fake.state["installations"].values()):
-            fake.create_installation(account, repositories=[opts.demo])
+        found = [i for i in fake.state["installations"].values() if i["account"] == account]
+        demo_installation = (
+            found[0]["id"] if found else fake.create_installation(account, repositories=[opts.demo])["id"]
+        )
     if opts.settings_out:
         out = Path(opts.settings_out)
-        out.write_text(json.dumps(fake.tenter_settings(), indent=1))
+        out.write_text(
+            json.dumps({**fake.tenter_settings(), "demo_installation_id": demo_installation}, indent=1)
+        )
         out.chmod(0o600)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     print(f"fakegithub ready on {server.url} (state in {opts.state_dir})", flush=True)

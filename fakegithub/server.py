@@ -104,6 +104,7 @@ class FakeGitHub:
         self.signed_in = user  # who "is signed in" on the fake's web pages
         self.base_url = ""  # set by the server once it listens
         self.counters: dict[str, int] = {}
+        self.git_denied = False  # control: refuse every token at the git endpoint (a revoked token)
         self.state: dict[str, Any] = self._load()
         app = self.state.setdefault("app", {})
         app.setdefault("id", app_id)
@@ -685,6 +686,8 @@ class Handler(BaseHTTPRequestHandler):
             raise HttpError(401, "Authentication required", challenge)
         try:
             user, _, password = base64.b64decode(value).decode().partition(":")
+            if self.fake.git_denied:
+                raise HttpError(401, "revoked")
             inst_id = self.fake.installation_for_token(password)
         except (ValueError, HttpError):
             self.fake.count("git_bad_credentials")
@@ -992,6 +995,12 @@ def _c_revoke(h: Handler, body: bytes, **_: Any) -> None:
     data = h._json_body(body)
     inst = data.get("installation_id")
     h.send(200, {"revoked": h.fake.revoke_tokens(None if inst is None else int(inst))})
+
+
+@route("POST", CONTROL + r"/git/deny")
+def _c_git_deny(h: Handler, body: bytes, **_: Any) -> None:
+    h.fake.git_denied = bool(h._json_body(body).get("deny", True))
+    h.send(200, {"deny": h.fake.git_denied})
 
 
 @route("POST", CONTROL + r"/oauth/code")

@@ -128,6 +128,27 @@ def install_callback(
     return row
 
 
+def installation_link(*, user: User, installation_id: int, actor: Actor) -> GitHubInstallation:
+    """Bind an installation to a user without the browser flow (operators; `make run`'s demo): GitHub
+    must know it (checked through the API); one already bound to another user is refused."""
+    try:
+        data = connect.app().installation(int(installation_id))
+    except GitHubError as exc:
+        raise as_service_error(exc) from None
+    values = {**_fields(data), "status": InstallationStatus.ACTIVE, "status_reason": "", "suspended_at": None}
+    with transaction.atomic():
+        row = GitHubInstallation.objects.select_for_update().filter(installation_id=installation_id).first()
+        if row is not None and row.user_id != user.pk:
+            raise Conflict(
+                "This GitHub installation is connected to another Tenter account.", code="installation_taken"
+            )
+        row, _ = GitHubInstallation.objects.update_or_create(
+            installation_id=installation_id, defaults={"user": user, **values}
+        )
+        audit.record(actor, "github.link", row, account=row.account_login)
+    return row
+
+
 # --- webhooks -------------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,7 @@ selector or a service, and serialize."""
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -96,10 +96,19 @@ class EnvOutput(OutputSerializer):
         return selectors.env_value_for_display(obj)
 
 
+class ImportStateOutput(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["importing", "imported", "needs_attention"])
+    reason = serializers.CharField(help_text="Why it needs attention (git's message), else empty.")
+    task_id = serializers.IntegerField(allow_null=True, help_text="The clone task (retry it when it failed).")
+    repository = serializers.CharField()
+    branch = serializers.CharField()
+
+
 class ProjectOutput(OutputSerializer):
     sandboxes = SandboxOutput(many=True, read_only=True)
     databases = DatabaseOutput(many=True, read_only=True)
     allowed_actions = serializers.SerializerMethodField()
+    github_import = serializers.SerializerMethodField()
 
     class Meta:
         model = Project
@@ -111,11 +120,16 @@ class ProjectOutput(OutputSerializer):
             "status_changed_at",
             "idle_stop_minutes",
             "allowed_actions",
+            "github_import",
             "sandboxes",
             "databases",
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(ImportStateOutput(allow_null=True))
+    def get_github_import(self, obj: Project) -> dict[str, Any] | None:
+        return selectors.import_state(obj)
 
     def get_allowed_actions(self, obj: Project) -> list[str]:
         statuses = [r.status for r in (*obj.sandboxes.all(), *obj.databases.all())]

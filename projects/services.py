@@ -254,6 +254,7 @@ def _clone_task(project: Project, sandbox: Sandbox, repository: Mapping[str, Any
         sandbox=sandbox,
         type=TaskType.CLONE_REPOSITORY,
         status=TaskStatus.WAITING_FOR_PREREQUISITES,
+        max_attempts=settings.TASK_MAX_ATTEMPTS,
         payload={
             "installation_id": repository["installation"].installation_id,
             "repository": repository["full_name"],
