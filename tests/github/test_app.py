@@ -257,3 +257,30 @@ def test_no_token_or_private_key_in_logs_responses_or_admin(picker, caplog, admi
     for blob in blobs:
         for secret in secrets:
             assert secret not in blob
+
+
+def test_project_page_shows_importing_then_needs_attention_with_retry(picker, browser):
+    gh, row, api = picker
+    created = api.post(
+        "/api/v1/projects/import",
+        {"installation_id": row.installation_id, "repository": "octocat/hello-world"},
+        format="json",
+    ).json()
+    page = browser.get(f"/projects/{created['id']}/").content.decode()
+    assert 'data-state="importing"' in page and "Importing" in page
+    listing = browser.get("/").content.decode()
+    assert "Importing" in listing
+    task = ProjectTask.objects.get(project_id=created["id"])
+    message = "Failed after 3 attempts: exit 4: fatal: Authentication failed for 'http://x/octocat/hello-world.git/'"
+    ProjectTask.objects.filter(pk=task.pk).update(status=TaskStatus.FAILED, error=message, attempts=3)
+    page = browser.get(f"/projects/{created['id']}/").content.decode()
+    assert 'data-state="needs_attention"' in page and "Needs attention" in page
+    assert "fatal: Authentication failed" in page
+    retry_url = f"/projects/{created['id']}/tasks/{task.pk}/retry"
+    assert f'action="{retry_url}"' in page
+    assert "Needs attention" in browser.get("/").content.decode()
+    browser.post(retry_url)
+    task.refresh_from_db()
+    assert task.status == TaskStatus.PENDING
+    detail = api.get(f"/api/v1/projects/{created['id']}").json()
+    assert detail["github_import"]["state"] == "importing"
