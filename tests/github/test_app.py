@@ -260,7 +260,7 @@ def test_no_token_or_private_key_in_logs_responses_or_admin(picker, caplog, admi
 
 
 def test_project_page_shows_importing_then_needs_attention_with_retry(picker, browser):
-    gh, row, api = picker
+    _, row, api = picker
     created = api.post(
         "/api/v1/projects/import",
         {"installation_id": row.installation_id, "repository": "octocat/hello-world"},
