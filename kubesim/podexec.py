@@ -68,10 +68,10 @@ def exec_response(api: Api, req: Request, ns: str, name: str) -> Response:
             f"the exec stream needs one of the protocols {', '.join(wsproto.SUPPORTED_PROTOCOLS)}"
         )
     runtime = api.runtime
-    want_stdin = _flag(req, "stdin")
+    wants = (_flag(req, "stdin"), _flag(req, "stdout"), _flag(req, "stderr"))
 
     def serve(sock: Any, proto: str) -> None:
-        runtime.run_exec(sock, proto, box, container, argv, want_stdin)
+        runtime.run_exec(sock, proto, box, container, argv, *wants)
 
     return Response(101, headers={"Sec-WebSocket-Protocol": protocol}, upgrade=serve)
 

@@ -77,8 +77,8 @@ class Container:
     log_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def log(self, line: str) -> None:
-        with self.log_lock, self.log_path.open("a", encoding="utf-8") as f:
-            f.write(f"{_ts()} {line.rstrip(chr(10))}\n")
+        with self.log_lock, contextlib.suppress(OSError), self.log_path.open("a", encoding="utf-8") as f:
+            f.write(f"{_ts()} {line.rstrip(chr(10))}\n")  # (OSError: the pod's folder is gone)
 
 
 @dataclass
@@ -359,10 +359,13 @@ class Runtime:
         container: Container,
         argv: list[str],
         want_stdin: bool,
+        want_stdout: bool = True,
+        want_stderr: bool = True,
     ) -> None:
         """Serve one exec on an upgraded connection: run `argv`, relay the channels, send the exit
         status on channel 3, close. Everything on the socket happens in this thread."""
         session = _ExecSession(sock, protocol, box, container, argv, want_stdin, self.exec_timeout)
+        session.want_stdout, session.want_stderr = want_stdout, want_stderr
         session.run()
 
 
@@ -383,6 +386,7 @@ class _ExecSession:
         self.stdin_buf = bytearray()
         self.stdin_eof = False
         self.client_gone = False
+        self.want_stdout = self.want_stderr = True
 
     def send(self, channel: int, data: bytes) -> None:
         self.sock.sendall(wsproto.encode(wsproto.OP_BINARY, bytes([channel]) + data))
@@ -394,8 +398,8 @@ class _ExecSession:
                 cwd=self.container.cwd,
                 env=self.container.env,
                 stdin=subprocess.PIPE if self.want_stdin else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=subprocess.PIPE if self.want_stdout else subprocess.DEVNULL,
+                stderr=subprocess.PIPE if self.want_stderr else subprocess.DEVNULL,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -416,8 +420,7 @@ class _ExecSession:
             self._finish(proc, timed_out)
 
     def _relay(self, proc: subprocess.Popen[bytes]) -> bool:
-        assert proc.stdout is not None and proc.stderr is not None
-        outputs = {proc.stdout.fileno(): STDOUT, proc.stderr.fileno(): STDERR}
+        outputs = {pipe.fileno(): ch for pipe, ch in ((proc.stdout, STDOUT), (proc.stderr, STDERR)) if pipe}
         stdin_fd = proc.stdin.fileno() if proc.stdin is not None else None
         if stdin_fd is not None:
             os.set_blocking(stdin_fd, False)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
@@ -19,8 +20,8 @@ from core.audit import ActorKind, actor_for
 from core.models import AuditEntry
 from core.reports import Report
 from core.secrets import SECRET_MASK
-from projects import operator_services, services
-from projects.models import Environment, Project, ProjectTask, Quota
+from projects import operator_services, services, task_services
+from projects.models import Environment, Project, ProjectTask, ProjectTaskAttempt, Quota, Skill
 from sandboxes.admin import timeline_html
 from sandboxes.models import Database, ResourceEvent, Sandbox, lease_held_q
 from userconfig.admin import (
@@ -275,12 +276,22 @@ class QuotaAdmin(admin.ModelAdmin):
             services.quota_delete(quota=quota, actor=actor_for(request))
 
 
+class ProjectTaskAttemptInline(ReadOnlyInline):
+    model = ProjectTaskAttempt
+    fields = readonly_fields = ("number", "started_at", "duration", "exit_code", "short_error", "output")
+
+    @admin.display(description="error")
+    def short_error(self, obj: ProjectTaskAttempt) -> str:
+        return short(obj.error, 120)
+
+
 @admin.register(ProjectTask)
 class ProjectTaskAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "type",
         "status",
+        "skill",
         "project_link",
         "owner",
         "tries",
@@ -293,12 +304,14 @@ class ProjectTaskAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     ]
     list_filter = ["type", "status", TaskLeaseHeldFilter]
     search_fields = ["project__name", "project__owner__username", "error"]
-    list_select_related = ["project", "project__owner"]
+    list_select_related = ["project", "project__owner", "skill"]
     list_per_page = 100
     show_full_result_count = False
+    actions = ["cancel", "retry", "release_lease"]
+    inlines = [ProjectTaskAttemptInline]
     fieldsets = [
-        (None, {"fields": ["id", "type", "status", "project", "sandbox"]}),
-        ("Work", {"fields": ["payload_json", "result_json", "error"]}),
+        (None, {"fields": ["id", "type", "status", "status_reason", "project", "sandbox", "skill"]}),
+        ("Work", {"fields": ["payload_json", "result_json", "error", "output"]}),
         (
             "Attempts and lease",
             {"fields": ["attempts", "max_attempts", "locked_until", "lease_token", "next_attempt_at"]},
@@ -306,13 +319,29 @@ class ProjectTaskAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
         ("Dates", {"fields": ["created_at", "started_at", "finished_at", "updated_at"]}),
     ]
     readonly_fields = (
-        *("id", "type", "status", "project", "sandbox", "payload_json", "result_json", "error"),
+        *("id", "type", "status", "status_reason", "project", "sandbox", "skill"),
+        *("payload_json", "result_json", "error", "output"),
         *("attempts", "max_attempts", "locked_until", "lease_token", "next_attempt_at"),
         *("created_at", "started_at", "finished_at", "updated_at"),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return super().get_queryset(request).select_related("project", "project__owner", "sandbox")
+        return super().get_queryset(request).select_related("project", "project__owner", "sandbox", "skill")
+
+    def _run(self, request: HttpRequest, queryset: QuerySet[Any], service: Callable[..., Report]) -> None:
+        report_to(self, request, service(tasks=queryset, actor=actor_for(request, kind=ActorKind.ADMIN)))
+
+    @admin.action(description="Cancel pending or waiting tasks", permissions=["change"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._run(request, queryset, task_services.tasks_cancel)
+
+    @admin.action(description="Retry failed tasks", permissions=["change"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._run(request, queryset, task_services.tasks_retry)
+
+    @admin.action(description="Release the lease (a worker died holding it)", permissions=["change"])
+    def release_lease(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._run(request, queryset, task_services.tasks_release_lease)
 
     @admin.display(description="project", ordering="project__name")
     def project_link(self, obj: ProjectTask) -> str:
@@ -329,7 +358,10 @@ class ProjectTaskAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     @admin.display(description="lease")
     def lease(self, obj: ProjectTask) -> str:
         if obj.locked_until and obj.locked_until > timezone.now():
-            return f"held ({str(obj.lease_token)[:8] if obj.lease_token else 'no token'})"
+            token = str(obj.lease_token)[:8] if obj.lease_token else "no token"
+            return f"held until {obj.locked_until:%H:%M:%S} ({token})"
+        if obj.locked_until:
+            return "expired"
         return "—"
 
     @admin.display(description="error")
@@ -343,6 +375,26 @@ class ProjectTaskAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     @admin.display(description="result")
     def result_json(self, obj: ProjectTask) -> str:
         return pretty_json(obj.result)
+
+
+@admin.register(Skill)
+class SkillAdmin(admin.ModelAdmin):
+    """The catalog. Editing a command changes what is installed from now on; rollouts under way keep the
+    command they were enabled with."""
+
+    list_display = ["name", "slug", "enabled", "users_count", "source_url", "updated_at"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ("name",)}
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    fields = ["name", "slug", "description", "source_url", "install_command", "uninstall_command", "enabled"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).annotate(users_n=Count("users"))
+
+    @admin.display(description="users", ordering="users_n")
+    def users_count(self, obj: Any) -> int:
+        return int(obj.users_n)
 
 
 class ActionGroupFilter(admin.SimpleListFilter):

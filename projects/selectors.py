@@ -292,6 +292,7 @@ def project_skills(*, project: Project) -> list[dict[str, Any]]:
                 "skill": skill,
                 "enabled": skill.pk in enabled,
                 "state": state,
+                "label": state.replace("_", " "),
                 "task_id": task.pk if task else None,
                 "error": task.error if task and task.status == TaskStatus.FAILED else "",
             }

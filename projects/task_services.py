@@ -17,6 +17,7 @@ from core import audit
 from core import kick as kicks
 from core.audit import Actor
 from core.errors import InvalidState, NotFound
+from core.reports import Report
 from projects.models import (
     TASK_ACTIVE_STATUSES,
     Project,
@@ -264,3 +265,59 @@ def wake_tasks(*, project_id: Any) -> None:
         ProjectTask.objects.filter(pk__in=ids).update(next_attempt_at=None)
         for pk in ids:
             kicks.kick(ProjectTask(pk=pk))
+
+
+# --- operators (the admin's actions): one report each, every task decided under its own row lock -----
+
+
+def _per_task(tasks: Any, act: Any, actor: Actor, did: str) -> Report:
+    report = Report("task", did)
+    for pk in list(tasks.values_list("pk", flat=True)[:OPERATOR_BATCH]):
+        try:
+            with transaction.atomic():
+                task = ProjectTask.objects.select_for_update().select_related("project").get(pk=pk)
+                act(task, actor)
+            report.done.append(str(pk))
+        except InvalidState as exc:
+            report.skip(exc.message)
+        except ProjectTask.DoesNotExist:
+            report.skip("gone")
+    return report
+
+
+OPERATOR_BATCH = 500
+
+
+def _operator_cancel(task: ProjectTask, actor: Actor) -> None:
+    if task.status not in WAITING:
+        raise InvalidState(f"{task.status.lower()}, not pending")
+    _cancel(ProjectTask.objects.filter(pk=task.pk), "Cancelled by an operator.")
+    audit.record(actor, "task.cancel", task)
+
+
+def _operator_retry(task: ProjectTask, actor: Actor) -> None:
+    if task.status != TaskStatus.FAILED:
+        raise InvalidState(f"{task.status.lower()}, not failed")
+    retry_task(task)
+    audit.record(actor, "task.retry", task)
+
+
+def _operator_release(task: ProjectTask, actor: Actor) -> None:
+    if task.lease_token is None and task.locked_until is None:
+        raise InvalidState("no lease")
+    release_lease(task)
+    audit.record(actor, "task.release_lease", task)
+
+
+def tasks_cancel(*, tasks: Any, actor: Actor) -> Report:
+    return _per_task(tasks, _operator_cancel, actor, "cancelled")
+
+
+def tasks_retry(*, tasks: Any, actor: Actor) -> Report:
+    return _per_task(tasks, _operator_retry, actor, "queued again")
+
+
+def tasks_release_lease(*, tasks: Any, actor: Actor) -> Report:
+    """Free leases now (a worker that died holding one): the task is claimed again at once; a worker
+    still running it has its result dropped."""
+    return _per_task(tasks, _operator_release, actor, "released")

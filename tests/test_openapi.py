@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
 
 from core.audit import SYSTEM
 from projects import services
+from projects.models import ProjectTask, Skill
 from tests.factories import KUBECONFIG_TEMPLATE, UserFactory
 from userconfig import services as user_services
 
@@ -51,10 +52,17 @@ def world(transactional_db) -> dict[str, Any]:
     user_services.kubeconfig_save(
         user=user, text=KUBECONFIG_TEMPLATE.format(namespace="ns-api"), actor=SYSTEM
     )
+    skill = Skill.objects.create(slug="fuzz", name="Fuzz", install_command="true", uninstall_command="true")
     project = services.project_create(owner=user, name="Fuzzed", actor=SYSTEM)
+    task = ProjectTask.objects.create(project=project, type="INSTALL_SKILL", skill=skill, status="FAILED")
     return {
         "token": user_services.api_token_create(user=user, name="fuzz", actor=SYSTEM)[1],
-        "ids": {"project_id": str(project.pk), "sandbox_id": str(project.sandboxes.get().pk)},
+        "ids": {
+            "project_id": str(project.pk),
+            "sandbox_id": str(project.sandboxes.get().pk),
+            "skill_id": str(skill.pk),
+            "task_id": str(task.pk),
+        },
         "calls": 0,
     }
 

@@ -431,7 +431,10 @@ class Kube:
         step's budget), KubeTransient on connection failures and 5xx, KubeCredentials on 401/403,
         KubeNotFound when the pod is gone, KubePermanent on 400/422 (e.g. the container is not
         running, or unknown). `redact`: secret values to hide in the returned output and the log line.
-        A pod with several containers needs `container` (the API server's rule).
+        A pod with several containers needs `container` (the API server's rule). With `stdin`, the
+        end of the input reaches the command only when the server speaks v5.channel.k8s.io (v4 has no
+        way to close stdin alone): on a v4-only server, a command that reads stdin to its end waits
+        until `timeout`.
         """
         if self._endpoint is None:
             try:

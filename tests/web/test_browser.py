@@ -26,7 +26,7 @@ from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 from core.audit import SYSTEM  # noqa: E402
 from core.models import AuditEntry  # noqa: E402
 from projects import services  # noqa: E402
-from projects.models import Environment, Project  # noqa: E402
+from projects.models import Environment, Project, Skill  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
 from tests.factories import UserFactory  # noqa: E402
 from userconfig import services as userconfig_services  # noqa: E402
@@ -256,3 +256,44 @@ def test_create_an_api_token_in_settings_and_use_it(page, live_server):
         AuditEntry.objects.filter(action__in=["api_token.create", "api_token.revoke"], actor=user).count()
         == 2
     )
+
+
+def test_enable_skills_and_watch_the_tasks_live(page, live_server, kubesim, kube_namespace, beat, settings):
+    settings.TASK_BACKOFF_BASE_SECONDS = 0.3
+    Skill.objects.create(
+        slug="marker",
+        name="Marker",
+        description="Writes a marker file.",
+        install_command="mkdir -p .claude/skills/marker && echo ok > .claude/skills/marker/SKILL.md",
+        uninstall_command="rm -rf .claude/skills/marker",
+    )
+    Skill.objects.create(
+        slug="broken",
+        name="Broken",
+        description="Its install always fails.",
+        install_command='echo "npm ERR! 404 broken-skill not found" >&2; exit 1',
+        uninstall_command="true",
+    )
+    user = make_user(kubesim.kubeconfig(kube_namespace))
+    sign_in(page, live_server, user)
+    project = open_running_project(page, live_server, user, "Skilled")
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Skills").click()
+    expect(page.get_by_role("heading", name="Skills", exact=True)).to_be_visible()
+    for name in ("Marker", "Broken"):
+        page.locator("section", has=page.get_by_role("heading", name=name)).get_by_role(
+            "button", name="Enable for all projects"
+        ).click()
+        expect(page.get_by_text("Skill enabled")).to_be_visible()
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "test_skills_page.png"), full_page=True)
+
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    tasks = page.locator("#tasks")
+    # refreshed live by tasks.js, without reloading the page
+    expect(tasks.locator(".skill-states li", has_text="Marker")).to_contain_text("installed", timeout=30_000)
+    expect(tasks.locator(".task", has_text="Broken")).to_contain_text("Failed", timeout=60_000)
+    expect(tasks).to_contain_text("npm ERR! 404 broken-skill not found")
+    expect(tasks.locator(".task", has_text="Broken").get_by_role("button", name="Retry")).to_be_visible()
+    tasks.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "test_project_tasks_section.png"), full_page=True)
