@@ -65,6 +65,8 @@ class RepositoryPageOutput(serializers.Serializer):
 
 
 class InstallationListApi(APIView):
+    error_codes_extra = ()
+
     @extend_schema(responses=InstallationListOutput)
     def get(self, request: Request) -> Response:
         rows = selectors.installations_for(user=current_user(request))
@@ -78,6 +80,8 @@ class InstallationListApi(APIView):
 
 
 class RepositoryListApi(APIView):
+    error_codes_extra = ("502",)  # core.schema: GitHub unavailable
+
     @extend_schema(
         responses=RepositoryPageOutput,
         parameters=[

@@ -233,6 +233,7 @@ class ProjectListApi(APIView):
 
 class ProjectImportApi(APIView):
     lifecycle_writes = True  # core.throttles.LifecycleWriteThrottle
+    error_codes_extra = ("404", "502")  # core.schema: not your installation / GitHub unavailable
 
     class ProjectImportSerializer(StrictSerializer):
         installation_id = serializers.IntegerField(help_text="GitHub's id of one of your installations.")
