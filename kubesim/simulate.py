@@ -19,6 +19,7 @@ from kubesim.messages import clone, now_ts
 from kubesim.resources import ResourceType
 from kubesim.runtime import Runtime
 from kubesim.store import Obj
+from kubesim.validation import quantity
 
 log = logging.getLogger("kubesim")
 
@@ -487,7 +488,10 @@ class Simulator:
     def _pvcs(self) -> None:
         items, _ = self.api.store.list_objects(PVC_KEY, None)
         for pvc in items:
-            if (pvc.get("status") or {}).get("phase") == "Bound" or pvc["metadata"].get("deletionTimestamp"):
+            if pvc["metadata"].get("deletionTimestamp"):
+                continue
+            if (pvc.get("status") or {}).get("phase") == "Bound":
+                self._expand_pvc(pvc)
                 continue
             spec = pvc.get("spec") or {}
             size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
@@ -503,6 +507,19 @@ class Simulator:
                 "capacity": {"storage": size},
             }
             self._write(pvc, new)
+
+    def _expand_pvc(self, pvc: Obj) -> None:
+        """A bound claim whose request grew past its capacity: the volume is expanded at once (a real
+        cluster's resizer and kubelet take a while, and report conditions meanwhile)."""
+        status = pvc.get("status") or {}
+        request = ((pvc.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
+        capacity = (status.get("capacity") or {}).get("storage")
+        wanted, has = quantity(request), quantity(capacity)
+        if wanted is None or (has is not None and wanted <= has):
+            return
+        new = clone(pvc)
+        new["status"] = {**status, "capacity": {**(status.get("capacity") or {}), "storage": request}}
+        self._write(pvc, new)
 
     # ---------------------------------------------------------------- clusters
     def _clusters(self, now: float) -> None:

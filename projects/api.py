@@ -3,7 +3,7 @@ selector or a service, and serialize."""
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +16,7 @@ from projects import selectors, services
 from projects.models import Environment, Project, ProjectStatus
 from projects.status import allowed_actions
 from sandboxes.models import Database, ResourceEvent, Sandbox
+from userconfig import services as userconfig_services
 from userconfig.auth import current_user
 
 
@@ -155,11 +156,29 @@ class ProjectSummaryOutput(ProjectOutput):
     databases = DatabaseSummaryOutput(many=True, read_only=True)  # type: ignore[assignment]
 
 
+IdleStopState = inline_serializer(
+    "IdleStopState",
+    {
+        "minutes": serializers.FloatField(help_text="The timeout that applies; 0 = never."),
+        "source": serializers.ChoiceField(
+            ["project", "user", "default"],
+            help_text="project: the project's own; user: the owner's default; default: the server's.",
+        ),
+    },
+)
+
+
 class ProjectDetailOutput(ProjectOutput):
     environment = EnvOutput(many=True, read_only=True)
+    idle_stop = serializers.SerializerMethodField()
 
     class Meta(ProjectOutput.Meta):
-        fields = [*ProjectOutput.Meta.fields, "environment"]
+        fields = [*ProjectOutput.Meta.fields, "idle_stop", "environment"]
+
+    @extend_schema_field(IdleStopState)
+    def get_idle_stop(self, obj: Project) -> dict[str, Any]:
+        minutes, source = selectors.idle_setting(obj)
+        return {"minutes": minutes, "source": source}
 
 
 class EventOutput(OutputSerializer):
@@ -183,7 +202,18 @@ class EventOutput(OutputSerializer):
 
 
 def _detail(project: Project) -> dict[str, Any]:
-    return ProjectDetailOutput(selectors.project_get(user=project.owner, project_id=project.pk)).data
+    owner = project.owner
+    detail = selectors.project_get(user=owner, project_id=project.pk)
+    detail.owner = owner  # the idle stop shown reads the owner's default
+    return ProjectDetailOutput(detail).data
+
+
+def _used(request: Request, project_id: str) -> Project:
+    """The caller's project, for a read that counts as using it: the idle stop is pushed back (one
+    conditional UPDATE that writes at most once a minute per sandbox, see services.record_activity)."""
+    project = selectors.project_get(user=current_user(request), project_id=project_id)
+    services.record_activity(project=project)
+    return project
 
 
 class ProjectListApi(APIView):
@@ -267,7 +297,7 @@ class ProjectDetailApi(APIView):
 
     @extend_schema(responses=ProjectDetailOutput)
     def get(self, request: Request, project_id: str) -> Response:
-        return Response(_detail(selectors.project_get(user=current_user(request), project_id=project_id)))
+        return Response(_detail(_used(request, project_id)))
 
     @extend_schema(request=None, responses={202: ProjectOutput})
     def delete(self, request: Request, project_id: str) -> Response:
@@ -304,8 +334,9 @@ class ProjectIdleStopApi(APIView):
         minutes = serializers.IntegerField(
             allow_null=True,
             min_value=0,
-            max_value=services.IDLE_STOP_MAX_MINUTES,
-            help_text="Minutes without activity before the sandbox stops; 0 = never; null = the default.",
+            max_value=userconfig_services.IDLE_STOP_MAX_MINUTES,
+            help_text="Minutes without activity before the sandbox stops; 0 = never; null = the owner's "
+            "default (PUT /api/v1/me/idle-stop), else the server's.",
         )
 
     @extend_schema(request=IdleStopSerializer, responses=ProjectOutput)
@@ -340,7 +371,7 @@ class EnvApi(APIView):
 
     @extend_schema(responses=EnvOutput(many=True))
     def get(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        project = _used(request, project_id)
         return Response(EnvOutput(selectors.env_for(project=project), many=True).data)
 
     @extend_schema(request=EnvUpsertSchema, responses=EnvOutput(many=True))

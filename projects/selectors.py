@@ -281,8 +281,12 @@ def project_skills(*, project: Project) -> list[dict[str, Any]]:
         .distinct("skill_id")
     )
     by_skill = {task.skill_id: task for task in latest}
-    enabled = set(UserSkill.objects.filter(user_id=project.owner_id).values_list("skill_id", flat=True))
-    skills = Skill.objects.filter(Q(enabled=True) | Q(pk__in=list(by_skill))).order_by("name", "pk")
+    mine = UserSkill.objects.filter(user_id=project.owner_id, skill=OuterRef("pk"))
+    skills = (
+        Skill.objects.annotate(enabled_for_user=Exists(mine))
+        .filter(Q(enabled=True) | Q(pk__in=list(by_skill)) | Q(enabled_for_user=True))
+        .order_by("name", "pk")
+    )
     out = []
     for skill in skills:
         task = by_skill.get(skill.pk)
@@ -290,7 +294,7 @@ def project_skills(*, project: Project) -> list[dict[str, Any]]:
         out.append(
             {
                 "skill": skill,
-                "enabled": skill.pk in enabled,
+                "enabled": skill.enabled_for_user,  # type: ignore[attr-defined]
                 "state": state,
                 "label": state.replace("_", " "),
                 "task_id": task.pk if task else None,
@@ -298,6 +302,15 @@ def project_skills(*, project: Project) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def recent_tasks_for(*, project: Project, limit: int = 20) -> list[ProjectTask]:
+    """The project page's tasks: the latest ones, without their attempt rows (one query)."""
+    return list(
+        ProjectTask.objects.filter(project=project)
+        .select_related("skill")
+        .order_by("-created_at", "-pk")[:limit]
+    )
 
 
 def has_active_tasks(*, project: Project) -> bool:
@@ -506,11 +519,38 @@ def operations_overview(
     }
 
 
+IdleSource = str  # "project" (its own), "user" (the owner's default) or "default" (settings)
+_OWNER = object()
+
+
+def idle_setting(project: Project, owner_minutes: Any = _OWNER) -> tuple[float, IdleSource]:
+    """The idle timeout that applies to a project, in minutes (0: never), and where it comes from: the
+    project's own, else its owner's default, else settings.IDLE_STOP_MINUTES. Pass `owner_minutes` (the
+    owner's `idle_stop_minutes`) when the owner is at hand; otherwise it is read (one query)."""
+    if project.idle_stop_minutes is not None:
+        return project.idle_stop_minutes, "project"
+    if owner_minutes is _OWNER:
+        if Project.owner.is_cached(project):  # type: ignore[attr-defined]
+            owner_minutes = project.owner.idle_stop_minutes
+        else:
+            owner_minutes = (
+                User.objects.filter(pk=project.owner_id).values_list("idle_stop_minutes", flat=True).first()
+            )
+    if owner_minutes is not None:
+        return int(owner_minutes), "user"
+    return max(0.0, float(settings.IDLE_STOP_MINUTES)), "default"
+
+
 def idle_candidates(*, limit: int = 100, now: datetime | None = None) -> list[Any]:
-    """Projects with a RUNNING sandbox idle past the project's timeout (or the default one), oldest
-    activity first. A candidate only: `services.stop_if_idle` decides under the project's lock."""
+    """Projects with a RUNNING sandbox idle past the timeout that applies (the project's, its owner's
+    or the default one), oldest activity first. A candidate only: `services.stop_if_idle` decides
+    under the project's lock."""
     now = now or timezone.now()
-    minutes = Coalesce(F("project__idle_stop_minutes"), Value(int(settings.IDLE_STOP_MINUTES)))
+    minutes = Coalesce(
+        F("project__idle_stop_minutes"),
+        F("project__owner__idle_stop_minutes"),
+        Value(int(settings.IDLE_STOP_MINUTES)),
+    )
     last_seen = Coalesce("last_activity_at", "status_changed_at")
     idle_after = ExpressionWrapper(minutes * Value(timedelta(minutes=1)), output_field=DurationField())
     rows = (

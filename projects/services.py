@@ -397,24 +397,30 @@ def _sandboxes_to_run(resources: Iterable[Resource], statuses: Iterable[str]) ->
 
 
 def project_start(*, project: Project, actor: Actor) -> Project:
+    """Start the project's stopped resources. A start asked of a project that is running anyway is
+    refused (409) but still counts as activity, recorded under the project's lock: an idle stop deciding
+    at the same moment either comes first (and this start then starts it again) or sees the activity."""
     with transaction.atomic():
         lock_quota(project.owner_id)  # the lock first, then the rows (see check_quota)
         project, resources = _locked(project)
         refusal = status.start_refusal(project.status, [r.status for r in resources])
         if refusal:
-            raise InvalidState(refusal)
-        check_quota(
-            project.owner_id,
-            running_sandboxes=_sandboxes_to_run(resources, ("STOPPED", "STOPPING", "ERROR")),
-        )
-        _move(
-            resources,
-            {"STOPPED": "STARTING", "STOPPING": "STARTING", "ERROR": "resume"},
-            actor=actor,
-            reason="start",
-            message="Start requested.",
-        )
-        audit.record(actor, "project.start", project)
+            record_activity(project=project, force=True)
+        else:
+            check_quota(
+                project.owner_id,
+                running_sandboxes=_sandboxes_to_run(resources, ("STOPPED", "STOPPING", "ERROR")),
+            )
+            _move(
+                resources,
+                {"STOPPED": "STARTING", "STOPPING": "STARTING", "ERROR": "resume"},
+                actor=actor,
+                reason="start",
+                message="Start requested.",
+            )
+            audit.record(actor, "project.start", project)
+    if refusal:
+        raise InvalidState(refusal)
     project.refresh_from_db()
     return project
 
@@ -441,28 +447,26 @@ def project_stop(*, project: Project, actor: Actor) -> Project:
 
 HEARTBEAT_TOKEN = "TENTER_HEARTBEAT_TOKEN"
 ACTIVITY_GRANULARITY = timedelta(seconds=60)  # at most one activity write a minute per sandbox
-IDLE_STOP_MAX_MINUTES = 7 * 24 * 60
 
 
-def idle_timeout(project: Project) -> timedelta | None:
-    """How long the project's sandbox may sit without activity before it is stopped (None: never)."""
-    minutes = project.idle_stop_minutes
-    if minutes is None:
-        minutes = settings.IDLE_STOP_MINUTES
-    return timedelta(minutes=minutes) if minutes and minutes > 0 else None
+_OWNER: Any = object()
+
+
+def idle_timeout(project: Project, owner_minutes: Any = _OWNER) -> timedelta | None:
+    """How long the project's sandbox may sit without activity before it is stopped (None: never).
+    The project's own timeout, else its owner's default (`owner_minutes`, read from the project's owner
+    when not given), else settings.IDLE_STOP_MINUTES; 0 at any level means never."""
+    minutes, _ = selectors.idle_setting(project, *([] if owner_minutes is _OWNER else [owner_minutes]))
+    return timedelta(minutes=minutes) if minutes > 0 else None
 
 
 def idle_stop_set(*, project: Project, minutes: Any, actor: Actor) -> Project:
-    """The project's own idle timeout: None = the default (IDLE_STOP_MINUTES), 0 = never."""
-    valid = minutes is None or (type(minutes) is int and 0 <= minutes <= IDLE_STOP_MAX_MINUTES)
-    if not valid:
-        raise ValidationFailed(
-            f"Idle stop must be a number of minutes from 0 (never) to {IDLE_STOP_MAX_MINUTES}, or null.",
-            code="invalid_idle_stop",
-        )
-    Project.objects.filter(pk=project.pk).update(idle_stop_minutes=minutes, updated_at=timezone.now())
-    project.idle_stop_minutes = minutes
-    audit.record(actor, "project.idle_stop", project, minutes=minutes)
+    """The project's own idle timeout: None = the owner's default (or IDLE_STOP_MINUTES), 0 = never."""
+    minutes = userconfig_services.validate_idle_minutes(minutes)
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(idle_stop_minutes=minutes, updated_at=timezone.now())
+        project.idle_stop_minutes = minutes
+        audit.record(actor, "project.idle_stop", project, minutes=minutes)
     return project
 
 

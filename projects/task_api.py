@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from core.audit import actor_for
 from core.drf import OutputSerializer, Pagination
 from projects import selectors, task_services
+from projects.api import _used as used_project  # a read that counts as using the project
 from projects.models import ProjectTask, ProjectTaskAttempt, Skill
 from userconfig.auth import current_user
 
@@ -88,7 +89,7 @@ class TaskListApi(APIView):
 
     @extend_schema(responses=TaskOutput(many=True))
     def get(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        project = used_project(request, project_id)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.tasks_for(project=project), request, view=self)
         return paginator.get_paginated_response(TaskOutput(page, many=True).data)
@@ -150,5 +151,5 @@ class MySkillApi(APIView):
 class ProjectSkillsApi(APIView):
     @extend_schema(responses=ProjectSkillOutput(many=True))
     def get(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        project = used_project(request, project_id)
         return Response(ProjectSkillOutput(selectors.project_skills(project=project), many=True).data)

@@ -25,7 +25,7 @@ def _project(request: HttpRequest, project_id: UUID) -> Project:
 
 
 def tasks_context(project: Project) -> dict[str, object]:
-    tasks = list(selectors.tasks_for(project=project)[:20])
+    tasks = selectors.recent_tasks_for(project=project)
     return {
         "project": project,
         "tasks": tasks,

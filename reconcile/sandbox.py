@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from core.quantities import bytes_of
 from projects.models import Environment
 from reconcile import manifests, names
 from reconcile.engine import Outcome, deadline_passed, describe_age, error_outcome
@@ -82,8 +83,51 @@ def ensure(k: Kube, manifest: dict[str, Any], resource_id: str, *, converge: boo
     replicas_differ = (obj.get("spec") or {}).get("replicas") != (manifest.get("spec") or {}).get("replicas")
     if converge and (current != manifest["metadata"]["annotations"][APPLIED] or replicas_differ):
         metadata = {**manifest["metadata"], "resourceVersion": obj["metadata"]["resourceVersion"]}
-        return k.replace({**manifest, "metadata": metadata})
+        sent = {**manifest, "metadata": metadata}
+        if manifest["kind"] == "StatefulSet":
+            sent = _keeping_claim_templates(sent, obj)
+        return k.replace(sent)
     return obj
+
+
+def _claim_storage(sts: Mapping[str, Any]) -> str | None:
+    templates = (sts.get("spec") or {}).get("volumeClaimTemplates") or []
+    return _storage_request(templates[0]) if templates else None
+
+
+def _keeping_claim_templates(manifest: dict[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """A StatefulSet's volumeClaimTemplates cannot change once created (the API server refuses with 422),
+    so a replace keeps the ones it has: after a storage growth the template keeps the size the sandbox
+    was created with (stale, and only used for a claim that does not exist yet) while the claim itself
+    is grown (see grow_storage). The wanted size stays readable in the StatefulSet's annotations."""
+    templates = (current.get("spec") or {}).get("volumeClaimTemplates")
+    if templates is None:
+        return manifest
+    return {**manifest, "spec": {**manifest["spec"], "volumeClaimTemplates": templates}}
+
+
+def grow_storage(k: Kube, sandbox: Sandbox, sts: Mapping[str, Any]) -> None:
+    """Bring the sandbox's claim up to its storage size when a resize grew it. Only when the
+    StatefulSet's claim template is smaller than the size (an existing StatefulSet, so one GET then);
+    a claim that does not exist yet is left to the controller; storage never shrinks."""
+    template = _claim_storage(sts)
+    if template is None or bytes_of(template) >= bytes_of(sandbox.storage_size):
+        return
+    try:
+        pvc = k.get("PersistentVolumeClaim", names.pvc_name(sandbox.k8s_name))
+    except KubeNotFound:
+        return
+    requested = _storage_request(pvc)
+    if requested is not None and bytes_of(requested) >= bytes_of(sandbox.storage_size):
+        return
+    patch = {"spec": {"resources": {"requests": {"storage": sandbox.storage_size}}}}
+    k.patch("PersistentVolumeClaim", names.pvc_name(sandbox.k8s_name), patch, patch_type="merge")
+    logger.info("sandbox %s: claim grown from %s to %s", sandbox.pk, requested, sandbox.storage_size)
+
+
+def _storage_request(obj: Mapping[str, Any]) -> str | None:
+    value = (((obj.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+    return str(value) if value is not None else None
 
 
 def apply_all(k: Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> None:
@@ -91,7 +135,9 @@ def apply_all(k: Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> No
     for manifest in manifests.sandbox_objects(spec):
         # The Secret and StatefulSet carry the configuration: always converge them.
         kind_converges = manifest["kind"] in ("Secret", "StatefulSet")
-        ensure(k, manifest, str(sandbox.pk), converge=converge and kind_converges)
+        obj = ensure(k, manifest, str(sandbox.pk), converge=converge and kind_converges)
+        if manifest["kind"] == "StatefulSet" and converge:
+            grow_storage(k, sandbox, obj)
 
 
 # -- why the pod is not ready ----------------------------------------------------------------

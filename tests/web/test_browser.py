@@ -297,3 +297,45 @@ def test_enable_skills_and_watch_the_tasks_live(page, live_server, kubesim, kube
     expect(tasks.locator(".task", has_text="Broken").get_by_role("button", name="Retry")).to_be_visible()
     tasks.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "test_project_tasks_section.png"), full_page=True)
+
+
+def test_opening_the_terminal_of_a_stopped_project_starts_it_and_opens_it_when_ready(
+    page, live_server, kubesim, kube_namespace, beat
+):
+    """Start on open: "Start and open" on a stopped project starts it, a new tab shows the progress,
+    and the tab goes to the terminal only once the sandbox is RUNNING (the terminal's own address is
+    answered by a stub in the browser: nothing leaves the machine)."""
+    from sandboxes.models import Sandbox
+
+    user = make_user(kubesim.kubeconfig(kube_namespace))
+    sign_in(page, live_server, user)
+    project = open_running_project(page, live_server, user, "Opens Itself")
+    badge = page.locator("[data-live=header] [data-role=badge]")
+    page.locator('[data-action="stop"]').click()
+    expect(badge).to_have_text("Stopped", timeout=RUNNING_TIMEOUT)
+
+    seen = []  # the sandbox's status each time the browser went to the terminal's own address
+
+    def terminal_stub(route):
+        seen.append(Sandbox.objects.get(project_id=project.pk).status)
+        route.fulfill(status=200, content_type="text/html", body="<h1>ttyd stub</h1>")
+
+    page.context.route(lambda url: not url.startswith(live_server.url), terminal_stub)
+    kubesim.faults(latency_ms=1500, verbs=["get"], resources=["statefulsets"])  # a slower start, to watch
+    try:
+        with page.context.expect_page() as opened:
+            page.locator('.panel-terminal [data-open="terminal"]').click()
+        tab = opened.value
+        tab.set_default_timeout(RUNNING_TIMEOUT)
+        expect(tab.get_by_role("heading", name="Terminal of Opens Itself")).to_be_visible()
+        expect(tab.get_by_role("heading", name="Starting your sandbox")).to_be_visible()
+        SCREENSHOTS.mkdir(exist_ok=True)
+        tab.screenshot(path=str(SCREENSHOTS / "start_on_open_progress.png"), full_page=True)
+        expect(tab.get_by_role("heading", name="ttyd stub")).to_be_visible(timeout=RUNNING_TIMEOUT)
+        tab.screenshot(path=str(SCREENSHOTS / "start_on_open_ready.png"), full_page=True)
+    finally:
+        kubesim.clear_faults()
+    assert seen and set(seen) == {"RUNNING"}
+    expect(badge).to_have_text("Running", timeout=RUNNING_TIMEOUT)  # the project page followed along
+    assert re.search(r"-ttyd\.", tab.url) and "authorization=" in tab.url
+    assert AuditEntry.objects.filter(action="project.start", target_id=str(project.pk)).exists()

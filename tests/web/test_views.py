@@ -101,6 +101,8 @@ def project_urls(project: Project, database: Database | None = None) -> list[tup
         ("post", reverse("dashboard:terminal", args=[pk])),
         ("post", reverse("dashboard:filebrowser", args=[pk])),
         ("post", reverse("dashboard:database-add", args=[pk])),
+        ("get", reverse("dashboard:open", args=[pk, "terminal"])),
+        ("post", reverse("dashboard:open", args=[pk, "files"])),
     ]
     if database is not None:
         urls += [
@@ -594,7 +596,7 @@ def test_project_page_query_count_is_constant(client, project, django_assert_max
     Environment.objects.bulk_create(Environment(project=project, key=f"K{i}", value="v") for i in range(100))
     add_database(project)
     assert count_queries(client, "get", url) == small
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(11):  # 3 of them for the skills and tasks section
         client.get(url)
     with django_assert_max_num_queries(8):
         client.get(reverse("dashboard:live", args=[project.pk]))
