@@ -57,8 +57,10 @@ INSTALLED_APPS = [
     "userconfig",
     "projects",
     "sandboxes",
+    "github",
     "reconcile",
     "kubesim",
+    "fakegithub",
 ]
 
 MIDDLEWARE = [
@@ -471,3 +473,27 @@ if env.str("PROMETHEUS_MULTIPROC_DIR", default=""):
     os.makedirs(env.str("PROMETHEUS_MULTIPROC_DIR"), exist_ok=True)
 # Workers serve their pod's metrics on this port (0 = off; deploy/base/worker.yaml sets 9100).
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+# --- GitHub App (github/): import repositories into sandboxes ---------------------------------------
+# The App's id and slug (its install page is {GITHUB_WEB_URL}/apps/{slug}/installations/new), its private
+# key (a PEM, with literal \n allowed, or base64 of the PEM), the webhook secret, and the OAuth client of
+# the App ("Request user authorization during installation": the callback then proves who installed it).
+# GitHub Enterprise Server: GITHUB_API_URL=https://HOST/api/v3 and GITHUB_WEB_URL=https://HOST.
+GITHUB_APP_ID = env.str("GITHUB_APP_ID", default="")
+GITHUB_APP_SLUG = env.str("GITHUB_APP_SLUG", default="")
+GITHUB_APP_PRIVATE_KEY = env.str("GITHUB_APP_PRIVATE_KEY", default="")
+GITHUB_WEBHOOK_SECRET = env.str("GITHUB_WEBHOOK_SECRET", default="")
+GITHUB_CLIENT_ID = env.str("GITHUB_CLIENT_ID", default="")
+GITHUB_CLIENT_SECRET = env.str("GITHUB_CLIENT_SECRET", default="")
+GITHUB_API_URL = env.str("GITHUB_API_URL", default="https://api.github.com")
+GITHUB_WEB_URL = env.str("GITHUB_WEB_URL", default="https://github.com")
+# Tenter's own calls to GitHub go through the egress policy too: public addresses, plus these networks
+# (a GitHub Enterprise Server on a private address; tests and `make run` allow 127.0.0.0/8 for fakegithub).
+GITHUB_EGRESS_ALLOW_CIDRS = [
+    str(ipaddress.ip_network(cidr.strip(), strict=False))
+    for cidr in env.list("GITHUB_EGRESS_ALLOW_CIDRS", default=[])
+    if cidr.strip()
+]
+GITHUB_CONNECT_TIMEOUT = env.float("GITHUB_CONNECT_TIMEOUT", default=3.0)
+GITHUB_READ_TIMEOUT = env.float("GITHUB_READ_TIMEOUT", default=10.0)
+# How long the signed `state` of "Connect GitHub" stays valid.
+GITHUB_STATE_MAX_AGE_SECONDS = env.int("GITHUB_STATE_MAX_AGE_SECONDS", default=3600)

@@ -5,6 +5,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config import health, metrics
+from github import api as github_api
+from github import views as github_views
 from projects import api as project_api
 from projects import task_api, task_views
 from projects import views as project_views
@@ -20,6 +22,7 @@ api_v1 = [
     path("me/quota", project_api.QuotaApi.as_view(), name="quota"),
     path("me/idle-stop", user_api.IdleStopDefaultApi.as_view(), name="idle-stop"),
     path("projects", project_api.ProjectListApi.as_view(), name="projects"),
+    path("projects/import", project_api.ProjectImportApi.as_view(), name="project-import"),
     path("projects/<str:project_id>", project_api.ProjectDetailApi.as_view(), name="project"),
     path("projects/<str:project_id>/start", project_api.ProjectStartApi.as_view(), name="project-start"),
     path("projects/<str:project_id>/stop", project_api.ProjectStopApi.as_view(), name="project-stop"),
@@ -63,6 +66,12 @@ api_v1 = [
     path("projects/<str:project_id>/skills", task_api.ProjectSkillsApi.as_view(), name="project-skills"),
     path("skills", task_api.SkillListApi.as_view(), name="skills"),
     path("me/skills/<str:skill_id>", task_api.MySkillApi.as_view(), name="my-skill"),
+    path("github/installations", github_api.InstallationListApi.as_view(), name="github-installations"),
+    path(
+        "github/installations/<str:installation_id>/repositories",
+        github_api.RepositoryListApi.as_view(),
+        name="github-repositories",
+    ),
     path("sandboxes/<str:sandbox_id>", sandbox_api.SandboxDetailApi.as_view(), name="sandbox"),
     path("sandboxes/<str:sandbox_id>/resize", sandbox_api.SandboxResizeApi.as_view(), name="sandbox-resize"),
     path(
@@ -155,6 +164,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", api_docs, name="api-docs"),
     path("admin/", admin.site.urls),
+    path("github/connect", github_views.connect, name="github-connect"),
+    path("github/callback", github_views.callback, name="github-callback"),
+    path("github/webhook", github_views.webhook, name="github-webhook"),
     path("", include((dashboard, "dashboard"), namespace="dashboard")),
 ]
 

@@ -15,6 +15,7 @@ _DESCRIPTIONS = {
     "404": "Not found, or not yours.",
     "409": "The object's state does not allow this now, or a name is taken.",
     "413": "The request body is too large.",
+    "502": "An upstream service (GitHub) could not be reached or refused; the message says which.",
 }
 
 
@@ -37,7 +38,9 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append("409")
         if self.method in ("POST", "PUT", "PATCH"):
             codes.append("413")
-        return codes
+        # A view may name more (e.g. the import: 404 for another user's installation, 502 for GitHub).
+        codes += [c for c in getattr(self.view, "error_codes_extra", ()) if c not in codes]
+        return sorted(codes)
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)

@@ -112,10 +112,19 @@ class EnvOutput(OutputSerializer):
         return selectors.env_value_for_display(obj)
 
 
+class ImportStateOutput(serializers.Serializer):
+    state = serializers.ChoiceField(choices=["importing", "imported", "needs_attention"])
+    reason = serializers.CharField(help_text="Why it needs attention (git's message), else empty.")
+    task_id = serializers.IntegerField(allow_null=True, help_text="The clone task (retry it when it failed).")
+    repository = serializers.CharField()
+    branch = serializers.CharField()
+
+
 class ProjectOutput(OutputSerializer):
     sandboxes = SandboxOutput(many=True, read_only=True)
     databases = DatabaseOutput(many=True, read_only=True)
     allowed_actions = serializers.SerializerMethodField()
+    github_import = serializers.SerializerMethodField()
 
     class Meta:
         model = Project
@@ -127,11 +136,16 @@ class ProjectOutput(OutputSerializer):
             "status_changed_at",
             "idle_stop_minutes",
             "allowed_actions",
+            "github_import",
             "sandboxes",
             "databases",
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(ImportStateOutput(allow_null=True))
+    def get_github_import(self, obj: Project) -> dict[str, Any] | None:
+        return selectors.import_state(obj)
 
     def get_allowed_actions(self, obj: Project) -> list[str]:
         statuses = [r.status for r in (*obj.sandboxes.all(), *obj.databases.all())]
@@ -257,6 +271,37 @@ class ProjectListApi(APIView):
         data = self.ProjectCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         project = services.project_create(
+            owner=current_user(request), actor=actor_for(request), **data.validated_data
+        )
+        return Response(ProjectDetailOutput(project).data, status=202)
+
+
+class ProjectImportApi(APIView):
+    lifecycle_writes = True  # core.throttles.LifecycleWriteThrottle
+    error_codes_extra = ("404", "502")  # core.schema: not your installation / GitHub unavailable
+
+    class ProjectImportSerializer(StrictSerializer):
+        installation_id = serializers.IntegerField(help_text="GitHub's id of one of your installations.")
+        repository = serializers.CharField(max_length=200, help_text="owner/name")
+        branch = serializers.CharField(
+            required=False,
+            max_length=200,
+            help_text="The branch to clone; the repository's default otherwise.",
+        )
+        name = serializers.CharField(
+            required=False,
+            max_length=200,
+            allow_blank=True,
+            help_text="The project's name; the repository's.",
+        )
+        description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+        size = serializers.CharField(required=False, max_length=100)
+
+    @extend_schema(request=ProjectImportSerializer, responses={202: ProjectDetailOutput})
+    def post(self, request: Request) -> Response:
+        data = self.ProjectImportSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_import(
             owner=current_user(request), actor=actor_for(request), **data.validated_data
         )
         return Response(ProjectDetailOutput(project).data, status=202)

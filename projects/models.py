@@ -33,6 +33,9 @@ class Project(models.Model):
     # Aggregated from the resources (projects/status.py); never set by hand.
     status = models.CharField(max_length=16, choices=ProjectStatus.choices, default=ProjectStatus.CREATING)
     status_changed_at = models.DateTimeField(auto_now_add=True)
+    github_installation = models.ForeignKey(
+        "github.GitHubInstallation", on_delete=models.SET_NULL, null=True, blank=True, related_name="projects"
+    )
     github_repo_full_name = models.CharField(max_length=200, blank=True, default="")
     github_repo_id = models.BigIntegerField(null=True, blank=True)
     github_default_branch = models.CharField(max_length=200, blank=True, default="")

@@ -58,11 +58,63 @@ def as_uuid(value: Any) -> uuid.UUID | None:
         return None
 
 
+def _latest_clone() -> QuerySet[ProjectTask]:
+    return ProjectTask.objects.filter(project=OuterRef("pk"), type=TaskType.CLONE_REPOSITORY).order_by(
+        "-created_at", "-pk"
+    )
+
+
+def with_import_state(qs: QuerySet[Project]) -> QuerySet[Project]:
+    """Annotate each project with its latest clone task (status, error, id): `import_state` reads them."""
+    latest = _latest_clone()
+    return qs.annotate(
+        clone_status=Subquery(latest.values("status")[:1]),
+        clone_error=Subquery(latest.values("error")[:1]),
+        clone_task_id=Subquery(latest.values("pk")[:1]),
+    )
+
+
+IMPORTING, IMPORTED, NEEDS_ATTENTION = "importing", "imported", "needs_attention"
+
+
+def import_state(project: Project) -> dict[str, Any] | None:
+    """For a project imported from GitHub: importing / imported / needs_attention, with the reason and
+    the clone task's id (to retry it). None for other projects."""
+    if not project.github_repo_full_name:
+        return None
+    if hasattr(project, "clone_status"):
+        status, error, task_id = (
+            getattr(project, f) for f in ("clone_status", "clone_error", "clone_task_id")
+        )
+    else:
+        found = (
+            ProjectTask.objects.filter(project=project, type=TaskType.CLONE_REPOSITORY)
+            .order_by("-created_at", "-pk")
+            .values_list("status", "error", "pk")
+            .first()
+        )
+        status, error, task_id = found if found else (None, None, None)
+    if status == TaskStatus.SUCCEEDED:
+        state, reason = IMPORTED, ""
+    elif status in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+        state, reason = NEEDS_ATTENTION, error or f"The repository clone was {str(status).lower()}."
+    else:
+        state, reason = IMPORTING, ""
+    return {
+        "state": state,
+        "reason": reason,
+        "task_id": task_id,
+        "repository": project.github_repo_full_name,
+        "branch": project.github_default_branch,
+    }
+
+
 def projects_for(*, user: User, status: str | None = None, search: str | None = None) -> QuerySet[Project]:
     qs = Project.objects.filter(owner=user).prefetch_related(
         Prefetch("sandboxes", queryset=Sandbox.objects.order_by("created_at")),
         Prefetch("databases", queryset=Database.objects.order_by("created_at")),
     )
+    qs = with_import_state(qs)
     if status:
         qs = qs.filter(status=status)
     if search:

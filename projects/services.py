@@ -30,6 +30,10 @@ from core.inputs import check_text, fullmatch
 from core.quantities import bytes_of, millicores
 from core.reports import plural
 from core.text import text_problem
+from github import connect as github_connect
+from github import selectors as github_selectors
+from github import services as github_services
+from github.client import REPO_RE, GitHubError
 from projects import selectors, status, task_services
 from projects.models import (
     ENV_KEY_MAX,
@@ -38,7 +42,10 @@ from projects.models import (
     Environment,
     Project,
     ProjectStatus,
+    ProjectTask,
     Quota,
+    TaskStatus,
+    TaskType,
 )
 from projects.transitions import add_event, change_status, lock_project, refresh_project_status
 from reconcile import manifests, names
@@ -162,8 +169,16 @@ def _system_env() -> list[tuple[str, str, str, bool]]:
 
 
 def project_create(
-    *, owner: User, name: Any, description: Any = "", size: Any = None, actor: Actor
+    *,
+    owner: User,
+    name: Any,
+    description: Any = "",
+    size: Any = None,
+    actor: Actor,
+    repository: Mapping[str, Any] | None = None,
 ) -> Project:
+    """A project and its sandbox; with `repository` (see `project_import`) also the task that clones it
+    into the sandbox, in the same transaction."""
     name = validate_project_name(name)
     size_name, resources = sandbox_size(size)
     if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
@@ -184,8 +199,15 @@ def project_create(
                     cpu=millicores(resources["cpu_request"]),
                     memory=bytes_of(resources["memory_request"]),
                 )
-                project = Project.objects.create(owner=owner, name=name, description=description)
+                project = Project.objects.create(
+                    owner=owner,
+                    name=name,
+                    description=description,
+                    **(_github_fields(repository) if repository else {}),
+                )
                 sandbox = _create_sandbox(project, kubeconfig, domain, size_name, resources)
+                if repository:
+                    _clone_task(project, sandbox, repository)
                 env_rows = Environment.objects.bulk_create(
                     Environment(project=project, key=k, value=v, category=c, is_secret=s, is_system=True)
                     for k, v, c, s in _system_env()
@@ -215,6 +237,99 @@ def project_create(
         "environment": _known(Environment.objects.filter(project=project), env_rows),
     }
     return project
+
+
+def _github_fields(repository: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "github_installation": repository["installation"],
+        "github_repo_full_name": repository["full_name"],
+        "github_repo_id": repository["id"],
+        "github_default_branch": repository["branch"],
+    }
+
+
+def _clone_task(project: Project, sandbox: Sandbox, repository: Mapping[str, Any]) -> ProjectTask:
+    task = ProjectTask.objects.create(
+        project=project,
+        sandbox=sandbox,
+        type=TaskType.CLONE_REPOSITORY,
+        status=TaskStatus.WAITING_FOR_PREREQUISITES,
+        max_attempts=settings.TASK_MAX_ATTEMPTS,
+        payload={
+            "installation_id": repository["installation"].installation_id,
+            "repository": repository["full_name"],
+            "repository_id": repository["id"],
+            "branch": repository["branch"],
+        },
+    )
+    kicks.kick(task)
+    return task
+
+
+# A repository's name as a project name: letters, digits, spaces and hyphens, starting with a letter.
+def name_for_repository(repo_name: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9 -]+", "-", repo_name).strip("- ")
+    if not name or not name[0].isalpha():
+        name = f"repo-{name}".rstrip("-")
+    return name[:PROJECT_NAME_MAX]
+
+
+BRANCH_RE = re.compile(r"(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])")
+
+
+def project_import(
+    *,
+    owner: User,
+    installation_id: Any,
+    repository: Any,
+    branch: Any = None,
+    name: Any = None,
+    description: Any = "",
+    size: Any = None,
+    actor: Actor,
+) -> Project:
+    """A project from a GitHub repository the user's installation can access: the project, its sandbox
+    and the clone task in one transaction (the clone runs once the sandbox is RUNNING)."""
+    installation = github_selectors.installation_get(user=owner, installation_id=installation_id)
+    github_services.require_usable(installation)
+    if not isinstance(repository, str) or not REPO_RE.fullmatch(repository):
+        raise ValidationFailed("The repository must be given as owner/name.", code="invalid_repository")
+    if branch is not None and (not isinstance(branch, str) or not fullmatch(BRANCH_RE, branch)):
+        raise ValidationFailed("That is not a valid branch name.", code="invalid_branch")
+    try:
+        app = github_connect.app()
+        repo = app.repository(installation.installation_id, repository)
+        chosen = branch or str(repo.get("default_branch") or "")
+        if not chosen or not fullmatch(BRANCH_RE, chosen):
+            raise ValidationFailed(
+                "The repository has no default branch (is it empty?).", code="invalid_branch"
+            )
+        if (
+            branch
+            and branch != repo.get("default_branch")
+            and not app.branch_exists(installation.installation_id, repository, branch)
+        ):
+            raise ValidationFailed(f"The repository has no branch '{branch}'.", code="branch_not_found")
+    except GitHubError as exc:
+        if exc.status == 404:
+            raise NotFound("Repository not found in this installation.") from None
+        raise github_selectors.as_service_error(exc) from None
+    full_name = str(repo.get("full_name") or repository)
+    if not REPO_RE.fullmatch(full_name):
+        full_name = repository
+    return project_create(
+        owner=owner,
+        name=name if name not in (None, "") else name_for_repository(full_name.split("/", 1)[1]),
+        description=description,
+        size=size,
+        actor=actor,
+        repository={
+            "installation": installation,
+            "full_name": full_name,
+            "id": repo.get("id") if isinstance(repo.get("id"), int) else None,
+            "branch": chosen,
+        },
+    )
 
 
 def _known(queryset: QuerySet[Any], rows: list[Any]) -> QuerySet[Any]:

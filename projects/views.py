@@ -211,6 +211,7 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "events": list(selectors.events_for(project=project, limit=TIMELINE_LIMIT)),
         "idle": _idle(request, project, sandbox),
         "sizes": selectors.sandbox_sizes(),
+        "github_import": selectors.import_state(project),
     }
 
 

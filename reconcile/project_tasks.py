@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -43,7 +43,8 @@ from projects.models import (
     TaskType,
 )
 from projects.task_services import wake_tasks
-from reconcile import engine, manifests, names
+from reconcile import clone, engine, manifests, names
+from reconcile.clone import NotYet, Script
 from reconcile.kube.client import sh
 from reconcile.kube.errors import KubeCredentials, KubeError, KubeNotFound, KubePermanent, KubeTransient
 from reconcile.runner import client_for
@@ -85,11 +86,11 @@ def _skill_script(task: ProjectTask) -> tuple[str, list[str]]:
     return IN_PROJECT, [PROJECT_DIR, command]
 
 
-Executor = Callable[[ProjectTask], tuple[str, list[str]]]
+Executor = Callable[[ProjectTask], "tuple[str, list[str]] | Script"]
 EXECUTORS: dict[str, Executor] = {
     TaskType.INSTALL_SKILL: _skill_script,
     TaskType.UNINSTALL_SKILL: _skill_script,
-    # TaskType.CLONE_REPOSITORY: the GitHub integration adds its executor here.
+    TaskType.CLONE_REPOSITORY: clone.clone_script,
 }
 
 
@@ -210,8 +211,11 @@ def _start(task: ProjectTask) -> int | None:
             )
             if not written:
                 return None
+            # Attempt rows keep counting after a Retry (which restarts `attempts` from 0): the task's row
+            # lock taken by the update above serializes this read.
+            last = ProjectTaskAttempt.objects.filter(task=task).aggregate(n=Max("number"))["n"] or 0
             ProjectTaskAttempt.objects.create(
-                task=task, number=number, started_at=now, lease_token=task.lease_token
+                task=task, number=max(number, last + 1), started_at=now, lease_token=task.lease_token
             )
     except IntegrityError:  # another worker already started this attempt: never run it twice
         logger.warning("task %s: attempt %s already started elsewhere", task.pk, number)
@@ -248,9 +252,13 @@ def step(task: ProjectTask) -> TaskOutcome:
     if executor is None:
         return _fail(f"{task.get_type_display()} tasks are not supported yet.")
     try:
-        script, args = executor(task)
+        plan = executor(task)
     except ValueError as exc:
         return _fail(f"The task cannot run: {exc}.")
+    except NotYet as exc:  # e.g. GitHub unavailable for a token: wait, without using an attempt
+        return _wait(str(exc), poll=backoff_seconds(task.attempts + 1))
+    if not isinstance(plan, Script):
+        plan = Script(*plan)
     config, why = _kubeconfig(task)
     if config is None:
         return _wait(why)
@@ -260,12 +268,13 @@ def step(task: ProjectTask) -> TaskOutcome:
     if number is None:
         return TaskOutcome(status=task.status, lost=True)
     started = time.monotonic()
-    secrets = _secrets(task)
+    secrets = [*_secrets(task), *plan.secrets]
     try:
         kube = client_for(config).for_step(sandbox.k8s_namespace)
         result = kube.exec(
             names.pod_name(sandbox.k8s_name),
-            sh(script, *args),
+            sh(plan.script, *plan.args),
+            stdin=plan.stdin,
             timeout=settings.TASK_EXEC_TIMEOUT_SECONDS,
             container=sandbox.k8s_name,
             redact=secrets,
@@ -288,7 +297,7 @@ def step(task: ProjectTask) -> TaskOutcome:
             error="",
             output=output,
             attempt=attempt,
-            result={"exit_code": 0, "duration": round(result.duration, 3)},
+            result={"exit_code": 0, "duration": round(result.duration, 3), **plan.result},
         )
     message = redact(result.failure(), secrets)
     attempt["error"] = message
@@ -335,7 +344,7 @@ def record(task: ProjectTask, outcome: TaskOutcome) -> float | None:
     with transaction.atomic():
         if outcome.attempt is not None:
             ProjectTaskAttempt.objects.filter(
-                task=task, number=task.attempts, lease_token=task.lease_token
+                task=task, lease_token=task.lease_token, finished_at__isnull=True
             ).update(finished_at=now, **outcome.attempt)
         written = ProjectTask.objects.filter(pk=task.pk, lease_token=task.lease_token).update(**values)
         if written and terminal:

