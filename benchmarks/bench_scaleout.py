@@ -7,9 +7,10 @@ The scale-out run: 2 gunicorn processes (one `gunicorn` with WEB_CONCURRENCY=2: 
 4 `celery worker --pool prefork --concurrency 1` and 2 `celery beat` (the leader lock lets one schedule)
 on one PostgreSQL, Redis and kubesim (`--simulate --ready-after 0`). U users (a fresh kubesim namespace,
 kubeconfig and API token each) create N projects through `POST /api/v1/projects`, one client thread per
-user, all at once. During the run the workers are restarted one by one with SIGTERM (a rolling update:
-each must finish its step, release its leases and exit 0; the next one is stopped once its replacement
-is ready), then one is killed with SIGKILL (its whole process group; its leases expire) and restarted.
+user, all at once. During the run one worker is killed with SIGKILL 2 s in (its whole process group, a
+node lost; its leases expire) and restarted, then the workers are restarted one by one with SIGTERM (a
+rolling update: each must finish its step, release its leases and exit 0; the next one is stopped once
+its replacement logged "ready.").
 The process orchestration is tests/scaleout_harness.py, shared with tests/test_scale_out.py (the small
 version of this scenario, which asserts).
 
@@ -195,7 +196,14 @@ def run(
             def chaos() -> None:
                 try:
                     time.sleep(2)
-                    for name in names:  # a rolling update, one worker at a time
+                    at, left = time.time() - t0, pending(users, n)
+                    fleet.kill(names[-1])  # a node lost, early, so that it lands mid-step
+                    disruptions.append(
+                        {"signal": "SIGKILL", "worker": names[-1], "at_s": round(at, 1), "pending": left}
+                    )
+                    fleet.worker(names[-1])
+                    for name in names:  # then a rolling update, one worker at a time
+                        fleet.wait_ready(name)
                         at, left = time.time() - t0, pending(users, n)
                         m0 = time.perf_counter()
                         rc = fleet.terminate(name, timeout=90)
@@ -208,13 +216,6 @@ def run(
                             failures.append(f"{name} exited {rc} on SIGTERM:\n{fleet.log(name)[-2000:]}")
                         fleet.worker(name)
                         fleet.wait_ready(name)
-                    at, left = time.time() - t0, pending(users, n)
-                    fleet.kill(names[0])  # a node lost
-                    disruptions.append(
-                        {"signal": "SIGKILL", "worker": names[0], "at_s": round(at, 1), "pending": left}
-                    )
-                    fleet.worker(names[0])
-                    fleet.wait_ready(names[0])
                 except Exception as exc:  # reported, not raised in a thread
                     failures.append(f"disruption failed: {exc!r}")
                 finally:
