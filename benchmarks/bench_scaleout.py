@@ -175,6 +175,7 @@ def run(
         API_THROTTLE_READS="1000000/minute",
     )
     fleet = harness.Fleet(env, logdir)
+    keep_logs = False  # kept (and named in the result) when a must-be-0 figure is not 0
     names = [f"w{i + 1}" for i in range(workers)]
     disruptions: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -262,19 +263,28 @@ def run(
             "elapsed_s": round(time.time() - t0, 1),
             "disruptions": disruptions,
             "disruptions_before_last_running": sum(1 for d in disruptions if d["at_s"] < t_last - t0),
+            "not_running_reasons": list(
+                Sandbox.objects.filter(project_id__in=created)
+                .exclude(status="RUNNING")
+                .values_list("status", "status_reason")[:10]
+            ),
             "failures": failures + creates.errors[:5],
             "dup_examples": twice[:5],
         }
         for key in ("running_p50_s", "running_p95_s"):
             if result[key] is not None:
                 result[key] = round(result[key], 2)
+        if result["not_running"] or result["dup_creates"] or result["dup_transitions"] or failures:
+            keep_logs = True
+            result["logs"] = str(logdir)
         return result
     finally:
         fleet.close()
         cleanup(users)
         for ns in namespaces:
             kubesim.delete_namespace(ns)
-        shutil.rmtree(logdir, ignore_errors=True)
+        if not keep_logs:
+            shutil.rmtree(logdir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

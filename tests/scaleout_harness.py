@@ -94,7 +94,9 @@ class Fleet:
         )
 
     def worker(self, name: str) -> subprocess.Popen[bytes]:
-        (self.logdir / f"{name}.log").write_bytes(b"")  # a restarted worker's "ready." is its own
+        log = self.logdir / f"{name}.log"
+        if log.exists():  # a restarted worker's "ready." is its own; the old log is kept beside it
+            log.rename(self.logdir / f"{name}.{len(list(self.logdir.glob(f'{name}.*.log'))) + 1}.log")
         return self._start(
             name,
             ["-m", "celery", "-A", "config", "worker", "--pool", "prefork", "--concurrency", "1",
@@ -228,11 +230,12 @@ def not_running(project_ids: Iterable[str]) -> list[str]:
 
 
 def wait_all_running(project_ids: Sequence[str], timeout: float) -> list[str]:
-    """Until every project is RUNNING or timeout; the statuses of those that are not."""
+    """Until every project is RUNNING (or those that are not are all in ERROR, which they do not leave
+    by themselves) or timeout; the statuses of those that are not RUNNING."""
     deadline = time.monotonic() + timeout
     while True:
         left = not_running(project_ids)
-        if not left or time.monotonic() > deadline:
+        if not left or set(left) == {"ERROR"} or time.monotonic() > deadline:
             return left
         time.sleep(0.5)
 
