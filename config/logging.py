@@ -28,3 +28,21 @@ class RedactSecretsFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+# Routine INFO lines of Celery, logged every few seconds by beat's sweeps and the worker running them.
+_ROUTINE = ("Scheduler: Sending due task", "received", "succeeded in")
+
+
+class RoutineTaskFilter(logging.Filter):
+    """Logs Celery's routine per-task lines (beat sending a sweep, the worker receiving it and
+    finishing it) at DEBUG instead of INFO: shown only when the root logger is at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        message = str(record.msg)
+        if not any(marker in message for marker in _ROUTINE):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
     "csp",
     "core",
     "userconfig",
@@ -68,6 +70,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "config.middleware.FriendlyNotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -84,6 +88,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.views.dashboard_links",
             ],
         },
     },
@@ -135,7 +140,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if USE_X_FORWARDED
 SILENCED_SYSTEM_CHECKS: list[str] = []
 
 # Content-Security-Policy (django-csp): the dashboard loads only its own static files; the terminal is
-# an iframe on the sandbox's HTTPS host. The API docs page adds the Swagger UI CDN (config/urls.py).
+# an iframe on the sandbox's HTTPS host. The API docs page (Swagger UI) is served from our static files too.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -204,6 +209,10 @@ SPECTACULAR_SETTINGS = {
     "and return 202; reconciliation happens in the background.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI is served by the app itself (drf-spectacular-sidecar), so the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["core.access.SchemaAccess"],
     "ENUM_NAME_OVERRIDES": {
         "ResourceStatusEnum": "sandboxes.models.ResourceStatus",
@@ -372,9 +381,20 @@ CELERY_BEAT_SCHEDULE = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "config.logging.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "config.logging.RedactSecretsFilter"},
+        "routine": {"()": "config.logging.RoutineTaskFilter"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "kubernetes": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        # Beat sends a task every few seconds and the worker logs each one twice: routine, so at
+        # debug level (config/logging.py), keeping `make run` readable. LOG_LEVEL=DEBUG shows them.
+        "celery.beat": {"filters": ["routine"]},
+        "celery.worker.strategy": {"filters": ["routine"]},
+        "celery.app.trace": {"filters": ["routine"]},
+    },
 }

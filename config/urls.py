@@ -102,12 +102,10 @@ dashboard = [
     ),
 ]
 
-# Swagger UI comes from its CDN; its script is served apart from the page (no inline script) and its
-# one inline style carries the CSP nonce (templates/drf_spectacular/swagger_ui.html).
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
-api_docs = csp_update(
-    {"script-src": [SWAGGER_CDN], "style-src": [SWAGGER_CDN, NONCE], "img-src": [SWAGGER_CDN]}
-)(SpectacularSwaggerSplitView.as_view(url_name="schema"))
+# Swagger UI is served from our own static files (drf-spectacular-sidecar), so the docs render without
+# internet; its script is served apart from the page (no inline script) and its one inline style carries
+# the CSP nonce (templates/drf_spectacular/swagger_ui.html).
+api_docs = csp_update({"style-src": [NONCE]})(SpectacularSwaggerSplitView.as_view(url_name="schema"))
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

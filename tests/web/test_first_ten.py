@@ -1,0 +1,62 @@
+"""A newcomer's first ten minutes (issue 20), in headless Chromium against the live server, a real Celery
+worker and kubesim --simulate. Each test leaves a screenshot of its final state in tests/screenshots/."""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, Route, expect
+
+from tests.web import test_browser as base  # skips this module too when Chromium is missing
+
+make_user, sign_in, SCREENSHOTS = base.make_user, base.sign_in, base.SCREENSHOTS
+browser, page = base.browser, base.page  # the fixtures, shared with test_browser
+NOT_FOUND = "We couldn\u2019t find that page"
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+RAW = re.compile(r"Traceback|HTTPSConnection|Errno|<[a-zA-Z_.]+ object at 0x|\w+Error\(|MaxRetryError")
+
+
+def no_raw_text(page: Page) -> None:
+    """No screen shows a raw exception string or a Python repr."""
+    text = page.locator("body").inner_text()
+    assert not RAW.search(text), RAW.search(text)
+
+
+def offline(page: Page, blocked: list[str]) -> None:
+    """Block every request that does not go to this machine (127.0.0.1, localhost): the network is cut."""
+
+    def handle(route: Route) -> None:
+        url = route.request.url
+        if re.match(r"^https?://(127\.0\.0\.1|localhost)[:/]", url):
+            route.continue_()
+        else:
+            blocked.append(url)
+            route.abort()
+
+    page.route("**/*", handle)
+
+
+def test_api_docs_render_with_the_network_blocked(page, live_server, settings):
+    settings.API_SCHEMA_PUBLIC = True
+    blocked: list[str] = []
+    offline(page, blocked)
+    user = make_user()
+    sign_in(page, live_server, user)
+    page.get_by_role("link", name="API", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/api/docs/$"))
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Tenter API", timeout=20_000)
+    expect(page.locator(".opblock").first).to_be_visible()
+    assert blocked == []  # nothing was even attempted outside the app
+
+
+def test_not_found_is_friendly_with_debug_on(page, live_server, settings):
+    settings.DEBUG = True
+    user = make_user()
+    sign_in(page, live_server, user)
+    page.goto(f"{live_server.url}/no-such-page/")
+    expect(page.get_by_role("heading", name=NOT_FOUND)).to_be_visible()
+    page.goto(f"{live_server.url}/projects/00000000-0000-0000-0000-000000000000/")
+    expect(page.get_by_role("heading", name=NOT_FOUND)).to_be_visible()
+    assert "URLconf" not in page.content()
+    no_raw_text(page)
