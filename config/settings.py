@@ -308,6 +308,11 @@ KUBECONFIG_CHECK_INTERVAL_SECONDS = env.float("KUBECONFIG_CHECK_INTERVAL_SECONDS
 RUNTIME_IMAGE = env.str("RUNTIME_IMAGE", default="docker.io/limbo2342/fullstack-web-runtime:sha-ca2470e")
 FILEBROWSER_IMAGE = env.str("FILEBROWSER_IMAGE", default="filebrowser/filebrowser:v2-s6")
 INGRESS_DOMAIN = env.str("INGRESS_DOMAIN", default="")
+# A STARTING sandbox whose pod has a problem that will not fix itself (the image cannot be pulled or is
+# invalid, the container cannot be configured, or it crashed POD_CRASH_RESTARTS times) goes to ERROR
+# once it has been starting this long, instead of waiting for the STARTING deadline.
+POD_FAILURE_GRACE_SECONDS = env.float("POD_FAILURE_GRACE_SECONDS", default=60)
+POD_CRASH_RESTARTS = env.int("POD_CRASH_RESTARTS", default=3)
 KUBEBLOCKS_API_VERSION = env.str("KUBEBLOCKS_API_VERSION", default="apps.kubeblocks.io/v1")
 DATABASE_STORAGE_CLASS = env.str("DATABASE_STORAGE_CLASS", default="")
 

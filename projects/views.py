@@ -23,7 +23,7 @@ from core.secrets import SECRET_MASK
 from projects import selectors, services
 from projects.forms import DeleteProjectForm, EnvVarForm, ProjectCreateForm, SizeForm, add_service_error
 from projects.models import Project, ProjectStatus
-from projects.status import allowed_actions
+from projects.status import allowed_actions, recommendation
 from sandboxes.models import TRANSITIONAL, Sandbox
 from userconfig import selectors as user_selectors
 from userconfig.auth import current_user
@@ -146,16 +146,41 @@ WAITING = {
 STEPS = ["Requested", "Kubernetes objects", "Container starting", "Ready"]
 
 
+TRANSIENT_PREFIXES = ("transient: ", "conflict: ")
+
+
 def _waiting(sandbox: Sandbox | None) -> dict[str, Any] | None:
     if sandbox is None or sandbox.status == "RUNNING":
         return None
     title, step = WAITING.get(sandbox.status, (sandbox.status.title(), None))
+    detail = sandbox.status_reason
+    for prefix in TRANSIENT_PREFIXES:  # the engine's codes, not words for a person
+        detail = detail.removeprefix(prefix)
+    if sandbox.status == "ERROR":
+        detail = sandbox.last_error or detail
+    elif sandbox.status == "STOPPED":
+        detail = ""  # nothing is waiting: the template explains what a stopped sandbox keeps
+    elif not detail:
+        detail = "Waiting for the cluster…"
+    retrying = sandbox.is_transitional and sandbox.attempts > 0 and sandbox.next_attempt_at is not None
     return {
         "title": title,
         "step": step,
         "steps": [(i, label) for i, label in enumerate(STEPS)] if step is not None else [],
-        "reason": sandbox.last_error if sandbox.status == "ERROR" and sandbox.last_error else "",
+        "detail": detail,
+        "attempts": sandbox.attempts if retrying else 0,
+        "next_attempt_at": sandbox.next_attempt_at if retrying else None,
     }
+
+
+def _recommendation(errors: list[Any], events: list[Any]) -> dict[str, str] | None:
+    """The one action that fits the first failed resource, from the reason of its latest ERROR event."""
+    if not errors:
+        return None
+    failed = errors[0]
+    reason = next((e.reason for e in events if e.resource_id == failed.pk and e.to_status == "ERROR"), "")
+    action, advice = recommendation(reason)
+    return {"action": action, "advice": advice, "reason": reason}
 
 
 def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
@@ -164,6 +189,7 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
     resources = [*sandboxes, *databases]
     sandbox = sandboxes[0] if sandboxes else None
     errors = [r for r in resources if r.status == "ERROR"]
+    events = list(selectors.events_for(project=project, limit=TIMELINE_LIMIT))
     return {
         "project": project,
         "sandbox": sandbox,
@@ -173,7 +199,8 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "actions": allowed_actions(project.status, [r.status for r in resources]),
         "waiting": _waiting(sandbox),
         "transitional": project.status in TRANSITIONAL or any(r.is_transitional for r in resources),
-        "events": list(selectors.events_for(project=project, limit=TIMELINE_LIMIT)),
+        "events": events,
+        "recommend": _recommendation(errors, events),
         "idle": _idle(project, sandbox),
         "sizes": selectors.sandbox_sizes(),
     }

@@ -60,3 +60,29 @@ def test_not_found_is_friendly_with_debug_on(page, live_server, settings):
     expect(page.get_by_role("heading", name=NOT_FOUND)).to_be_visible()
     assert "URLconf" not in page.content()
     no_raw_text(page)
+
+
+def test_a_bad_image_reaches_error_with_its_hint(page, live_server, kubesim, kube_namespace, beat, settings):
+    from core.audit import SYSTEM
+    from projects import services
+
+    assert settings.POD_FAILURE_GRACE_SECONDS == 60  # "about a minute" by default; shortened here
+    settings.POD_FAILURE_GRACE_SECONDS = 3
+    settings.RUNTIME_IMAGE = "registry.example.test/kubesim-fail-imagepull:1"
+    user = make_user(kubesim.kubeconfig(kube_namespace))
+    sign_in(page, live_server, user)
+    project = services.project_create(owner=user, name="Broken Image", actor=SYSTEM)
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    badge = page.locator("[data-live=header] [data-role=badge]")
+    expect(badge).to_have_text("Error", timeout=30_000)  # not the 10-minute STARTING deadline
+    alert = page.locator("[data-live=header] .alert-error")
+    expect(alert).to_contain_text('The cluster cannot pull the sandbox image "registry.example.test/')
+    expect(alert.locator("[data-role=recommend]")).to_contain_text("RUNTIME_IMAGE")
+    expect(page.locator("[data-recommended]")).to_have_count(1)
+    expect(page.locator('[data-action="retry"][data-recommended]')).to_be_visible()
+    expect(page.locator("[data-live=timeline]")).to_contain_text("image cannot be pulled")
+    no_raw_text(page)
+    page.screenshot(path=str(SCREENSHOTS / "test_bad_image_detail.png"), full_page=True)
+    page.goto(f"{live_server.url}/")
+    card = page.locator(".project-card", has_text="Broken Image")
+    expect(card.locator("[data-role=error]")).to_contain_text("cannot pull the sandbox image")
