@@ -142,6 +142,11 @@ def usable_kubeconfig(user: User) -> UserConfig:
         raise KubeconfigRequired(
             f"Your kubeconfig failed its cluster check: {config.check_message} Upload a working one first."
         )
+    if config.check_status == CheckStatus.UNREACHABLE:
+        raise KubeconfigRequired(
+            f"Tenter cannot reach your cluster at {config.server_address}, so it cannot create anything "
+            "there. Check that the cluster is up and its address in your kubeconfig is right (Settings)."
+        )
     return config
 
 

@@ -408,7 +408,7 @@
     kcState.hidden = !state.configured;
     kcState.setAttribute("data-check-status", state.check_status || "");
     $('[data-kc="namespace"]', kcState).textContent = state.namespace;
-    $('[data-kc="server_host"]', kcState).textContent = state.server_host;
+    $('[data-kc="server_address"]', kcState).textContent = state.server_address;
     $('[data-kc="check_status"]', kcState).className = "badge kc-" + (state.check_status || "").toLowerCase();
     $('[data-kc="check_label"]', kcState).textContent = CHECK_LABELS[state.check_status] || "";
     $('[data-kc="checked_at"]', kcState).textContent = state.checked_at ? "checked just now" : "";

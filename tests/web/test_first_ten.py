@@ -86,3 +86,42 @@ def test_a_bad_image_reaches_error_with_its_hint(page, live_server, kubesim, kub
     page.goto(f"{live_server.url}/")
     card = page.locator(".project-card", has_text="Broken Image")
     expect(card.locator("[data-role=error]")).to_contain_text("cannot pull the sandbox image")
+
+
+def test_an_unreachable_kubeconfig_blocks_creation_with_a_plain_message(
+    page, live_server, kubesim, kube_namespace
+):
+    import socket
+
+    from reconcile.checks import check_kubeconfig
+    from userconfig.models import UserConfig
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    text = re.sub(
+        r"server: https://127\.0\.0\.1:\d+",
+        f"server: https://127.0.0.1:{port}",
+        kubesim.kubeconfig(kube_namespace),
+    )
+    user = make_user(text)
+    assert check_kubeconfig(user.pk)[0] == "UNREACHABLE"
+    sign_in(page, live_server, user)
+
+    hint = page.locator("[data-role=kubeconfig-failing]")
+    expect(hint).to_contain_text(f"Tenter cannot reach your cluster at 127.0.0.1:{port}.")
+    expect(page.locator("[data-role=onboarding-cluster]")).to_contain_text("Not working yet")
+    expect(page.locator("[data-role=onboarding-cluster]")).not_to_have_class(re.compile("done"))
+    page.get_by_role("button", name="Create a project").click()
+    dialog = page.locator("#create-dialog")
+    expect(dialog.locator("[data-role=create-blocked]")).to_contain_text(
+        f"Tenter cannot reach your cluster at 127.0.0.1:{port}"
+    )
+    expect(dialog.get_by_role("button", name="Create project")).to_be_disabled()
+    no_raw_text(page)
+    page.screenshot(path=str(SCREENSHOTS / "test_unreachable_create_dialog.png"), full_page=True)
+    dialog.get_by_role("link", name="Go to Settings").click()
+    expect(page.locator('[data-kc="check_label"]')).to_have_text("Unreachable")
+    expect(page.locator('[data-kc="server_address"]')).to_have_text(f"127.0.0.1:{port}")
+    no_raw_text(page)
+    assert UserConfig.objects.get(user=user).check_status == "UNREACHABLE"
