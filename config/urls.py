@@ -84,6 +84,7 @@ dashboard = [
     path("projects/<uuid:project_id>/idle-stop", project_views.idle_stop_save, name="idle-stop"),
     path("projects/<uuid:project_id>/resize", project_views.sandbox_resize, name="resize"),
     path("projects/<uuid:project_id>/env", project_views.env_save, name="env-save"),
+    path("projects/<uuid:project_id>/env/batch", project_views.env_batch, name="env-batch"),
     path("projects/<uuid:project_id>/env/<str:key>/delete", project_views.env_delete, name="env-delete"),
     path("projects/<uuid:project_id>/env/<str:key>/reveal", project_views.env_reveal, name="env-reveal"),
     path("projects/<uuid:project_id>/terminal", project_views.terminal_reveal, name="terminal"),

@@ -21,7 +21,14 @@ from core.audit import actor_for
 from core.errors import NotFound, ServiceError
 from core.secrets import SECRET_MASK
 from projects import selectors, services
-from projects.forms import DeleteProjectForm, EnvVarForm, ProjectCreateForm, SizeForm, add_service_error
+from projects.forms import (
+    DeleteProjectForm,
+    EnvBatchForm,
+    EnvVarForm,
+    ProjectCreateForm,
+    SizeForm,
+    add_service_error,
+)
 from projects.models import Project, ProjectStatus
 from projects.status import allowed_actions, recommendation
 from sandboxes.models import TRANSITIONAL, Sandbox
@@ -31,7 +38,7 @@ from userconfig.auth import current_user
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 50
 FILTER_ORDER = ["RUNNING", "CREATING", "STARTING", "UPDATING", "STOPPING", "STOPPED", "ERROR", "PARTIAL"]
-LIVE_REGIONS = ("header", "waiting", "resources", "timeline")
+LIVE_REGIONS = ("header", "waiting", "resources", "timeline", "envhint")
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -226,7 +233,12 @@ def _idle(project: Project, sandbox: Sandbox | None) -> dict[str, Any]:
 
 
 def _render_detail(
-    request: HttpRequest, project: Project, env_form: EnvVarForm | None = None, status: int = 200
+    request: HttpRequest,
+    project: Project,
+    env_form: EnvVarForm | None = None,
+    status: int = 200,
+    batch_form: EnvBatchForm | None = None,
+    confirm_overwrite: list[str] | None = None,
 ) -> HttpResponse:
     env = selectors.env_for(project=project)
     context = {
@@ -238,6 +250,8 @@ def _render_detail(
             if row.is_system and row.category not in ("ttyd", "file_browser")
         ],
         "env_form": env_form or EnvVarForm(),
+        "batch_form": batch_form or EnvBatchForm(),
+        "confirm_overwrite": confirm_overwrite or [],
         "mask": SECRET_MASK,
         "nav": "projects",
     }
@@ -370,6 +384,14 @@ def sandbox_resize(request: HttpRequest, project_id: UUID) -> HttpResponse:
 def env_save(request: HttpRequest, project_id: UUID) -> HttpResponse:
     project = _project(request, project_id)
     form = EnvVarForm(request.POST)
+    if (
+        form.is_valid()
+        and not form.cleaned_data["overwrite"]
+        and selectors.env_overwrites(project=project, variables=form.variables())
+    ):
+        key = form.cleaned_data["key"]
+        form.add_error("key", f"{key} is already set. Saving replaces its value: tick “Replace” to confirm.")
+        return _render_detail(request, project, env_form=form, status=409, confirm_overwrite=[key])
     if form.is_valid():
         try:
             changed = services.env_upsert(
@@ -382,6 +404,37 @@ def env_save(request: HttpRequest, project_id: UUID) -> HttpResponse:
             messages.success(request, f"Saved {key}." if changed else f"{key} was already up to date.")
             return HttpResponseRedirect(_detail_url(project.pk) + "#environment")
     return _render_detail(request, project, env_form=form, status=400)
+
+
+@login_required
+@require_POST
+def env_batch(request: HttpRequest, project_id: UUID) -> HttpResponse:
+    """Several variables at once (a pasted `.env` or staged rows): one save, so one restart."""
+    project = _project(request, project_id)
+    form = EnvBatchForm(request.POST)
+    if form.is_valid():
+        replaced = selectors.env_overwrites(project=project, variables=form.variables())
+        if replaced and not form.cleaned_data["overwrite"]:
+            return _render_detail(request, project, batch_form=form, status=409, confirm_overwrite=replaced)
+        try:
+            changed = services.env_upsert(
+                project=project, variables=form.variables(), actor=actor_for(request)
+            )
+        except ServiceError as exc:
+            add_service_error(form, exc)
+        else:
+            n = len(changed)
+            if not n:
+                messages.success(request, "Every variable was already up to date: nothing to apply.")
+            else:
+                restart = " with one restart" if _sandbox_running(project) else ""
+                messages.success(request, f"Applied {n} variable{'s' if n != 1 else ''}{restart}.")
+            return HttpResponseRedirect(_detail_url(project.pk) + "#environment")
+    return _render_detail(request, project, batch_form=form, status=400)
+
+
+def _sandbox_running(project: Project) -> bool:
+    return any(s.status in ("RUNNING", "STARTING", "UPDATING") for s in project.sandboxes.all())
 
 
 @login_required

@@ -125,3 +125,54 @@ def test_an_unreachable_kubeconfig_blocks_creation_with_a_plain_message(
     expect(page.locator('[data-kc="server_address"]')).to_have_text(f"127.0.0.1:{port}")
     no_raw_text(page)
     assert UserConfig.objects.get(user=user).check_status == "UNREACHABLE"
+
+
+def test_three_env_changes_apply_with_one_restart(page, live_server, kubesim, kube_namespace, beat):
+    from projects.models import Environment
+    from sandboxes.models import ResourceEvent
+
+    user = make_user(kubesim.kubeconfig(kube_namespace))
+    sign_in(page, live_server, user)
+    project = base.open_running_project(page, live_server, user, "Env Shop")
+    expect(page.locator("[data-role=env-hint]")).to_contain_text("restarts the running sandbox")
+
+    page.locator("#env-batch summary").click()
+    batch = page.locator("#env-batch-form")
+    batch.get_by_label("Variables").fill(
+        '# pasted from .env\nAPI_URL=https://api.example.com\nexport DEBUG=0\nGREETING="hello world"\n'
+    )
+    batch.get_by_role("button", name="Save all").click()
+    expect(page.get_by_text("Applied 3 variables with one restart.")).to_be_visible()
+    badge = page.locator("[data-live=header] [data-role=badge]")
+    expect(badge).to_have_text("Running", timeout=base.RUNNING_TIMEOUT)
+    values = dict(Environment.objects.filter(project=project, is_system=False).values_list("key", "value"))
+    assert values == {"API_URL": "https://api.example.com", "DEBUG": "0", "GREETING": "hello world"}
+    updates = ResourceEvent.objects.filter(project=project, to_status="UPDATING")
+    assert updates.count() == 1
+    expect(page.locator("[data-live=timeline]")).to_contain_text("configuration changed")
+    expect(page.locator("[data-role=env-hint]")).to_contain_text("restarts the running sandbox")
+
+    # Overwriting an existing key asks first; nothing changes until confirmed.
+    page.locator("#env-batch summary").click()
+    batch = page.locator("#env-batch-form")
+    batch.get_by_label("Variables").fill("DEBUG=1\nNEW_FLAG=on\n")
+    batch.get_by_role("button", name="Save all").click()
+    confirm = page.locator("#env-batch-form [data-role=confirm-overwrite]")
+    expect(confirm).to_contain_text("1 variable already set: DEBUG.")
+    assert Environment.objects.get(project=project, key="DEBUG").value == "0"
+    assert not Environment.objects.filter(project=project, key="NEW_FLAG").exists()
+    no_raw_text(page)
+    page.screenshot(path=str(SCREENSHOTS / "test_env_overwrite_confirm.png"), full_page=True)
+    confirm.get_by_label("Replace its value").check()
+    page.locator("#env-batch-form").get_by_role("button", name="Save all").click()
+    expect(page.get_by_text("Applied 2 variables with one restart.")).to_be_visible()
+    assert Environment.objects.get(project=project, key="DEBUG").value == "1"
+    assert ResourceEvent.objects.filter(project=project, to_status="UPDATING").count() == 2
+
+    # The single-variable form asks too.
+    env = page.locator("#env-form")
+    env.get_by_label("Key").fill("API_URL")
+    env.get_by_label("Value").fill("https://other.example.com")
+    env.get_by_role("button", name="Save variable").click()
+    expect(page.locator("#env-form")).to_contain_text("API_URL is already set.")
+    assert Environment.objects.get(project=project, key="API_URL").value == "https://api.example.com"
