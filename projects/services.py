@@ -208,7 +208,7 @@ def project_create(
                 kicks.kick(sandbox)
             break
         except IntegrityError as exc:
-            if "project_unique_owner_name" in str(exc):
+            if "project_unique_owner_lower_name" in str(exc):
                 raise Conflict(f"You already have a project named '{name}'.", code="name_taken") from None
             if "sandbox_unique_k8s_name" not in str(exc) or attempt == 2:
                 raise

@@ -3,6 +3,7 @@ the REST API uses) and renders. Another user's project is a 404 everywhere; secr
 the HTML: the owner reveals them through small POST endpoints that are audited."""
 
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.conf import settings
@@ -38,7 +39,7 @@ from userconfig.auth import current_user
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 50
 FILTER_ORDER = ["RUNNING", "CREATING", "STARTING", "UPDATING", "STOPPING", "STOPPED", "ERROR", "PARTIAL"]
-LIVE_REGIONS = ("header", "waiting", "resources", "timeline", "envhint")
+LIVE_REGIONS = ("header", "waiting", "resources", "timeline", "envhint", "terminal_link")
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -254,8 +255,24 @@ def _render_detail(
         "confirm_overwrite": confirm_overwrite or [],
         "mask": SECRET_MASK,
         "nav": "projects",
+        **_terminal_origin(_sandbox(project)),
     }
-    return render(request, "projects/detail.html", context, status=status)
+    response = render(request, "projects/detail.html", context, status=status)
+    if context["terminal_origin"]:
+        # The page checks that this browser can reach the terminal's host before embedding it (a
+        # no-cors request: nothing of the answer is readable), so it can say why when it cannot.
+        response._csp_update = {"connect-src": [context["terminal_origin"]]}  # type: ignore[attr-defined]
+    return response
+
+
+def _terminal_origin(sandbox: Sandbox | None) -> dict[str, str]:
+    parts = urlsplit(sandbox.ttyd_url if sandbox else "")
+    ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    return {
+        "terminal_origin": f"{parts.scheme}://{parts.netloc}" if ok else "",
+        "terminal_host": parts.hostname or "" if ok else "",
+        "ingress_domain_setting": settings.INGRESS_DOMAIN,
+    }
 
 
 @login_required

@@ -323,14 +323,42 @@
     frame.hidden = false;
     post(page.getAttribute("data-terminal-url")).then(function (r) {
       if (!r.ok) { frame.innerHTML = ""; var p = document.createElement("p"); p.className = "terminal-loading"; p.textContent = r.data.message; frame.appendChild(p); terminalLoaded = false; return; }
-      var iframe = document.createElement("iframe");
-      iframe.title = "Terminal";
-      iframe.setAttribute("allow", "clipboard-read; clipboard-write");
-      iframe.src = r.data.url;
-      frame.textContent = "";
-      frame.appendChild(iframe);
+      return probeTerminal().then(function (reachable) {
+        var unreachable = $("#terminal-unreachable");
+        if (unreachable) unreachable.hidden = reachable;
+        frame.hidden = !reachable;
+        if (reachable) embedTerminal(frame, r.data.url);
+      });
     }).catch(function () { terminalLoaded = false; });
   }
+
+  /* Can this browser reach the terminal's host at all? A no-cors request (its answer is opaque, so
+     nothing of it is read) fails on a name that does not resolve or a host that does not answer.
+     Without this check the frame shows the browser's own error page and no word on why. */
+  function probeTerminal() {
+    var box = $("#terminal-unreachable");
+    var origin = box && box.getAttribute("data-probe");
+    if (!origin || !window.fetch) return Promise.resolve(true);
+    var timeout = new Promise(function (resolve) { setTimeout(function () { resolve(false); }, 10000); });
+    var probe = fetch(origin + "/", { mode: "no-cors", credentials: "omit", cache: "no-store" })
+      .then(function () { return true; }, function () { return false; });
+    return Promise.race([probe, timeout]);
+  }
+
+  function embedTerminal(frame, url) {
+    var iframe = document.createElement("iframe");
+    iframe.title = "Terminal";
+    iframe.setAttribute("allow", "clipboard-read; clipboard-write");
+    iframe.src = url;
+    frame.textContent = "";
+    frame.appendChild(iframe);
+  }
+
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest("[data-retry-terminal]")) return;
+    terminalLoaded = false;
+    loadTerminal();
+  });
 
   function unloadTerminal() {
     var frame = $("#terminal");
@@ -338,6 +366,8 @@
     terminalLoaded = false;
     frame.hidden = true;
     frame.innerHTML = '<p class="muted small terminal-loading">Connecting to the terminal…</p>';
+    var unreachable = $("#terminal-unreachable");
+    if (unreachable) unreachable.hidden = true;
   }
 
   function applySandbox(status) {

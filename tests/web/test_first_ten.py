@@ -176,3 +176,77 @@ def test_three_env_changes_apply_with_one_restart(page, live_server, kubesim, ku
     env.get_by_role("button", name="Save variable").click()
     expect(page.locator("#env-form")).to_contain_text("API_URL is already set.")
     assert Environment.objects.get(project=project, key="API_URL").value == "https://api.example.com"
+
+
+def test_the_terminal_panel_says_why_it_cannot_load(page, live_server, kubesim, kube_namespace, beat):
+    user = make_user(kubesim.kubeconfig(kube_namespace))
+    sign_in(page, live_server, user)
+    # The terminal's host does not resolve in this browser (as in `make run` without DNS for it).
+    page.route(re.compile(r"^https://[^/]*-ttyd\."), lambda route: route.abort("namenotresolved"))
+    project = base.open_running_project(page, live_server, user, "Offline Term")
+    box = page.locator("#terminal-unreachable")
+    expect(box).to_be_visible(timeout=15_000)
+    expect(box).to_contain_text("The terminal cannot load in this browser")
+    expect(box).to_contain_text("DNS")
+    expect(box).to_contain_text("INGRESS_DOMAIN")
+    expect(page.locator("#terminal")).to_be_hidden()
+    expect(page.locator("#terminal iframe")).to_have_count(0)
+    no_raw_text(page)
+    page.screenshot(path=str(SCREENSHOTS / "test_terminal_unreachable.png"), full_page=True)
+
+    # Stopped: the links that need a running sandbox are disabled, and no explanation lingers.
+    page.locator('[data-action="stop"]').click()
+    expect(page.locator("[data-live=header] [data-role=badge]")).to_have_text(
+        "Stopped", timeout=base.RUNNING_TIMEOUT
+    )
+    expect(page.locator("[data-role=terminal-open]")).to_have_attribute("aria-disabled", "true")
+    expect(page.locator("[data-live=resources] a", has_text="Open ↗")).to_have_count(0)
+    expect(box).to_be_hidden()
+    expect(page.get_by_text("Waiting for the cluster")).to_have_count(0)
+    assert project.pk
+
+
+def test_an_admin_delete_asks_for_confirmation_and_the_owner_sees_it(
+    page, live_server, kubesim, kube_namespace, beat
+):
+    from core.audit import SYSTEM
+    from projects import services
+    from projects.models import Project
+    from sandboxes.models import ResourceEvent, Sandbox
+    from tests.conftest import wait_for
+    from tests.factories import UserFactory
+
+    owner = make_user(kubesim.kubeconfig(kube_namespace))
+    project = services.project_create(owner=owner, name="Operator Target", actor=SYSTEM)
+    sandbox = Sandbox.objects.get(project=project)
+    wait_for(lambda: Sandbox.objects.get(pk=sandbox.pk).status == "RUNNING", timeout=30, what="running")
+    operator = UserFactory(is_staff=True, is_superuser=True)
+    operator.save()
+
+    page.goto(f"{live_server.url}/admin/login/")
+    expect(page).to_have_title(re.compile("Tenter"))
+    page.get_by_label("Username").fill(operator.username)
+    page.get_by_label("Password").fill(base.PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{live_server.url}/admin/sandboxes/sandbox/")
+    page.locator(f'input[name="_selected_action"][value="{sandbox.pk}"]').check()
+    page.locator('select[name="action"]').select_option("delete")
+    page.get_by_role("button", name="Go").click()
+
+    confirm = page.locator("[data-role=confirm-action]")
+    expect(confirm).to_contain_text("You are about to act on 1 sandbox")
+    expect(confirm.locator("[data-role=consequences]")).to_contain_text("cannot be undone")
+    expect(confirm.locator("[data-role=objects]")).to_contain_text(str(sandbox))
+    page.screenshot(path=str(SCREENSHOTS / "test_admin_delete_confirmation.png"), full_page=True)
+    assert Sandbox.objects.get(pk=sandbox.pk).status == "RUNNING"  # nothing happened yet
+    page.get_by_role("button", name=re.compile("^Yes, delete")).click()
+    expect(page.locator(".messagelist")).to_be_visible()
+    event = ResourceEvent.objects.get(resource_id=sandbox.pk, to_status="TERMINATING")
+    assert event.actor == "admin"
+
+    # The owner's timeline says an operator acted.
+    page.context.clear_cookies()
+    sign_in(page, live_server, owner)
+    if Project.objects.filter(pk=project.pk).exists():
+        page.goto(f"{live_server.url}/projects/{project.pk}/")
+        expect(page.locator("[data-live=timeline] [data-role=operator]").first).to_have_text("an operator")
