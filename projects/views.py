@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -105,7 +106,13 @@ def _render_list(request: HttpRequest, create_form: ProjectCreateForm, status: i
         "quota": selectors.quota_for(user=current_user(request)),
         "nav": "projects",
     }
-    return render(request, "projects/list.html", context, status=status)
+    context["polling"] = any(p.status in TRANSITIONAL for p in page.object_list)
+    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]  # django-htmx
+        response = render(request, "projects/_list_body.html", context, status=status)
+    else:
+        response = render(request, "projects/list.html", context, status=status)
+    patch_vary_headers(response, ["HX-Request"])  # the partial and the page share a URL
+    return response
 
 
 @login_required
@@ -128,7 +135,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
     if project is None:
         return _render_list(request, form, status=400)
     messages.success(request, f"Creating {project.name}. Its sandbox starts in the background.")
-    return redirect("dashboard:list")
+    return redirect(_detail_url(project.pk))
 
 
 @login_required

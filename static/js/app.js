@@ -225,87 +225,12 @@
   }
 
   /* ---------- Projects list ---------- */
-
-  var grid = $("#project-grid");
-  var listPoller = null;
-
-  function renderChips(card, item) {
-    var list = $('[data-role="resources"]', card);
-    if (!list) return;
-    list.textContent = "";
-    function chip(kind, r) {
-      var li = document.createElement("li");
-      li.className = "chip";
-      li.title = r.status_reason || "";
-      var k = document.createElement("span"); k.className = "chip-kind"; k.textContent = kind;
-      var s = document.createElement("span"); s.className = "chip-status status-text-" + r.status.toLowerCase(); s.textContent = title(r.status);
-      li.appendChild(k); li.appendChild(document.createTextNode(" ")); li.appendChild(s);
-      list.appendChild(li);
-    }
-    item.sandboxes.forEach(function (r) { chip("Sandbox", r); });
-    item.databases.forEach(function (r) { chip("PostgreSQL", r); });
-    if (!item.databases.length) {
-      var li = document.createElement("li"); li.className = "chip chip-empty"; li.textContent = "No database"; list.appendChild(li);
-    }
-  }
-
-  function setBadge(badge, status) {
-    if (!badge) return;
-    badge.className = "badge status-" + status.toLowerCase();
-    badge.setAttribute("data-status", status);
-    $('[data-role="badge-text"]', badge).textContent = title(status);
-  }
-
-  function pollList() {
-    var cards = $all(".project-card[data-project]", grid);
-    var ids = cards.filter(function (c) { return !c.classList.contains("is-gone"); })
-      .filter(function (c) { return TRANSITIONAL.indexOf(c.getAttribute("data-status")) !== -1; })
-      .map(function (c) { return c.getAttribute("data-project"); });
-    if (!ids.length) return false;
-    return request(grid.getAttribute("data-status-url") + "?ids=" + ids.join(",")).then(function (r) {
-      var busy = false;
-      ids.forEach(function (id) {
-        var card = grid.querySelector('[data-project="' + id + '"]');
-        var item = r.data[id];
-        if (!item) {  // deleted: fade the card out
-          setBadge($('[data-role="badge"]', card), "TERMINATED");
-          card.setAttribute("data-status", "TERMINATED");
-          card.classList.add("is-gone");
-          setTimeout(function () {
-            card.remove();
-            // The last card went away: reload to show the empty state and fresh counts.
-            if (!grid.querySelector(".project-card")) window.location.reload();
-          }, 3000);
-          return;
-        }
-        card.setAttribute("data-status", item.status);
-        setBadge($('[data-role="badge"]', card), item.status);
-        renderChips(card, item);
-        if (item.transitional) busy = true;
-      });
-      return busy;
-    });
-  }
+  /* The list's counts, tabs and cards are server-rendered (templates/projects/_list_body.html) and,
+     while something changes, re-fetched by htmx: no copy of that state lives here. */
 
   function projectCreated(form, data) {
-    var empty = $("#empty-state") || $("#empty-filter");
-    if (empty) empty.remove();
-    var holder = document.createElement("div");
-    holder.innerHTML = data.card.trim();
-    var card = holder.firstElementChild;
-    card.classList.add("is-new");
-    grid.insertBefore(card, grid.firstChild);
-    var total = $('[data-role="total"]');
-    if (total) total.textContent = String(parseInt(total.textContent, 10) + 1);
-    form.reset();
     form.closest("dialog").close();
-    toast("Project created. Starting its sandbox…");
-    listPoller.start();
-  }
-
-  if (grid) {
-    listPoller = new Poller(pollList, 1500);
-    listPoller.start();
+    window.location.href = data.url;  // land on the new project's page
   }
 
   var pending = $("dialog[data-open-on-load]");

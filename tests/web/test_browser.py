@@ -134,7 +134,9 @@ def test_create_project_reaches_running_live(page, live_server, kubesim, kube_na
     dialog.get_by_label("Name").fill("Web Shop")
     dialog.get_by_label("Description").fill("Storefront and admin")
     dialog.get_by_role("button", name="Create project").click()
-    expect(dialog).to_be_hidden()
+    # The user lands on the new project's page; the list shows its card.
+    expect(page.get_by_role("heading", name="Web Shop", level=1)).to_be_visible()
+    page.goto(f"{live_server.url}/")
     card = page.locator(".project-card", has_text="Web Shop")
     expect(card.locator("[data-role=badge]")).to_have_text(re.compile("Creating|Starting|Running"))
     expect(card.locator("[data-role=badge]")).to_have_text("Running", timeout=RUNNING_TIMEOUT)

@@ -250,3 +250,45 @@ def test_an_admin_delete_asks_for_confirmation_and_the_owner_sees_it(
     if Project.objects.filter(pk=project.pk).exists():
         page.goto(f"{live_server.url}/projects/{project.pk}/")
         expect(page.locator("[data-live=timeline] [data-role=operator]").first).to_have_text("an operator")
+
+
+def test_counts_and_tabs_stay_right_after_creates_and_deletes(
+    page, live_server, kubesim, kube_namespace, beat
+):
+    from core.audit import SYSTEM
+    from projects import services
+    from projects.models import Project
+
+    user = make_user(kubesim.kubeconfig(kube_namespace))
+    sign_in(page, live_server, user)
+    count = page.locator("[data-role=count]")
+    for i, name in enumerate(["Web Shop", "Blog"], start=1):
+        page.get_by_role("button", name=re.compile("New project|Create a project")).first.click()
+        dialog = page.locator("#create-dialog")
+        dialog.get_by_label("Name").fill(name)
+        dialog.get_by_role("button", name="Create project").click()
+        # The user lands on the new project's page.
+        expect(page.get_by_role("heading", name=name, level=1)).to_be_visible()
+        page.goto(f"{live_server.url}/")
+        expect(count).to_have_text(f"{i} project{'s' if i > 1 else ''} in namespace {kube_namespace}")
+        expect(page.locator(".tabs .tab").first).to_have_text(f"All {i}")
+        expect(page.locator(".project-card")).to_have_count(i)
+
+    # Same name in another case: refused in words.
+    page.get_by_role("button", name="New project").click()
+    dialog = page.locator("#create-dialog")
+    dialog.get_by_label("Name").fill("web shop")
+    dialog.get_by_role("button", name="Create project").click()
+    expect(dialog).to_contain_text("You already have a project named 'web shop'.")
+    dialog.get_by_role("button", name="Cancel").click()
+
+    blog = Project.objects.get(owner=user, name="Blog")
+    services.project_delete(project=blog, actor=SYSTEM)
+    page.reload()
+    # The server-rendered partial follows the deletion without any script of ours counting.
+    expect(count).to_have_text(f"1 project in namespace {kube_namespace}", timeout=30_000)
+    expect(page.locator(".tabs .tab").first).to_have_text("All 1")
+    expect(page.locator(".project-card")).to_have_count(1)
+    tab_total = sum(int(t) for t in page.locator(".tabs .tab .count").all_inner_texts()[1:])
+    assert tab_total == 1
+    no_raw_text(page)
