@@ -1,6 +1,8 @@
 """Pure checks of text from outside (no Django, no app): what PostgreSQL and UTF-8 cannot hold, and YAML
 nested deep enough to exhaust the stack. Also used by the Kubernetes layer's kubeconfig parser."""
 
+from collections.abc import Iterable
+
 import yaml
 
 # YAML documents we parse (kubeconfigs): a real one is about 6 levels deep.
@@ -35,3 +37,17 @@ def yaml_depth_problem(text: str, max_depth: int = YAML_MAX_DEPTH) -> str | None
     except yaml.YAMLError:
         return None
     return None
+
+
+REDACTED = "••••"
+MIN_SECRET = 4  # shorter values would blank out ordinary words
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every secret value (of at least MIN_SECRET characters) replaced by ••••, longest
+    first (so a secret that contains another is hidden whole). For text that will be logged or stored."""
+    values = sorted({s for s in secrets if s and len(s) >= MIN_SECRET}, key=len, reverse=True)
+    for value in values:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text

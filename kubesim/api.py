@@ -15,6 +15,7 @@ from typing import Any
 
 from kubesim import crd as crdmod
 from kubesim import patch as patchmod
+from kubesim import podexec
 from kubesim.control import Auth, Faults, Stats
 from kubesim.defaults import apply_defaults
 from kubesim.discovery import EndpointsMixin
@@ -80,6 +81,7 @@ class Api(EndpointsMixin):
         self.faults = Faults()
         self.stats = Stats()
         self.server_address = "127.0.0.1:6443"
+        self.runtime: Any = None  # kubesim.runtime.Runtime under --simulate (pods/exec, pods/log)
         self.create_hooks: list[Hook] = []  # mutate objects being created (simulator admission)
         self.write_lock = threading.RLock()
         for doc in crd_docs or []:
@@ -160,6 +162,14 @@ class Api(EndpointsMixin):
             if fault:
                 return fault
             return self._ssar(info, req)
+        if (
+            group == ""
+            and len(rest) == 5
+            and rest[0] == "namespaces"
+            and rest[2] == "pods"
+            and rest[4] in ("exec", "log")
+        ):
+            return self._pod_subresource(info, req, rest[1], rest[3], rest[4])
         route = self._route(req, group, version, rest)
         obj_name = route.name
         if route.verb == "create" and not obj_name:
@@ -174,6 +184,33 @@ class Api(EndpointsMixin):
         if not self.auth.allowed(info, route.verb, group, route.resource, authz_ns, route.name):
             raise forbidden(info.user, route.verb, group, route.resource, authz_ns, route.name)
         resp = self._dispatch(route, req)
+        self.stats.code(resp.code)
+        return resp
+
+    def _pod_subresource(self, info: Any, req: Request, ns: str, name: str, sub: str) -> Response:
+        # exec is authorized as `create pods/exec` whatever the method (the API server checks create
+        # for WebSocket GETs too); log as `get pods/log`
+        if sub == "exec" and req.method not in ("GET", "POST"):
+            raise ApiError(
+                405, "the server does not allow this method on the requested resource", "MethodNotAllowed"
+            )
+        if sub == "log" and req.method != "GET":
+            raise ApiError(
+                405, "the server does not allow this method on the requested resource", "MethodNotAllowed"
+            )
+        verb = "create" if sub == "exec" else "get"
+        resource = f"pods/{sub}"
+        self.stats.count(verb, resource, ns, name)
+        fault = self._faulted(req, verb, resource, ns, name)
+        if fault:
+            return fault
+        if not self.auth.allowed(info, verb, "", resource, ns, name):
+            raise forbidden(info.user, verb, "", resource, ns, name)
+        resp = (
+            podexec.exec_response(self, req, ns, name)
+            if sub == "exec"
+            else podexec.log_response(self, req, ns, name)
+        )
         self.stats.code(resp.code)
         return resp
 

@@ -16,6 +16,7 @@ from typing import Any
 from kubesim import tls
 from kubesim.api import NS_KEY, Api
 from kubesim.crd import load_crd_files
+from kubesim.runtime import DEFAULT_EXEC_TIMEOUT, Runtime
 from kubesim.server import KubeSimHTTPServer, kubeconfig_text, serve_in_thread
 
 log = logging.getLogger("kubesim")
@@ -38,6 +39,8 @@ class KubeSim:
         watch_window: int = 10000,
         tick: float = 0.05,
         verbose: bool = False,
+        state_dir: Path | None = None,
+        exec_timeout: float = DEFAULT_EXEC_TIMEOUT,
     ) -> None:
         self.token = token or secrets.token_urlsafe(24)
         self.namespace = namespace
@@ -51,10 +54,12 @@ class KubeSim:
         self.url = f"https://{url_host}:{self.port}"
         self.api.server_address = f"{url_host}:{self.port}"
         self.simulator = None
+        self.runtime: Runtime | None = None
         if simulate:
             from kubesim.simulate import Simulator
 
-            self.simulator = Simulator(self.api, ready_after=ready_after, tick=tick)
+            self.runtime = Runtime(state_dir, exec_timeout=exec_timeout)
+            self.simulator = Simulator(self.api, ready_after=ready_after, tick=tick, runtime=self.runtime)
         if namespace:
             self.ensure_namespace(namespace)
         self._thread: threading.Thread | None = None
@@ -77,6 +82,8 @@ class KubeSim:
     def stop(self) -> None:
         if self.simulator is not None:
             self.simulator.stop()
+        if self.runtime is not None:
+            self.runtime.close()
         self.api.store.close()
         self.httpd.shutdown()
         self.httpd.server_close()
@@ -107,6 +114,17 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--k8s-version", default="1.33", help="Kubernetes version for schema validation")
     p.add_argument("--watch-window", type=int, default=10000, help="number of watch events retained")
     p.add_argument("--verbose", action="store_true", help="log every request")
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help="folder for the simulated pods' and volumes' files (default: a temporary one, removed at exit)",
+    )
+    p.add_argument(
+        "--exec-timeout",
+        type=float,
+        default=DEFAULT_EXEC_TIMEOUT,
+        help="seconds a pods/exec command may run before it is killed",
+    )
 
 
 def run(opts: Any) -> int:
@@ -127,6 +145,8 @@ def run(opts: Any) -> int:
         k8s_version=opts.k8s_version,
         watch_window=opts.watch_window,
         verbose=opts.verbose,
+        state_dir=Path(opts.state_dir) if opts.state_dir else None,
+        exec_timeout=opts.exec_timeout,
     )
     if opts.kubeconfig_out:
         out = Path(opts.kubeconfig_out)

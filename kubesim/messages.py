@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]  # lower-case keys
     body: bytes = b""
+    raw_query: str = ""  # as sent (repeated keys, e.g. exec's `command`, are only here)
 
     @property
     def token(self) -> str | None:
@@ -48,6 +49,8 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     stream: Iterator[bytes] | None = None
     drop: bool = False
+    # a WebSocket upgrade (pods/exec): called with the connection and the negotiated protocol
+    upgrade: Callable[[Any, str], None] | None = None
 
 
 def decode_body(req: Request) -> Any:

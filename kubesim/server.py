@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from kubesim import wsproto
 from kubesim.api import Api
 from kubesim.messages import Request, Response, dumps
 from kubesim.tls import TLSMaterial
@@ -51,7 +52,7 @@ class Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(length)
         elif headers.get("transfer-encoding", "").lower() == "chunked":
             body = self._read_chunked()
-        req = Request(self.command, url.path, query, headers, body)
+        req = Request(self.command, url.path, query, headers, body, url.query)
         t0 = time.perf_counter()
         try:
             resp = self.server.api.handle(req)
@@ -76,6 +77,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         if resp.stream is not None:
             self._send_stream(resp)
+            return
+        if resp.upgrade is not None:
+            self._upgrade(resp, headers)
             return
         payload = bytes(resp.body) if isinstance(resp.body, bytes | bytearray) else dumps(resp.body)
         self.send_response(resp.code)
@@ -126,6 +130,27 @@ class Handler(BaseHTTPRequestHandler):
             close = getattr(resp.stream, "close", None)
             if close:
                 close()
+
+    def _upgrade(self, resp: Response, headers: dict[str, str]) -> None:
+        """Switch to WebSocket (RFC 6455) and hand the connection to `resp.upgrade`; it is closed after."""
+        protocol = resp.headers.get("Sec-WebSocket-Protocol", "")
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", wsproto.accept_key(headers.get("sec-websocket-key", "")))
+        if protocol:
+            self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        assert resp.upgrade is not None
+        try:
+            resp.upgrade(self.connection, protocol)
+        except (ConnectionError, ssl.SSLError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     do_GET = _serve
     do_POST = _serve

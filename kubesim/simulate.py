@@ -17,6 +17,7 @@ from kubesim.api import Api
 from kubesim.errors import ApiError
 from kubesim.messages import clone, now_ts
 from kubesim.resources import ResourceType
+from kubesim.runtime import Runtime
 from kubesim.store import Obj
 
 log = logging.getLogger("kubesim")
@@ -57,8 +58,12 @@ def failure_mode(pod: Obj) -> tuple[str, str] | None:
 
 
 class Simulator:
-    def __init__(self, api: Api, ready_after: float = 2.0, tick: float = 0.05) -> None:
+    def __init__(
+        self, api: Api, ready_after: float = 2.0, tick: float = 0.05, runtime: Runtime | None = None
+    ) -> None:
         self.api = api
+        self.runtime = runtime  # runs pods/exec commands; set up once per pod when it reaches Running
+        api.runtime = runtime
         self.ready_after = ready_after
         self.tick_interval = tick
         self.started: dict[str, float] = {}  # pod uid -> start time
@@ -299,11 +304,23 @@ class Simulator:
             new = self._set_status(pod, self._pod_status(pod, now - started, now))
             if _pod_ready(new) and failure_mode(new) is None:
                 self._settled_pods[uid] = new["metadata"]["resourceVersion"]
+                if self.runtime is not None:
+                    self.runtime.pod_started(new, self._lookup)
+        gone = False
         for uid in list(self.started):
             if uid not in live:
                 del self.started[uid]
                 self._settled_pods.pop(uid, None)
                 self.events_done = {e for e in self.events_done if e[0] != uid}
+                if self.runtime is not None:
+                    self.runtime.pod_gone(uid)
+                    gone = True
+        if gone and self.runtime is not None:
+            claims, _ = self.api.store.list_objects(PVC_KEY, None)
+            self.runtime.pvcs_gone({c["metadata"]["uid"][:8] for c in claims})
+
+    def _lookup(self, plural: str, ns: str, name: str) -> Obj | None:
+        return self.api.store.get(("", plural), ns, name)
 
     def _pod_status(self, pod: Obj, age: float, now: float) -> dict[str, Any]:
         old = pod.get("status") or {}

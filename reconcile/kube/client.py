@@ -16,14 +16,14 @@ import contextlib
 import copy
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from reconcile.kube import kubeconfig
+from reconcile.kube import execstream, kubeconfig
 from reconcile.kube.egress import EgressPolicy
 from reconcile.kube.errors import (
     NOT_KUBERNETES,
@@ -35,6 +35,8 @@ from reconcile.kube.errors import (
     KubeTransient,
     translate_errors,
 )
+from reconcile.kube.execstream import ExecResult as ExecResult
+from reconcile.kube.execstream import sh as sh
 from reconcile.kube.transport import egress_pool_manager
 
 # Defaults of the (connect, read) timeouts in seconds; the reconcilers pass the configured ones.
@@ -42,6 +44,7 @@ CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 10.0
 
 Manifest = dict[str, Any]
+LOG_LIMIT = 256 * 1024  # bytes of a container log kept (the tail)
 PatchType = Literal["merge", "json", "strategic"]
 
 _PATCH_CONTENT_TYPES: dict[str, str] = {
@@ -155,6 +158,7 @@ class Kube:
         self.custom = k8s_client.CustomObjectsApi(self.api_client)
         self.authorization = k8s_client.AuthorizationV1Api(self.api_client)
         self.version_api = k8s_client.VersionApi(self.api_client)
+        self._endpoint: execstream.Endpoint | None = None  # built at the first exec
         self.closed = False
 
     def __repr__(self) -> str:
@@ -407,6 +411,75 @@ class Kube:
         status = data.get("status") or {}
         reason = str(status.get("reason") or status.get("evaluationError") or "")
         return bool(status.get("allowed")) and not status.get("denied"), reason
+
+    # -- inside pods ------------------------------------------------------------------------------
+
+    def exec(
+        self,
+        pod: str,
+        command: builtins.list[str],
+        *,
+        stdin: bytes | str | None = None,
+        timeout: float = 60.0,
+        container: str | None = None,
+        redact: Iterable[str] = (),
+    ) -> ExecResult:
+        """Run `command` (argv; see `execstream.sh`) in a container of `pod`, without a terminal.
+
+        A non-zero exit is a result (`ExecResult.ok` False, `failure()` the stderr tail), not an error.
+        Raises KubeTransient (reason "ExecTimeout") when it does not finish within `timeout` (or the
+        step's budget), KubeTransient on connection failures and 5xx, KubeCredentials on 401/403,
+        KubeNotFound when the pod is gone, KubePermanent on 400/422 (e.g. the container is not
+        running, or unknown). `redact`: secret values to hide in the returned output and the log line.
+        A pod with several containers needs `container` (the API server's rule). With `stdin`, the
+        end of the input reaches the command only when the server speaks v5.channel.k8s.io (v4 has no
+        way to close stdin alone): on a v4-only server, a command that reads stdin to its end waits
+        until `timeout`.
+        """
+        if self._endpoint is None:
+            try:
+                self._endpoint = execstream.Endpoint.from_configuration(self.api_client.configuration)
+            except (OSError, ValueError) as exc:
+                raise KubeconfigInvalid(
+                    f"cannot build the exec connection from the kubeconfig ({type(exc).__name__})"
+                ) from exc
+        return execstream.run(
+            self._endpoint,
+            self.egress,
+            self.namespace,
+            pod,
+            command,
+            stdin=stdin,
+            container=container,
+            timeout=timeout,
+            connect_timeout=self.timeouts[0],
+            deadline=self.deadline,
+            redact=redact,
+        )
+
+    def logs(
+        self, pod: str, *, container: str | None = None, tail: int = 100, since_seconds: int | None = None
+    ) -> str:
+        """The last `tail` lines the container printed (at most LOG_LIMIT bytes, the tail), decoded."""
+        kwargs: dict[str, Any] = {"tail_lines": int(tail)}
+        if container:
+            kwargs["container"] = container
+        if since_seconds:
+            kwargs["since_seconds"] = int(since_seconds)
+        kept = bytearray()
+        with translate_errors():
+            response = self.core.read_namespaced_pod_log(
+                pod, self.namespace, _preload_content=False, _request_timeout=self.timeout(), **kwargs
+            )
+            try:
+                for chunk in response.stream(65536):
+                    kept += chunk
+                    if len(kept) > LOG_LIMIT:
+                        del kept[: len(kept) - LOG_LIMIT]
+            finally:
+                with contextlib.suppress(Exception):
+                    response.release_conn()
+        return bytes(kept).decode("utf-8", errors="replace")
 
     def close(self) -> None:
         if self.closed:

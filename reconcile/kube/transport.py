@@ -10,6 +10,7 @@ proxies (`HTTPS_PROXY` in the worker's environment) are not used.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
@@ -98,3 +99,22 @@ def egress_pool_manager(current: urllib3.PoolManager, egress: EgressPolicy) -> E
     """An EgressPoolManager with the TLS and pool settings of the one the client built (minus any proxy)."""
     kw = {k: v for k, v in current.connection_pool_kw.items() if not k.startswith("_proxy")}
     return EgressPoolManager(egress, **kw)
+
+
+def vetted_socket(egress: EgressPolicy, host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to `host` for a stream the client cannot make through urllib3 (exec's
+    WebSocket): resolved once, every address vetted (`EgressRefused` before any socket is opened),
+    connected to a vetted address. Raises OSError (the last one) when none accepts."""
+    addresses = egress.vetted_addresses(host, port)
+    last: OSError | None = None
+    for address in addresses:
+        try:
+            sock = connection.create_connection((address, port), timeout)
+        except OSError as exc:
+            last = exc
+            continue
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    assert last is not None
+    raise last
