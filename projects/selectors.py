@@ -409,3 +409,8 @@ def env_overwrites(*, project: Project, variables: list[dict[str, Any]]) -> list
         if v["key"] in current
         and (current[v["key"]].value != v["value"] or current[v["key"]].is_secret != v["is_secret"])
     )
+
+
+def has_own_database_url(*, project: Project) -> bool:
+    """The user set DATABASE_URL themselves: adding a database would need that name (it is refused)."""
+    return Environment.objects.filter(project=project, key="DATABASE_URL", is_system=False).exists()

@@ -216,6 +216,8 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "transitional": project.status in TRANSITIONAL or any(r.is_transitional for r in resources),
         "events": events,
         "recommend": _recommendation(errors, events),
+        # always asked (one query), so the page's query count does not depend on having a database
+        "own_database_url": selectors.has_own_database_url(project=project) and not databases,
         "idle": _idle(project, sandbox),
         "sizes": selectors.sandbox_sizes(),
     }
