@@ -5,7 +5,7 @@ COPY pyproject.toml ./
 RUN pip install --upgrade pip && pip install .
 COPY . .
 RUN DEBUG=true python manage.py collectstatic --noinput -v 0
-RUN useradd --create-home tenter
-USER tenter
+RUN useradd --create-home --uid 1000 tenter
+USER 1000:1000
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000"]
+CMD ["gunicorn", "-c", "python:config.gunicorn", "config.wsgi:application"]

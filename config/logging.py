@@ -1,7 +1,11 @@
 """Log redaction: anything that looks like a credential is masked before a record is written."""
 
+import json
 import logging
 import re
+from datetime import UTC, datetime
+
+from core import observability
 
 _PATTERNS = [
     # key=value or "key": "value" pairs whose key names a secret
@@ -46,3 +50,32 @@ class RoutineTaskFilter(logging.Filter):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+class ContextFilter(logging.Filter):
+    """Stamps each record with the request id and the resource id of the work it belongs to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = observability.request_id.get()
+        record.resource_id = observability.resource_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (LOG_FORMAT=json): time, level, logger, message, request_id and
+    resource_id when known, and the exception redacted like the message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("request_id", "resource_id"):
+            value = getattr(record, key, "")
+            if value:
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(line, ensure_ascii=False)

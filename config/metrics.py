@@ -1,19 +1,23 @@
-"""Prometheus metrics, computed from the database at scrape time (so every web process agrees).
-
-Counts by status, reconcile lag (age of the oldest due transitional row), rows past their deadline,
-rows waiting on a lease, and kubeconfig check results. Nothing secret is exported.
+"""Prometheus metrics. Gauges computed at scrape time from the database and the broker (so every web
+process agrees): counts by status, reconcile lag (age of the oldest due transitional row), rows past
+their deadline, rows waiting on a lease, kubeconfig check results and the task queue's depth. Then what
+the processes recorded (core/observability.py): step durations, time in status, claims, lost leases,
+backoffs, Kubernetes errors by class and HTTP requests; with PROMETHEUS_MULTIPROC_DIR, every process of
+this pod. Nothing secret is exported.
 """
 
 import hmac
 
+import redis
 from django.conf import settings
 from django.db.models import Count, Min, Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from core import observability
 from projects.models import Project
-from sandboxes.models import TRANSITIONAL, Database, Sandbox, lease_held_q, past_deadline_q
+from sandboxes.models import TRANSITIONAL, Database, OrphanObject, Sandbox, lease_held_q, past_deadline_q
 from userconfig.models import ConfigKey, UserConfig
 
 
@@ -70,7 +74,32 @@ def render() -> str:
     )
     for check in checks.order_by("check_status"):
         lines.append(_line("tenter_kubeconfigs", check["n"], check_status=check["check_status"]))
-    return "\n".join(lines) + "\n"
+    orphans = OrphanObject.objects.aggregate(
+        reported=Count("id", filter=Q(deleted_at=None)), deleted=Count("id", filter=~Q(deleted_at=None))
+    )
+    lines += [
+        "# HELP tenter_orphan_objects Objects of a user with no row: reported (still there) or deleted.",
+        "# TYPE tenter_orphan_objects gauge",
+        _line("tenter_orphan_objects", orphans["reported"], state="reported"),
+        _line("tenter_orphan_objects", orphans["deleted"], state="deleted"),
+    ]
+    lines += [
+        "# HELP tenter_queue_depth Tasks waiting in the broker queue (-1: the broker did not answer).",
+        "# TYPE tenter_queue_depth gauge",
+        _line("tenter_queue_depth", _queue_depth(), queue=settings.CELERY_TASK_DEFAULT_QUEUE),
+    ]
+    return "\n".join(lines) + "\n" + observability.exposition()
+
+
+def _queue_depth() -> int:
+    try:
+        client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return int(client.llen(settings.CELERY_TASK_DEFAULT_QUEUE))
+        finally:
+            client.close()
+    except redis.RedisError:
+        return -1
 
 
 def may_scrape(request: HttpRequest) -> bool:

@@ -4,12 +4,16 @@ With DEBUG off the app refuses to start unless SECRET_KEY and FIELD_ENCRYPTION_K
 """
 
 import ipaddress
+import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+
+from config import cluster as cluster_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -316,6 +320,38 @@ POD_CRASH_RESTARTS = env.int("POD_CRASH_RESTARTS", default=3)
 KUBEBLOCKS_API_VERSION = env.str("KUBEBLOCKS_API_VERSION", default="apps.kubeblocks.io/v1")
 DATABASE_STORAGE_CLASS = env.str("DATABASE_STORAGE_CLASS", default="")
 
+# --- How sandboxes meet the cluster: defaults that work on a stock cluster with ingress-nginx ---------
+# (checked here, at start; `manage.py doctor` shows them and checks them against each cluster)
+try:
+    # IngressClass of every sandbox Ingress.
+    INGRESS_CLASS = cluster_settings.dns_subdomain(
+        "INGRESS_CLASS", env.str("INGRESS_CLASS", default="nginx"), allow_empty=False
+    )
+    # TLS Secret (in each namespace) for the sandbox hosts; empty = the controller's default certificate.
+    INGRESS_TLS_SECRET = cluster_settings.dns_subdomain(
+        "INGRESS_TLS_SECRET", env.str("INGRESS_TLS_SECRET", default="")
+    )
+    # The reference's server-snippet (larger header buffers): only when the controller allows snippets
+    # (ingress-nginx >= 1.9 forbids them by default and rejects the whole Ingress).
+    INGRESS_SERVER_SNIPPET = env.bool("INGRESS_SERVER_SNIPPET", default=False)
+    # Extra annotations on every sandbox Ingress (JSON), e.g. {"cert-manager.io/cluster-issuer": "le"}.
+    INGRESS_ANNOTATIONS = cluster_settings.ingress_annotations(
+        "INGRESS_ANNOTATIONS",
+        env.str("INGRESS_ANNOTATIONS", default=""),
+        snippets_allowed=INGRESS_SERVER_SNIPPET,
+    )
+    # StorageClass of the sandbox volumes and of the database volumes; empty = the cluster's default.
+    SANDBOX_STORAGE_CLASS = cluster_settings.dns_subdomain(
+        "SANDBOX_STORAGE_CLASS", env.str("SANDBOX_STORAGE_CLASS", default="")
+    )
+    DATABASE_STORAGE_CLASS = cluster_settings.dns_subdomain("DATABASE_STORAGE_CLASS", DATABASE_STORAGE_CLASS)
+    # Secrets (in each namespace) to pull the runtime and FileBrowser images with; comma-separated.
+    RUNTIME_IMAGE_PULL_SECRETS = cluster_settings.names(
+        "RUNTIME_IMAGE_PULL_SECRETS", env.list("RUNTIME_IMAGE_PULL_SECRETS", default=[])
+    )
+except cluster_settings.ClusterSettingError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
 # Named sandbox sizes, smallest first (the first is the default at creation). "small" is the reference's
 # sandbox (fulling §4.3, §4.11). Storage can only grow on a resize; every size has the same volume here
 # because a StatefulSet's volume claim template cannot change (growing a volume is not reconciled yet).
@@ -356,6 +392,16 @@ SIGNUP_ENABLED = env.bool("SIGNUP_ENABLED", default=False)
 # /metrics also answers "Authorization: Bearer <METRICS_TOKEN>" (see METRICS_PUBLIC above).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
+# --- Continuous verification of RUNNING/STOPPED resources (reconcile/verify.py) ---------------------
+# A round re-checks the VERIFY_BATCH_SIZE least recently verified rows of each kind; a crash-looping pod
+# or a deleted object is noticed within about VERIFY_SWEEP_SECONDS when every row fits in one batch.
+VERIFY_SWEEP_SECONDS = env.float("VERIFY_SWEEP_SECONDS", default=30.0)
+VERIFY_BATCH_SIZE = env.int("VERIFY_BATCH_SIZE", default=200)
+# Diagnostics panel (reconcile/diagnostics.py): a worker refreshes what is older than this on a visit;
+# what it fetched is kept (and shown with its age) for DIAGNOSTICS_KEEP_SECONDS.
+DIAGNOSTICS_FRESH_SECONDS = env.float("DIAGNOSTICS_FRESH_SECONDS", default=30.0)
+DIAGNOSTICS_KEEP_SECONDS = env.int("DIAGNOSTICS_KEEP_SECONDS", default=600)
+
 # --- Beat schedule: the guarantee behind the on-commit kicks ---------------------------------------
 CELERY_BEAT_SCHEDULE = {
     # Claim due sandboxes/databases in batches; each sweep re-enqueues itself while work remains.
@@ -371,7 +417,12 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Deadlines, drift and orphans: slower, reads every stable row once a minute at most.
     "sweep-deadlines": {"task": "reconcile.sweep_deadlines", "schedule": 15.0, "options": {"expires": 30}},
-    "sweep-drift": {"task": "reconcile.sweep_drift", "schedule": 60.0, "options": {"expires": 120}},
+    # Continuous verification (reconcile/verify.py): stable rows against the cluster, a batch per round.
+    "sweep-drift": {
+        "task": "reconcile.sweep_drift",
+        "schedule": VERIFY_SWEEP_SECONDS,
+        "options": {"expires": VERIFY_SWEEP_SECONDS * 2},
+    },
     "sweep-idle": {"task": "reconcile.sweep_idle", "schedule": 60.0, "options": {"expires": 120}},
     # Lists each namespace's Tenter objects (4 calls per user): every 5 minutes is plenty.
     "sweep-orphans": {"task": "reconcile.sweep_orphans", "schedule": 300.0, "options": {"expires": 600}},
@@ -403,3 +454,30 @@ LOGGING = {
         "celery.app.trace": {"filters": ["routine"]},
     },
 }
+
+# --- Running as many replicas (deploy/, issue 18) ----------------------------------------------------
+# Beat may run as several replicas: only the holder of this Redis lock sends the periodic tasks
+# (config/beat.py). The key is per queue so that test sessions sharing a Redis never contend.
+CELERY_BEAT_SCHEDULER = env.str("CELERY_BEAT_SCHEDULER", default="config.beat:LeaderScheduler")
+BEAT_LEADER_REDIS_URL = env.str("BEAT_LEADER_REDIS_URL", default=CELERY_BROKER_URL)
+BEAT_LEADER_KEY = env.str("BEAT_LEADER_KEY", default=f"tenter:beat-leader:{CELERY_TASK_DEFAULT_QUEUE}")
+BEAT_LEADER_TTL_SECONDS = env.float("BEAT_LEADER_TTL_SECONDS", default=15.0)
+# `manage.py migrate_locked` waits at most this long for another pod's migration to finish.
+MIGRATE_LOCK_TIMEOUT_SECONDS = env.float("MIGRATE_LOCK_TIMEOUT_SECONDS", default=600.0)
+# Observability: JSON logs on request (one object per line, with request_id and resource_id), the request
+# id middleware (X-Request-ID in and out, carried into the Celery tasks a request causes), and
+# prometheus-client in multiprocess mode when PROMETHEUS_MULTIPROC_DIR is set (gunicorn and prefork
+# workers: every process writes there, /metrics and the worker's metrics port read them all).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be 'plain' or 'json'.")
+_logging: dict[str, Any] = LOGGING
+_logging["filters"]["context"] = {"()": "config.logging.ContextFilter"}
+_logging["formatters"]["json"] = {"()": "config.logging.JsonFormatter"}
+_logging["handlers"]["console"]["filters"] = ["redact", "context"]
+_logging["handlers"]["console"]["formatter"] = LOG_FORMAT
+MIDDLEWARE.insert(0, "core.middleware.RequestIdMiddleware")
+if env.str("PROMETHEUS_MULTIPROC_DIR", default=""):
+    os.makedirs(env.str("PROMETHEUS_MULTIPROC_DIR"), exist_ok=True)
+# Workers serve their pod's metrics on this port (0 = off; deploy/base/worker.yaml sets 9100).
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)

@@ -17,11 +17,18 @@ api_v1 = [
     path("me/tokens", user_api.ApiTokenListApi.as_view(), name="tokens"),
     path("me/tokens/<str:token_id>", user_api.ApiTokenDetailApi.as_view(), name="token"),
     path("me/quota", project_api.QuotaApi.as_view(), name="quota"),
+    path("me/idle-stop", user_api.IdleStopDefaultApi.as_view(), name="idle-stop"),
     path("projects", project_api.ProjectListApi.as_view(), name="projects"),
     path("projects/<str:project_id>", project_api.ProjectDetailApi.as_view(), name="project"),
     path("projects/<str:project_id>/start", project_api.ProjectStartApi.as_view(), name="project-start"),
     path("projects/<str:project_id>/stop", project_api.ProjectStopApi.as_view(), name="project-stop"),
     path("projects/<str:project_id>/retry", project_api.ProjectRetryApi.as_view(), name="project-retry"),
+    path("projects/<str:project_id>/forget", project_api.ProjectForgetApi.as_view(), name="project-forget"),
+    path(
+        "projects/<str:project_id>/diagnostics",
+        project_api.ProjectDiagnosticsApi.as_view(),
+        name="project-diagnostics",
+    ),
     path(
         "projects/<str:project_id>/idle-stop",
         project_api.ProjectIdleStopApi.as_view(),
@@ -68,6 +75,7 @@ dashboard = [
     path("settings/kubeconfig/delete", user_views.kubeconfig_remove, name="kubeconfig-remove"),
     path("settings/kubeconfig/state", user_views.kubeconfig_state, name="kubeconfig-state"),
     path("settings/agent", user_views.agent_save, name="agent-save"),
+    path("settings/idle-stop", user_views.idle_stop_save, name="idle-stop-default"),
     path("settings/tokens", user_views.token_create, name="token-create"),
     path("settings/tokens/<int:token_id>/revoke", user_views.token_revoke, name="token-revoke"),
     # Projects
@@ -89,6 +97,7 @@ dashboard = [
     path("projects/<uuid:project_id>/env/<str:key>/reveal", project_views.env_reveal, name="env-reveal"),
     path("projects/<uuid:project_id>/terminal", project_views.terminal_reveal, name="terminal"),
     path("projects/<uuid:project_id>/terminal/open", project_views.terminal_open, name="terminal-open"),
+    path("projects/<uuid:project_id>/open/<str:target>", project_views.open_target, name="open"),
     path("projects/<uuid:project_id>/filebrowser", project_views.filebrowser_reveal, name="filebrowser"),
     path("projects/<uuid:project_id>/databases", project_views.database_add, name="database-add"),
     path(

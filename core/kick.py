@@ -28,6 +28,8 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.db import models, transaction
 
+from core import observability
+
 logger = logging.getLogger(__name__)
 
 KUBECONFIG_CHECK = "reconcile.check_kubeconfig"
@@ -54,7 +56,7 @@ class Dispatcher:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pid = 0
-        self._queue: queue.Queue[tuple[str, str, float | None]] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, str, float | None, str]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._connection: Any = None
         self._connection_url = ""
@@ -66,8 +68,8 @@ class Dispatcher:
 
     def submit(self, task_name: str, arg: str, countdown: float | None = None) -> bool:
         self._ensure_started()
-        try:
-            self._queue.put_nowait((task_name, arg, countdown))
+        try:  # the request id travels with the kick: the publishing thread has no request context
+            self._queue.put_nowait((task_name, arg, countdown, observability.request_id.get()))
         except queue.Full:
             self.stats.dropped += 1
             logger.warning("kick queue full; dropped %s(%s) (the sweep will find it)", task_name, arg)
@@ -97,13 +99,13 @@ class Dispatcher:
         while True:
             if self._queue.empty():
                 self._idle.set()
-            task_name, arg, countdown = self._queue.get()
+            task_name, arg, countdown, request_id = self._queue.get()
             if time.monotonic() < self._down_until:
                 # The broker just failed: do not spend a timeout per queued kick; the sweep has them.
                 self.stats.dropped += 1
                 continue
             try:
-                self._publish(task_name, arg, countdown)
+                self._publish(task_name, arg, countdown, request_id)
             except Exception as exc:  # the sweep is the guarantee
                 self.stats.failed += 1
                 self.stats.last_error = exc.__class__.__name__
@@ -113,9 +115,15 @@ class Dispatcher:
             else:
                 self.stats.sent += 1
 
-    def _publish(self, task_name: str, arg: str, countdown: float | None) -> None:
+    def _publish(self, task_name: str, arg: str, countdown: float | None, request_id: str = "") -> None:
+        headers = {observability.REQUEST_ID_HEADER: request_id} if request_id else None
         current_app.send_task(
-            task_name, args=[arg], countdown=countdown, retry=False, connection=self._get_connection()
+            task_name,
+            args=[arg],
+            countdown=countdown,
+            retry=False,
+            connection=self._get_connection(),
+            headers=headers,
         )
 
     def _get_connection(self) -> Any:
@@ -204,3 +212,8 @@ def send_later(task_name: str, arg: str, delay: float) -> None:
     """Used by the reconciler itself (outside transactions) to come back to a row soon."""
     if settings.RECONCILE_KICK_ON_COMMIT:
         _send(task_name, arg, countdown=delay if delay > 0 else None)
+
+
+def send(task_name: str, arg: str) -> None:
+    """Queue a task now, from a web request (non-blocking, never raises): e.g. a diagnostics refresh."""
+    _send(task_name, arg)

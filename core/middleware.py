@@ -3,11 +3,14 @@ or database column can hold one) and, on the API, a body larger than DATA_UPLOAD
 reads the body itself, so Django's own check never runs there; core.drf.JSONParser bounds chunked
 bodies too)."""
 
+import time
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+
+from core import observability
 
 API_PREFIX = "/api/"
 
@@ -41,3 +44,28 @@ class InputGuardMiddleware:
                     max_bytes=limit,
                 )
         return self.get_response(request)
+
+
+class RequestIdMiddleware:
+    """Every request gets an id (the caller's X-Request-ID when it is a plain token, else a fresh one):
+    in the response header, on every log line it causes and in the Celery tasks it kicks. It also times
+    the request for /metrics (by route pattern, never the raw path)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        rid = observability.clean_request_id(request.headers.get("X-Request-ID"))
+        token = observability.request_id.set(rid)
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+        finally:
+            observability.request_id.reset(token)
+        match = getattr(request, "resolver_match", None)
+        route = (match.route or match.view_name) if match is not None else "unmatched"
+        observability.HTTP_SECONDS.labels(request.method or "", route, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        response["X-Request-ID"] = rid
+        return response

@@ -2,9 +2,11 @@
 views that declare `lifecycle_writes = True`. Rates come from settings.API_THROTTLE_RATES at call time,
 so a test can override them; a refusal is a 429 with Retry-After and the usual error body."""
 
+import math
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -47,3 +49,21 @@ class LifecycleWriteThrottle(_UserThrottle):
 
     def applies(self, request: Request, view: Any) -> bool:
         return request.method in LIFECYCLE_METHODS and getattr(view, "lifecycle_writes", False)
+
+
+class DashboardLifecycleThrottle(LifecycleWriteThrottle):
+    """The dashboard's lifecycle actions (create, start, stop, delete, env saves...) draw on the same
+    per-user bucket as the API's lifecycle writes, so switching surfaces gives no extra room."""
+
+    def applies(self, request: Request, view: Any) -> bool:
+        return True
+
+
+def lifecycle_wait(request: HttpRequest) -> int | None:
+    """None when the signed-in user may make one more lifecycle change now (and counts it), else the
+    seconds to wait. For dashboard views; the API's views declare `lifecycle_writes = True` instead."""
+    throttle = DashboardLifecycleThrottle()
+    if throttle.allow_request(request, None):  # type: ignore[arg-type]
+        return None
+    wait = throttle.wait()
+    return max(1, math.ceil(wait)) if wait is not None else 1

@@ -86,6 +86,7 @@ class Api(EndpointsMixin):
         self.write_lock = threading.RLock()
         for doc in crd_docs or []:
             self._preload_crd(doc)
+        self._preload_cluster_defaults()
 
     # ------------------------------------------------------------------ setup
     def _preload_crd(self, doc: dict[str, Any]) -> None:
@@ -104,6 +105,38 @@ class Api(EndpointsMixin):
             obj = dict(existing, spec=spec)
         crdmod.register_crd(self.registry, obj)
         self.store.put(CRD_KEY, "", obj, "ADDED" if existing is None else "MODIFIED")
+
+    def _preload_cluster_defaults(self) -> None:
+        """What a stock cluster with ingress-nginx has: IngressClass `nginx` and a default StorageClass
+        `standard` (delete them through the API to simulate a cluster without)."""
+        seeds: list[tuple[tuple[str, str], dict[str, Any]]] = [
+            (
+                ("networking.k8s.io", "ingressclasses"),
+                {
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "IngressClass",
+                    "metadata": {"name": "nginx"},
+                    "spec": {"controller": "k8s.io/ingress-nginx"},
+                },
+            ),
+            (
+                ("storage.k8s.io", "storageclasses"),
+                {
+                    "apiVersion": "storage.k8s.io/v1",
+                    "kind": "StorageClass",
+                    "metadata": {
+                        "name": "standard",
+                        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                    },
+                    "provisioner": "kubesim.dev/hostpath",
+                    "reclaimPolicy": "Delete",
+                    "volumeBindingMode": "WaitForFirstConsumer",
+                },
+            ),
+        ]
+        for key, obj in seeds:
+            obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now_ts())
+            self.store.put(key, "", obj, "ADDED")
 
     # ---------------------------------------------------------------- dispatch
     def handle(self, req: Request) -> Response:

@@ -19,6 +19,7 @@ from kubesim.messages import clone, now_ts
 from kubesim.resources import ResourceType
 from kubesim.runtime import Runtime
 from kubesim.store import Obj
+from kubesim.validation import quantity
 
 log = logging.getLogger("kubesim")
 
@@ -29,6 +30,7 @@ CLUSTER_KEY = ("apps.kubeblocks.io", "clusters")
 OPS_KEYS = [("apps.kubeblocks.io", "opsrequests"), ("operations.kubeblocks.io", "opsrequests")]
 CLUSTER_FINALIZER = "cluster.kubeblocks.io/finalizer"
 FAIL_ANNOTATION = "kubesim.dev/fail"
+CLUSTER_FAILURES = {"Failed", "Abnormal"}
 OPS_DONE = {"Succeed", "Failed", "Cancelled", "Aborted"}
 
 
@@ -46,7 +48,7 @@ def failure_mode(pod: Obj) -> tuple[str, str] | None:
     containers = (pod.get("spec") or {}).get("containers") or []
     image = str(containers[0].get("image", "")) if containers else ""
     mode = ann.get(FAIL_ANNOTATION)
-    if mode in ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff"):
+    if mode in ("ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "OOMKilled"):
         return ("ImagePullBackOff" if mode == "ErrImagePull" else mode), image
     for c in containers:
         img = str(c.get("image", ""))
@@ -385,8 +387,8 @@ class Simulator:
                             },
                             "lastState": {
                                 "terminated": {
-                                    "exitCode": 1,
-                                    "reason": "Error",
+                                    "exitCode": 137 if reason == "OOMKilled" else 1,
+                                    "reason": "OOMKilled" if reason == "OOMKilled" else "Error",
                                     "startedAt": ts,
                                     "finishedAt": ts,
                                 }
@@ -487,7 +489,10 @@ class Simulator:
     def _pvcs(self) -> None:
         items, _ = self.api.store.list_objects(PVC_KEY, None)
         for pvc in items:
-            if (pvc.get("status") or {}).get("phase") == "Bound" or pvc["metadata"].get("deletionTimestamp"):
+            if pvc["metadata"].get("deletionTimestamp"):
+                continue
+            if (pvc.get("status") or {}).get("phase") == "Bound":
+                self._expand_pvc(pvc)
                 continue
             spec = pvc.get("spec") or {}
             size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
@@ -504,6 +509,19 @@ class Simulator:
             }
             self._write(pvc, new)
 
+    def _expand_pvc(self, pvc: Obj) -> None:
+        """A bound claim whose request grew past its capacity: the volume is expanded at once (a real
+        cluster's resizer and kubelet take a while, and report conditions meanwhile)."""
+        status = pvc.get("status") or {}
+        request = ((pvc.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
+        capacity = (status.get("capacity") or {}).get("storage")
+        wanted, has = quantity(request), quantity(capacity)
+        if wanted is None or (has is not None and wanted <= has):
+            return
+        new = clone(pvc)
+        new["status"] = {**status, "capacity": {**(status.get("capacity") or {}), "storage": request}}
+        self._write(pvc, new)
+
     # ---------------------------------------------------------------- clusters
     def _clusters(self, now: float) -> None:
         items, _ = self.api.store.list_objects(CLUSTER_KEY, None)
@@ -516,6 +534,10 @@ class Simulator:
             if not comps:
                 comps = [{"name": "postgresql"}]
             status = cl.get("status") or {}
+            fail = ((md.get("annotations") or {}).get(FAIL_ANNOTATION) or "").strip()
+            if fail in CLUSTER_FAILURES:
+                self._fail_cluster(cl, comps, fail)
+                continue
             phase = status.get("phase")
             stopped = all(c.get("stop") for c in comps)
             target = "Stopped" if stopped else "Running"
@@ -543,6 +565,23 @@ class Simulator:
                 components[c.get("name", "postgresql")] = cs
             new_status["components"] = components
             self._set_status(cl, new_status)
+
+    def _fail_cluster(self, cl: Obj, comps: list[dict[str, Any]], phase: str) -> None:
+        """The `kubesim.dev/fail: Failed|Abnormal` annotation: the cluster (and its first component) in
+        that phase, with a Ready condition False, as KubeBlocks reports a failed component."""
+        status = cl.get("status") or {}
+        if status.get("phase") == phase:
+            return
+        first = comps[0].get("name", "postgresql")
+        components: dict[str, dict[str, Any]] = {
+            c.get("name", "postgresql"): {"phase": "Running"} for c in comps
+        }
+        components[first] = {"phase": phase, "message": {"Pod/x": "container postgresql is crashing"}}
+        condition = dict(
+            _cond("Ready", "ComponentsNotReady", f"pods are not ready in Components: [{first}]"),
+            status="False",
+        )
+        self._set_status(cl, dict(status, phase=phase, components=components, conditions=[condition]))
 
     def _ensure_cluster_objects(self, cl: Obj, comps: list[dict[str, Any]]) -> None:
         md = cl["metadata"]

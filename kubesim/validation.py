@@ -254,6 +254,23 @@ def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
+def deployment_errors(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    """A Deployment's selector is required and must match its pod template."""
+    spec = obj.get("spec") or {}
+    selector: dict[str, Any] = spec.get("selector") or {}
+    if not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        return [("spec.selector", "Required value")]
+    tlabels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if not selector_matches(selector, tlabels):
+        return [
+            (
+                "spec.template.metadata.labels",
+                f"Invalid value: {json.dumps(tlabels)}: `selector` does not match template `labels`",
+            )
+        ]
+    return []
+
+
 def statefulset_errors(obj: dict[str, Any], old: dict[str, Any] | None) -> list[tuple[str, str]]:
     spec = obj.get("spec") or {}
     out: list[tuple[str, str]] = []
@@ -284,6 +301,58 @@ def statefulset_errors(obj: dict[str, Any], old: dict[str, Any] | None) -> list[
     return out
 
 
+_QUANTITY = re.compile(r"([0-9]+(?:\.[0-9]+)?)([EPTGMK]i|[EPTGMkmu]|e[0-9]+)?")
+_SUFFIX = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18, "m": 10**-3, "u": 10**-6,
+}  # fmt: skip
+
+
+def quantity(value: Any) -> float | None:
+    """A Kubernetes quantity as a number ("10Gi" -> 10737418240), or None when it is not one."""
+    match = _QUANTITY.fullmatch(str(value).strip())
+    if not match:
+        return None
+    number, suffix = float(match.group(1)), match.group(2) or ""
+    if suffix.startswith("e"):
+        return number * 10 ** int(suffix[1:])
+    return number * _SUFFIX.get(suffix, 1)
+
+
+def _storage_request(spec: dict[str, Any]) -> Any:
+    return ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+
+
+def pvc_errors(obj: dict[str, Any], old: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Updates of a claim as the API server checks them: only resources.requests may change, and only
+    on a bound claim; the storage request can grow but never shrink. Simplified: every storage class is
+    taken to allow volume expansion (the StorageClass's allowVolumeExpansion is not looked at)."""
+    if old is None:
+        return []
+    spec, ospec = obj.get("spec") or {}, old.get("spec") or {}
+
+    def without_requests(s: dict[str, Any]) -> dict[str, Any]:
+        resources = {k: v for k, v in (s.get("resources") or {}).items() if k != "requests"}
+        rest = {k: v for k, v in s.items() if k not in ("resources", "volumeAttributesClassName")}
+        return {**rest, "resources": resources} if resources else rest
+
+    bound = (old.get("status") or {}).get("phase") == "Bound"
+    if without_requests(spec) != without_requests(ospec) or (
+        not bound and spec.get("resources") != ospec.get("resources")
+    ):
+        return [
+            (
+                "spec",
+                "Forbidden: spec is immutable after creation except resources.requests and "
+                "volumeAttributesClassName for bound claims",
+            )
+        ]
+    new_size, old_size = quantity(_storage_request(spec)), quantity(_storage_request(ospec))
+    if new_size is not None and old_size is not None and new_size < old_size:
+        return [("spec.resources.requests.storage", "Forbidden: field can not be less than previous value")]
+    return []
+
+
 def validate_object(
     builtins: BuiltinValidators, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None
 ) -> None:
@@ -297,6 +366,10 @@ def validate_object(
         causes += schema_errors(builtins.validator(rt.api_version, rt.kind), obj)
         if rt.plural == "statefulsets":
             causes += statefulset_errors(obj, old)
+        elif rt.plural == "deployments":
+            causes += deployment_errors(obj)
+        elif rt.plural == "persistentvolumeclaims":
+            causes += pvc_errors(obj, old)
     if causes:
         raise invalid(rt.group, rt.kind, name, causes)
 

@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -31,6 +32,7 @@ from core.reports import Report
 from core.secrets import SECRET_MASK
 from projects import operator_services, services
 from projects.models import Environment, Project, ProjectTask, Quota
+from reconcile import diagnostics
 from sandboxes.admin import timeline_html
 from sandboxes.models import Database, ResourceEvent, Sandbox, lease_held_q
 from userconfig.admin import (
@@ -172,6 +174,7 @@ class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
         "created_at",
         "updated_at",
         "timeline",
+        "diagnostics",
     ]
     fieldsets = [
         (None, {"fields": ["id", "name", "owner", "description"]}),
@@ -183,9 +186,10 @@ class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
         ("GitHub", {"fields": ["github_repo_full_name", "github_repo_id", "github_default_branch"]}),
         ("Dates", {"fields": ["created_at", "updated_at"]}),
         ("Timeline (newest first)", {"fields": ["timeline"]}),
+        ("Diagnostics (fetched by a worker, secrets redacted)", {"fields": ["diagnostics"]}),
     ]
     inlines = [SandboxInline, DatabaseInline, EnvironmentInline, ProjectTaskInline]
-    actions = ["reconcile_now", "retry", "stop", "delete"]
+    actions = ["reconcile_now", "retry", "stop", "delete", "forget"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return (
@@ -222,6 +226,10 @@ class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     @admin.display(description="owner's kubeconfig")
     def owner_kubeconfig(self, obj: Any) -> str:
         return owner_kubeconfig_html(obj.owner_id)
+
+    @admin.display(description="diagnostics")
+    def diagnostics(self, obj: Project) -> str:
+        return render_to_string("projects/_diagnostics.html", {"diag": diagnostics.for_display(obj.pk)})
 
     @admin.display(description="events")
     def timeline(self, obj: Project) -> str:
@@ -276,6 +284,13 @@ class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
             return page
         self._run(request, queryset, operator_services.projects_delete)
         return None
+
+    @admin.action(
+        description="Forget (cluster access gone: rows removed, nothing deleted on the cluster; superusers)",
+        permissions=["destructive"],
+    )
+    def forget(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._run(request, queryset, operator_services.projects_forget)
 
 
 class TaskLeaseHeldFilter(YesNoFilter):

@@ -3,7 +3,7 @@ selector or a service, and serialize."""
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,12 +15,25 @@ from core.errors import ValidationFailed
 from projects import selectors, services
 from projects.models import Environment, Project, ProjectStatus, ProjectTask
 from projects.status import allowed_actions
+from reconcile import diagnostics
 from sandboxes.models import Database, ResourceEvent, Sandbox
+from userconfig import services as userconfig_services
 from userconfig.auth import current_user
+
+
+class HealthOutput(serializers.Serializer[Any]):
+    """A stable resource's health from the verification sweep: degraded (with the reason from the
+    cluster) while RUNNING but not serving; the status stays RUNNING."""
+
+    degraded = serializers.BooleanField(source="is_degraded")
+    reason = serializers.CharField(source="degraded_reason")
+    since = serializers.DateTimeField(source="degraded_since", allow_null=True)
+    last_verified_at = serializers.DateTimeField(source="last_observed_at", allow_null=True)
 
 
 class SandboxOutput(OutputSerializer):
     terminal_path = serializers.SerializerMethodField()
+    health = HealthOutput(source="*", read_only=True)
 
     class Meta:
         model = Sandbox
@@ -30,6 +43,7 @@ class SandboxOutput(OutputSerializer):
             "status",
             "status_reason",
             "status_changed_at",
+            "health",
             "k8s_namespace",
             "k8s_name",
             "public_url",
@@ -56,6 +70,7 @@ class SandboxOutput(OutputSerializer):
 
 class DatabaseOutput(OutputSerializer):
     connection_ready = serializers.BooleanField(source="is_connection_ready")
+    health = HealthOutput(source="*", read_only=True)
 
     class Meta:
         model = Database
@@ -65,6 +80,7 @@ class DatabaseOutput(OutputSerializer):
             "status",
             "status_reason",
             "status_changed_at",
+            "health",
             "k8s_namespace",
             "k8s_name",
             "api_version",
@@ -141,11 +157,29 @@ class ProjectSummaryOutput(ProjectOutput):
     databases = DatabaseSummaryOutput(many=True, read_only=True)  # type: ignore[assignment]
 
 
+IdleStopState = inline_serializer(
+    "IdleStopState",
+    {
+        "minutes": serializers.FloatField(help_text="The timeout that applies; 0 = never."),
+        "source": serializers.ChoiceField(
+            ["project", "user", "default"],
+            help_text="project: the project's own; user: the owner's default; default: the server's.",
+        ),
+    },
+)
+
+
 class ProjectDetailOutput(ProjectOutput):
     environment = EnvOutput(many=True, read_only=True)
+    idle_stop = serializers.SerializerMethodField()
 
     class Meta(ProjectOutput.Meta):
-        fields = [*ProjectOutput.Meta.fields, "environment"]
+        fields = [*ProjectOutput.Meta.fields, "idle_stop", "environment"]
+
+    @extend_schema_field(IdleStopState)
+    def get_idle_stop(self, obj: Project) -> dict[str, Any]:
+        minutes, source = selectors.idle_setting(obj)
+        return {"minutes": minutes, "source": source}
 
 
 class EventOutput(OutputSerializer):
@@ -187,7 +221,18 @@ class TaskOutput(OutputSerializer):
 
 
 def _detail(project: Project) -> dict[str, Any]:
-    return ProjectDetailOutput(selectors.project_get(user=project.owner, project_id=project.pk)).data
+    owner = project.owner
+    detail = selectors.project_get(user=owner, project_id=project.pk)
+    detail.owner = owner  # the idle stop shown reads the owner's default
+    return ProjectDetailOutput(detail).data
+
+
+def _used(request: Request, project_id: str) -> Project:
+    """The caller's project, for a read that counts as using it: the idle stop is pushed back (one
+    conditional UPDATE that writes at most once a minute per sandbox, see services.record_activity)."""
+    project = selectors.project_get(user=current_user(request), project_id=project_id)
+    services.record_activity(project=project)
+    return project
 
 
 class ProjectListApi(APIView):
@@ -240,7 +285,7 @@ class ProjectDetailApi(APIView):
 
     @extend_schema(responses=ProjectDetailOutput)
     def get(self, request: Request, project_id: str) -> Response:
-        return Response(_detail(selectors.project_get(user=current_user(request), project_id=project_id)))
+        return Response(_detail(_used(request, project_id)))
 
     @extend_schema(request=None, responses={202: ProjectOutput})
     def delete(self, request: Request, project_id: str) -> Response:
@@ -277,8 +322,9 @@ class ProjectIdleStopApi(APIView):
         minutes = serializers.IntegerField(
             allow_null=True,
             min_value=0,
-            max_value=services.IDLE_STOP_MAX_MINUTES,
-            help_text="Minutes without activity before the sandbox stops; 0 = never; null = the default.",
+            max_value=userconfig_services.IDLE_STOP_MAX_MINUTES,
+            help_text="Minutes without activity before the sandbox stops; 0 = never; null = the owner's "
+            "default (PUT /api/v1/me/idle-stop), else the server's.",
         )
 
     @extend_schema(request=IdleStopSerializer, responses=ProjectOutput)
@@ -294,6 +340,29 @@ class ProjectIdleStopApi(APIView):
 
 class ProjectRetryApi(_ProjectActionApi):
     action_name = "retry"
+
+
+class ProjectDiagnosticsApi(APIView):
+    """The project's diagnostics as a worker last fetched them (with their age); a visit asks a worker
+    for fresh ones when they are older than DIAGNOSTICS_FRESH_SECONDS. Owner only."""
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        return Response(diagnostics.for_display(project.pk))
+
+
+class ProjectForgetApi(APIView):
+    """Forget a project whose cluster access is gone: rows removed, the cluster untouched. 409
+    `cluster_reachable` while the owner's kubeconfig still reaches the cluster."""
+
+    lifecycle_writes = True
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request, project_id: str) -> Response:
+        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        services.project_forget(project=project, actor=actor_for(request))
+        return Response(status=204)
 
 
 class EnvVariableSerializer(serializers.Serializer):
@@ -313,7 +382,7 @@ class EnvApi(APIView):
 
     @extend_schema(responses=EnvOutput(many=True))
     def get(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        project = _used(request, project_id)
         return Response(EnvOutput(selectors.env_for(project=project), many=True).data)
 
     @extend_schema(request=EnvUpsertSchema, responses=EnvOutput(many=True))
@@ -385,7 +454,7 @@ class TaskListApi(APIView):
 
     @extend_schema(responses=TaskOutput(many=True))
     def get(self, request: Request, project_id: str) -> Response:
-        project = selectors.project_get(user=current_user(request), project_id=project_id)
+        project = _used(request, project_id)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(selectors.tasks_for(project=project), request, view=self)
         return paginator.get_paginated_response(TaskOutput(page, many=True).data)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from core import audit
 from core import kick as kicks
 from core.audit import Actor
-from core.errors import InvalidState, NotFound
+from core.errors import Conflict, InvalidState, NotFound
 from core.reports import Report
 from projects import services as project_services
 from projects.models import Project
@@ -279,7 +279,7 @@ def _per_project(projects: QuerySet[Any] | Iterable[Any], service: Any, actor: A
     for project in Project.objects.filter(pk__in=_ids(projects)).order_by("pk"):
         try:
             service(project=project, actor=actor)
-        except InvalidState as exc:
+        except (InvalidState, Conflict) as exc:
             report.skip(exc.message.rstrip("."))
             continue
         except NotFound:
@@ -299,6 +299,10 @@ def projects_stop(*, projects: QuerySet[Any] | Iterable[Any], actor: Actor) -> R
 
 def projects_delete(*, projects: QuerySet[Any] | Iterable[Any], actor: Actor) -> Report:
     return _per_project(projects, project_services.project_delete, actor, "marked for deletion")
+
+
+def projects_forget(*, projects: QuerySet[Any] | Iterable[Any], actor: Actor) -> Report:
+    return _per_project(projects, project_services.project_forget, actor, "forgotten")
 
 
 def projects_reconcile_now(*, projects: QuerySet[Any] | Iterable[Any], actor: Actor) -> Report:

@@ -381,11 +381,38 @@ def operations_overview(
     }
 
 
+IdleSource = str  # "project" (its own), "user" (the owner's default) or "default" (settings)
+_OWNER = object()
+
+
+def idle_setting(project: Project, owner_minutes: Any = _OWNER) -> tuple[float, IdleSource]:
+    """The idle timeout that applies to a project, in minutes (0: never), and where it comes from: the
+    project's own, else its owner's default, else settings.IDLE_STOP_MINUTES. Pass `owner_minutes` (the
+    owner's `idle_stop_minutes`) when the owner is at hand; otherwise it is read (one query)."""
+    if project.idle_stop_minutes is not None:
+        return project.idle_stop_minutes, "project"
+    if owner_minutes is _OWNER:
+        if Project.owner.is_cached(project):  # type: ignore[attr-defined]
+            owner_minutes = project.owner.idle_stop_minutes
+        else:
+            owner_minutes = (
+                User.objects.filter(pk=project.owner_id).values_list("idle_stop_minutes", flat=True).first()
+            )
+    if owner_minutes is not None:
+        return int(owner_minutes), "user"
+    return max(0.0, float(settings.IDLE_STOP_MINUTES)), "default"
+
+
 def idle_candidates(*, limit: int = 100, now: datetime | None = None) -> list[Any]:
-    """Projects with a RUNNING sandbox idle past the project's timeout (or the default one), oldest
-    activity first. A candidate only: `services.stop_if_idle` decides under the project's lock."""
+    """Projects with a RUNNING sandbox idle past the timeout that applies (the project's, its owner's
+    or the default one), oldest activity first. A candidate only: `services.stop_if_idle` decides
+    under the project's lock."""
     now = now or timezone.now()
-    minutes = Coalesce(F("project__idle_stop_minutes"), Value(int(settings.IDLE_STOP_MINUTES)))
+    minutes = Coalesce(
+        F("project__idle_stop_minutes"),
+        F("project__owner__idle_stop_minutes"),
+        Value(int(settings.IDLE_STOP_MINUTES)),
+    )
     last_seen = Coalesce("last_activity_at", "status_changed_at")
     idle_after = ExpressionWrapper(minutes * Value(timedelta(minutes=1)), output_field=DurationField())
     rows = (

@@ -286,24 +286,30 @@ def _sandboxes_to_run(resources: Iterable[Resource], statuses: Iterable[str]) ->
 
 
 def project_start(*, project: Project, actor: Actor) -> Project:
+    """Start the project's stopped resources. A start asked of a project that is running anyway is
+    refused (409) but still counts as activity, recorded under the project's lock: an idle stop deciding
+    at the same moment either comes first (and this start then starts it again) or sees the activity."""
     with transaction.atomic():
         lock_quota(project.owner_id)  # the lock first, then the rows (see check_quota)
         project, resources = _locked(project)
         refusal = status.start_refusal(project.status, [r.status for r in resources])
         if refusal:
-            raise InvalidState(refusal)
-        check_quota(
-            project.owner_id,
-            running_sandboxes=_sandboxes_to_run(resources, ("STOPPED", "STOPPING", "ERROR")),
-        )
-        _move(
-            resources,
-            {"STOPPED": "STARTING", "STOPPING": "STARTING", "ERROR": "resume"},
-            actor=actor,
-            reason="start",
-            message="Start requested.",
-        )
-        audit.record(actor, "project.start", project)
+            record_activity(project=project, force=True)
+        else:
+            check_quota(
+                project.owner_id,
+                running_sandboxes=_sandboxes_to_run(resources, ("STOPPED", "STOPPING", "ERROR")),
+            )
+            _move(
+                resources,
+                {"STOPPED": "STARTING", "STOPPING": "STARTING", "ERROR": "resume"},
+                actor=actor,
+                reason="start",
+                message="Start requested.",
+            )
+            audit.record(actor, "project.start", project)
+    if refusal:
+        raise InvalidState(refusal)
     project.refresh_from_db()
     return project
 
@@ -330,28 +336,26 @@ def project_stop(*, project: Project, actor: Actor) -> Project:
 
 HEARTBEAT_TOKEN = "TENTER_HEARTBEAT_TOKEN"
 ACTIVITY_GRANULARITY = timedelta(seconds=60)  # at most one activity write a minute per sandbox
-IDLE_STOP_MAX_MINUTES = 7 * 24 * 60
 
 
-def idle_timeout(project: Project) -> timedelta | None:
-    """How long the project's sandbox may sit without activity before it is stopped (None: never)."""
-    minutes = project.idle_stop_minutes
-    if minutes is None:
-        minutes = settings.IDLE_STOP_MINUTES
-    return timedelta(minutes=minutes) if minutes and minutes > 0 else None
+_OWNER: Any = object()
+
+
+def idle_timeout(project: Project, owner_minutes: Any = _OWNER) -> timedelta | None:
+    """How long the project's sandbox may sit without activity before it is stopped (None: never).
+    The project's own timeout, else its owner's default (`owner_minutes`, read from the project's owner
+    when not given), else settings.IDLE_STOP_MINUTES; 0 at any level means never."""
+    minutes, _ = selectors.idle_setting(project, *([] if owner_minutes is _OWNER else [owner_minutes]))
+    return timedelta(minutes=minutes) if minutes > 0 else None
 
 
 def idle_stop_set(*, project: Project, minutes: Any, actor: Actor) -> Project:
-    """The project's own idle timeout: None = the default (IDLE_STOP_MINUTES), 0 = never."""
-    valid = minutes is None or (type(minutes) is int and 0 <= minutes <= IDLE_STOP_MAX_MINUTES)
-    if not valid:
-        raise ValidationFailed(
-            f"Idle stop must be a number of minutes from 0 (never) to {IDLE_STOP_MAX_MINUTES}, or null.",
-            code="invalid_idle_stop",
-        )
-    Project.objects.filter(pk=project.pk).update(idle_stop_minutes=minutes, updated_at=timezone.now())
-    project.idle_stop_minutes = minutes
-    audit.record(actor, "project.idle_stop", project, minutes=minutes)
+    """The project's own idle timeout: None = the owner's default (or IDLE_STOP_MINUTES), 0 = never."""
+    minutes = userconfig_services.validate_idle_minutes(minutes)
+    with transaction.atomic():
+        Project.objects.filter(pk=project.pk).update(idle_stop_minutes=minutes, updated_at=timezone.now())
+        project.idle_stop_minutes = minutes
+        audit.record(actor, "project.idle_stop", project, minutes=minutes)
     return project
 
 
@@ -799,3 +803,60 @@ def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
             details={"resources": stranded},
         )
     return userconfig_services.kubeconfig_save(user=user, text=text, actor=actor)
+
+
+def cluster_access_problem(project: Project) -> str | None:
+    """Why the project's cluster cannot be reached with the owner's kubeconfig (None: it can).
+
+    Gone means: no kubeconfig stored, its check failed or the cluster does not answer, or it points
+    at another cluster than the one the project's resources live on.
+    """
+    config = (
+        UserConfig.objects.filter(user_id=project.owner_id, key=ConfigKey.KUBECONFIG).defer("value").first()
+    )
+    if config is None:
+        return "no kubeconfig is stored"
+    if config.check_status in (CheckStatus.FAILED, CheckStatus.UNREACHABLE):
+        return f"the kubeconfig check failed: {config.check_message}"
+    servers = {r.k8s_server for r in _resources(project) if r.k8s_server}
+    if servers and config.server_host not in servers:
+        return f"the kubeconfig now points at {config.server_host}, not at {', '.join(sorted(servers))}"
+    return None
+
+
+def _left_behind(resource: Resource) -> str:
+    if isinstance(resource, Database):
+        objects = [f"Cluster {resource.k8s_name} ({resource.api_version})"]
+    else:
+        objects = [f"{kind} {name}" for kind, name in manifests.sandbox_object_refs(resource.k8s_name)]
+    where = f"namespace {resource.k8s_namespace}" + (
+        f" on {resource.k8s_server}" if resource.k8s_server else ""
+    )
+    return f"Forgotten while cluster access was gone; possibly left behind in {where}: {', '.join(objects)}."
+
+
+def project_forget(*, project: Project, actor: Actor) -> None:
+    """Forget a project whose cluster cannot be reached: its rows go, its timeline keeps (one event
+    per resource) what may be left behind on the cluster, and nothing there is touched. Refused
+    (409) while the owner's kubeconfig can reach the cluster: delete the project instead."""
+    with transaction.atomic():
+        project, resources = _locked(project)
+        problem = cluster_access_problem(project)
+        if problem is None:
+            raise Conflict(
+                "The cluster can still be reached with the owner's kubeconfig: delete the project instead, "
+                "which removes its objects from the cluster.",
+                code="cluster_reachable",
+            )
+        for resource in resources:
+            add_event(
+                resource,
+                from_status=resource.status,
+                to_status=ResourceStatus.TERMINATED,
+                actor=actor,
+                reason="forgotten",
+                message=f"{_left_behind(resource)} ({problem})",
+                project_name=project.name,
+            )
+        audit.record(actor, "project.forget", project, reason=problem[:200])
+        project.delete()  # the resources go with it (cascade); the events stay (project set to null)

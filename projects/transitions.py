@@ -116,6 +116,10 @@ def change_status(
                     next_attempt_at=None,
                     waiting_since=None,
                     paused=timedelta(0),
+                    # health and the verification baseline belong to the status they were seen in
+                    degraded_reason="",
+                    degraded_since=None,
+                    observed_objects={},
                 )
             if to_status == ResourceStatus.ERROR:
                 values.setdefault("failed_status", from_status)

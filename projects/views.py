@@ -22,6 +22,7 @@ from core import audit
 from core.audit import actor_for
 from core.errors import NotFound, ServiceError
 from core.secrets import SECRET_MASK
+from core.throttles import lifecycle_wait
 from projects import selectors, services
 from projects.forms import (
     DeleteProjectForm,
@@ -33,6 +34,7 @@ from projects.forms import (
 )
 from projects.models import Project, ProjectStatus
 from projects.status import allowed_actions, recommendation
+from reconcile import diagnostics
 from sandboxes.models import TRANSITIONAL, Sandbox
 from userconfig import selectors as user_selectors
 from userconfig.auth import current_user
@@ -40,7 +42,7 @@ from userconfig.auth import current_user
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 50
 FILTER_ORDER = ["RUNNING", "CREATING", "STARTING", "UPDATING", "STOPPING", "STOPPED", "ERROR", "PARTIAL"]
-LIVE_REGIONS = ("header", "waiting", "resources", "timeline", "envhint", "terminal_link")
+LIVE_REGIONS = ("header", "waiting", "resources", "timeline", "envhint")
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -55,6 +57,31 @@ def secret_json(data: dict[str, Any], status: int = 200) -> JsonResponse:
 
 def error_json(exc: ServiceError) -> JsonResponse:
     return JsonResponse({"code": exc.code, "message": exc.message}, status=exc.status_code)
+
+
+# --- Rate limits on lifecycle actions (the API's per-user bucket, core.throttles) -------------------
+
+
+def _throttled(request: HttpRequest) -> int | None:
+    """Seconds to wait when the user made too many lifecycle changes lately (None: go ahead)."""
+    return lifecycle_wait(request)
+
+
+def _throttle_message(wait: int) -> str:
+    return f"Too many changes in a short time: wait {wait} s and try again. Nothing was changed."
+
+
+def _throttle_reply(request: HttpRequest, wait: int, back: str) -> HttpResponse:
+    """429 with Retry-After for fetch/JSON callers; for a form post, the message and back to the page
+    (the page's own forms keep their input: see the views that re-render instead)."""
+    if wants_json(request):
+        body = {"code": "throttled", "message": _throttle_message(wait), "details": {"retry_after": wait}}
+        response: HttpResponse = JsonResponse(body, status=429)
+    else:
+        messages.error(request, _throttle_message(wait))
+        response = HttpResponseRedirect(back)
+    response["Retry-After"] = str(wait)
+    return response
 
 
 def _project(request: HttpRequest, project_id: UUID) -> Project:
@@ -120,6 +147,14 @@ def _render_list(request: HttpRequest, create_form: ProjectCreateForm, status: i
 def project_create(request: HttpRequest) -> HttpResponse:
     form = ProjectCreateForm(request.POST)
     project = None
+    wait = _throttled(request) if form.is_valid() else None
+    if wait is not None:
+        if wants_json(request):
+            return _throttle_reply(request, wait, reverse("dashboard:list"))
+        form.add_error(None, _throttle_message(wait))  # the form comes back filled in
+        response = _render_list(request, form, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     if form.is_valid():
         try:
             project = services.project_create(
@@ -218,7 +253,7 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "recommend": _recommendation(errors, events),
         # always asked (one query), so the page's query count does not depend on having a database
         "own_database_url": selectors.has_own_database_url(project=project) and not databases,
-        "idle": _idle(project, sandbox),
+        "idle": _idle(request, project, sandbox),
         "sizes": selectors.sandbox_sizes(),
     }
 
@@ -226,18 +261,33 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
 IDLE_CHOICES = (15, 30, 60, 120, 240, 480, 1440)
 
 
-def _idle(project: Project, sandbox: Sandbox | None) -> dict[str, Any]:
-    """The idle stop as the page shows it: the timeout, and when a running sandbox will stop."""
-    timeout = services.idle_timeout(project)
+IDLE_SOURCES = {
+    "project": "set for this project",
+    "user": "your default",
+    "default": "the server default",
+}
+
+
+def _idle(request: HttpRequest, project: Project, sandbox: Sandbox | None) -> dict[str, Any]:
+    """The idle stop as the page shows it: the timeout, which level it comes from, and when a running
+    sandbox will stop."""
+    user_minutes = current_user(request).idle_stop_minutes
+    minutes, source = selectors.idle_setting(project, user_minutes)
+    timeout = services.idle_timeout(project, user_minutes)
     stops_at = None
     if timeout and sandbox is not None and sandbox.status == "RUNNING":
         stops_at = (sandbox.last_activity_at or sandbox.status_changed_at) + timeout
     own = project.idle_stop_minutes
+    # What "default" means for this project: the user's own default, else the server's.
+    inherited = user_minutes if user_minutes is not None else round(settings.IDLE_STOP_MINUTES)
     return {
-        "minutes": round(timeout.total_seconds() / 60) if timeout else 0,
+        "minutes": round(minutes) if timeout else 0,
         "stops_at": stops_at,
         "own": own,
-        "default": round(settings.IDLE_STOP_MINUTES),
+        "source": source,
+        "source_label": IDLE_SOURCES[source],
+        "default": inherited,
+        "default_label": "Your default" if user_minutes is not None else "Default",
         "choices": sorted({*IDLE_CHOICES, *([own] if own else [])}),
     }
 
@@ -264,6 +314,8 @@ def _render_detail(
         "confirm_overwrite": confirm_overwrite or [],
         "mask": SECRET_MASK,
         "nav": "projects",
+        # what a worker last fetched (a refresh is asked for when stale; the cluster is never read here)
+        "diag": diagnostics.for_display(project.pk),
         **_terminal_origin(_sandbox(project)),
     }
     response = render(request, "projects/detail.html", context, status=status)
@@ -356,6 +408,9 @@ ACTIONS = {
 def project_action(request: HttpRequest, project_id: UUID, action: str) -> HttpResponse:
     project = _project(request, project_id)
     service, done = ACTIONS[action]
+    wait = _throttled(request)
+    if wait is not None:
+        return _throttle_reply(request, wait, _detail_url(project.pk))
     try:
         service(project=project, actor=actor_for(request))
     except ServiceError as exc:
@@ -373,6 +428,9 @@ def project_delete(request: HttpRequest, project_id: UUID) -> HttpResponse:
     if not form.is_valid() or form.cleaned_data["confirm_name"] != project.name:
         messages.error(request, f"Type “{project.name}” exactly to confirm. Nothing was deleted.")
         return redirect(_detail_url(project.pk))
+    wait = _throttled(request)
+    if wait is not None:
+        return _throttle_reply(request, wait, _detail_url(project.pk))
     try:
         services.project_delete(project=project, actor=actor_for(request))
     except ServiceError as exc:
@@ -392,6 +450,8 @@ def sandbox_resize(request: HttpRequest, project_id: UUID) -> HttpResponse:
         messages.error(request, "This project has no sandbox.")
     elif not form.is_valid() or not form.cleaned_data["size"]:
         messages.error(request, "Choose one of the sizes.")
+    elif (wait := _throttled(request)) is not None:
+        return _throttle_reply(request, wait, _detail_url(project.pk))
     else:
         try:
             services.sandbox_resize(sandbox=sandbox, size=form.cleaned_data["size"], actor=actor_for(request))
@@ -410,6 +470,14 @@ def sandbox_resize(request: HttpRequest, project_id: UUID) -> HttpResponse:
 def env_save(request: HttpRequest, project_id: UUID) -> HttpResponse:
     project = _project(request, project_id)
     form = EnvVarForm(request.POST)
+    wait = _throttled(request) if form.is_valid() else None
+    if wait is not None:
+        if wants_json(request):
+            return _throttle_reply(request, wait, _detail_url(project.pk))
+        form.add_error(None, _throttle_message(wait))  # the variable typed comes back in the form
+        response = _render_detail(request, project, env_form=form, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     if (
         form.is_valid()
         and not form.cleaned_data["overwrite"]
@@ -467,6 +535,8 @@ def _sandbox_running(project: Project) -> bool:
 @require_POST
 def env_delete(request: HttpRequest, project_id: UUID, key: str) -> HttpResponse:
     project = _project(request, project_id)
+    if (wait := _throttled(request)) is not None:
+        return _throttle_reply(request, wait, _detail_url(project.pk) + "#environment")
     try:
         services.env_delete(project=project, key=key, actor=actor_for(request))
     except ServiceError as exc:
@@ -546,6 +616,8 @@ def filebrowser_reveal(request: HttpRequest, project_id: UUID) -> JsonResponse:
 @require_POST
 def database_add(request: HttpRequest, project_id: UUID) -> HttpResponse:
     project = _project(request, project_id)
+    if (wait := _throttled(request)) is not None:
+        return _throttle_reply(request, wait, _detail_url(project.pk) + "#database")
     try:
         services.database_add(project=project, actor=actor_for(request))
     except ServiceError as exc:
@@ -570,6 +642,8 @@ def _database(request: HttpRequest, project_id: UUID, database_id: UUID) -> Any:
 @require_POST
 def database_remove(request: HttpRequest, project_id: UUID, database_id: UUID) -> HttpResponse:
     database = _database(request, project_id, database_id)
+    if (wait := _throttled(request)) is not None:
+        return _throttle_reply(request, wait, _detail_url(project_id) + "#database")
     try:
         services.database_remove(database=database, actor=actor_for(request))
     except ServiceError as exc:
@@ -588,3 +662,84 @@ def database_connection(request: HttpRequest, project_id: UUID, database_id: UUI
         return JsonResponse({"code": "invalid_state", "message": message}, status=409)
     audit.record(actor_for(request), "reveal.database_connection", database)
     return secret_json(selectors.database_connection(database))
+
+
+# --- Start on open ---------------------------------------------------------------------------------
+# The project page's "Open" of a stopped sandbox (terminal, files, app) posts here: the project is
+# started (the same action rules, quotas and rate limits as its Start button) and a progress page is
+# shown, which goes to the target only once the sandbox is RUNNING, never to an address not serving.
+
+OPEN_TARGETS = {"terminal": "Terminal", "files": "Files", "app": "App"}
+TOWARDS_RUNNING = ("CREATING", "STARTING", "UPDATING")  # statuses the progress page waits through
+
+
+def _target_url(request: HttpRequest, project: Project, sandbox: Sandbox, target: str) -> str | None:
+    if target == "terminal":  # the audited redirect to the authorised terminal address
+        return reverse("dashboard:terminal-open", args=[project.pk])
+    return sandbox.filebrowser_url if target == "files" else sandbox.public_url
+
+
+def _opening(
+    request: HttpRequest, project: Project, target: str, *, refusal: str = "", status: int = 200
+) -> HttpResponse:
+    sandbox = _sandbox(project)
+    waiting = _waiting(sandbox)
+    if wants_json(request):
+        return JsonResponse(
+            {
+                "ready": sandbox is not None and sandbox.status == "RUNNING",
+                "status": sandbox.status if sandbox else None,
+                "title": waiting["title"] if waiting else "Ready",
+                "step": waiting["step"] if waiting else len(STEPS),
+                "message": (sandbox.status_reason or (waiting or {}).get("reason", "")) if sandbox else "",
+                "waits": bool(sandbox and sandbox.status in TOWARDS_RUNNING),
+            },
+            status=status,
+        )
+    context = {
+        "project": project,
+        "sandbox": sandbox,
+        "target": target,
+        "target_label": OPEN_TARGETS[target],
+        "waiting": waiting,
+        "refusal": refusal,
+        "steps": list(enumerate(STEPS)),
+        "waits": bool(sandbox and sandbox.status in TOWARDS_RUNNING) and not refusal,
+        "nav": "projects",
+    }
+    return render(request, "projects/opening.html", context, status=status)
+
+
+@login_required
+@never_cache
+def open_target(request: HttpRequest, project_id: UUID, target: str) -> HttpResponse:
+    """GET: the progress page (JSON for its poller), or the target itself once the sandbox is RUNNING.
+    POST: start the project when it is stopped, then the progress page."""
+    if target not in OPEN_TARGETS:
+        raise Http404("Nothing to open there.")
+    project = _project(request, project_id)
+    sandbox = _sandbox(project)
+    if sandbox is None:
+        raise Http404("This project has no sandbox.")
+    page = reverse("dashboard:open", args=[project.pk, target])
+    if sandbox.status == "RUNNING" and not wants_json(request):
+        url = _target_url(request, project, sandbox, target)
+        if url:
+            services.record_activity(project=project)
+            return HttpResponseRedirect(url)
+    if request.method != "POST":
+        return _opening(request, project, target)
+    if sandbox.status in ("STOPPED", "STOPPING", "ERROR"):
+        wait = _throttled(request)
+        if wait is not None:
+            response = _opening(request, project, target, refusal=_throttle_message(wait), status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        try:
+            services.project_start(project=project, actor=actor_for(request))
+        except ServiceError as exc:
+            refusal = f"{project.name} was not started. {exc.message}"
+            if exc.code == "quota_exceeded":
+                refusal += " Stop another project, or ask an operator to raise your limit."
+            return _opening(request, project, target, refusal=refusal, status=exc.status_code)
+    return HttpResponseRedirect(page)

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from core.audit import RECONCILER
 from projects.services import set_system_variable
-from reconcile import manifests, names
+from reconcile import health, manifests, names
 from reconcile.engine import Outcome, deadline_passed, describe_age, error_outcome
 from reconcile.kube.client import Kube
 from reconcile.kube.errors import KubeNotFound
@@ -42,7 +42,7 @@ def _phase(cluster: dict[str, Any]) -> str:
     return str((cluster.get("status") or {}).get("phase") or "")
 
 
-def _stopped_flag(cluster: dict[str, Any]) -> bool:
+def stopped_flag(cluster: dict[str, Any]) -> bool:
     components = (cluster.get("spec") or {}).get("componentSpecs") or [{}]
     return bool(components[0].get("stop"))
 
@@ -54,7 +54,7 @@ def _get_cluster(k: Kube, database: Database) -> dict[str, Any] | None:
         return None
 
 
-def _set_stop(k: Kube, database: Database, stopped: bool) -> None:
+def set_stop(k: Kube, database: Database, stopped: bool) -> None:
     body = manifests.database_stop_patch(spec_for(database, stopped=stopped), stopped)
     k.patch("Cluster", database.k8s_name, body, patch_type="json", api_version=database.api_version)
 
@@ -90,9 +90,12 @@ def _start(database: Database, k: Kube) -> Outcome:
             if database.observed_generation == 0
             else Outcome(status=S.CREATING, reason="drift", message="Cluster was missing; re-creating it.")
         )
-    if _stopped_flag(cluster):
-        _set_stop(k, database, False)
+    if stopped_flag(cluster):
+        set_stop(k, database, False)
         return Outcome(message="Starting the cluster.", retry_in=settings.RECONCILE_POLL_SECONDS)
+    problem = health.cluster_problem(cluster)
+    if problem:  # Failed / Abnormal: no deadline to wait for, the cluster said why
+        return error_outcome(problem, reason="cluster_failed")
     phase = _phase(cluster)
     if phase != "Running":
         return Outcome(
@@ -130,8 +133,8 @@ def _stop(database: Database, k: Kube) -> Outcome:
     cluster = _get_cluster(k, database)
     if cluster is None:
         return Outcome(status=S.STOPPED, reason="stopped", message="Cluster not found; nothing to stop.")
-    if not _stopped_flag(cluster):
-        _set_stop(k, database, True)
+    if not stopped_flag(cluster):
+        set_stop(k, database, True)
         return Outcome(message="Stopping the cluster.", retry_in=settings.RECONCILE_POLL_SECONDS)
     if _phase(cluster) == "Stopped":
         return Outcome(status=S.STOPPED, reason="stopped", message="")

@@ -7,8 +7,13 @@
   result is dropped (and logged).
 """
 
+import atexit
+import contextlib
 import logging
+import os
 import random
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +27,7 @@ from django.db.models import Count, F, Q, QuerySet, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from core import observability
 from core.audit import RECONCILER
 from projects.transitions import change_status
 from sandboxes.models import TRANSITIONAL, Resource, ResourceStatus
@@ -39,6 +45,42 @@ class Outcome:
     fields: dict[str, Any] = field(default_factory=dict)
     retry_in: float | None = None  # seconds until the next attempt when staying
     failed: bool = False  # a transient failure: counts an attempt and backs off
+
+
+# --- Stopping cleanly (SIGTERM on a rolling update) --------------------------------------------------
+# A worker told to stop finishes the step in hand, releases the leases of the rows it claimed but has not
+# reached, and claims nothing more. The worker's main process hears the signal (Celery's
+# worker_shutting_down, wired in reconcile/tasks.py); its pool children learn it from a flag file named
+# after the main process (they stat it between steps), threads and the solo pool from the event.
+_STOPPING = threading.Event()
+
+
+def _stop_flag(pid: int) -> str:
+    return os.path.join(tempfile.gettempdir(), f"tenter-worker-{pid}.stopping")
+
+
+def begin_shutdown() -> None:
+    _STOPPING.set()
+    flag = _stop_flag(os.getpid())
+    with contextlib.suppress(OSError), open(flag, "w"):
+        pass
+    atexit.register(_remove_flag, flag)  # gone once this process is
+
+
+def _remove_flag(flag: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(flag)
+
+
+def clear_shutdown() -> None:
+    """At worker start (a flag left by a killed process of the same pid must not stop the new one)."""
+    _STOPPING.clear()
+    with contextlib.suppress(OSError):
+        os.unlink(_stop_flag(os.getpid()))
+
+
+def shutting_down() -> bool:
+    return _STOPPING.is_set() or os.path.exists(_stop_flag(os.getppid()))
 
 
 def lease_seconds() -> float:
@@ -80,6 +122,8 @@ def _fair_candidates(model: type[Resource], now: datetime, ids: list[Any] | None
 
 def claim(model: type[Resource], *, ids: list[Any] | None = None, limit: int | None = None) -> list[Resource]:
     """Claim due transitional rows of `model` (fairly across owners) and stamp them with a fresh lease."""
+    if shutting_down():
+        return []
     now = timezone.now()
     limit = limit or settings.RECONCILE_BATCH_SIZE
     candidates = _fair_candidates(model, now, ids, limit)
@@ -103,7 +147,12 @@ def claim(model: type[Resource], *, ids: list[Any] | None = None, limit: int | N
         )
     for row in rows:
         row.locked_until, row.lease_token = until, token
+    observability.CLAIMS.labels(_kind(model)).inc(len(rows))
     return rows
+
+
+def _kind(model: type[Resource]) -> str:
+    return model.__name__.lower()
 
 
 def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
@@ -125,7 +174,9 @@ def record(row: Resource, outcome: Outcome) -> float | None:
     token = row.lease_token
     assert token is not None
     retry_in: float | None = None
+    kind = _kind(type(row))
     if outcome.status and outcome.status != row.status:
+        left, in_status = row.status, timezone.now() - row.status_changed_at
         written = change_status(
             row,
             outcome.status,
@@ -136,6 +187,8 @@ def record(row: Resource, outcome: Outcome) -> float | None:
             fields=outcome.fields,
         )
         retry_in = 0.0 if outcome.status in TRANSITIONAL else None
+        if written:
+            observability.TIME_IN_STATUS.labels(kind, left).observe(in_status.total_seconds())
     else:
         now = timezone.now()
         values: dict[str, Any] = {
@@ -149,6 +202,7 @@ def record(row: Resource, outcome: Outcome) -> float | None:
         if outcome.failed:
             attempts = row.attempts + 1
             retry_in = backoff_seconds(attempts, outcome.retry_in)
+            observability.BACKOFFS.labels(kind).inc()
             values.update(attempts=attempts, last_error=outcome.message)
         else:
             values["attempts"] = 0  # progress: the next failure starts its backoff afresh
@@ -156,6 +210,7 @@ def record(row: Resource, outcome: Outcome) -> float | None:
         values["next_attempt_at"] = now + timedelta(seconds=retry_in)
         written = type(row)._default_manager.filter(pk=row.pk, lease_token=token).update(**values) > 0
     if not written:
+        observability.LEASES_LOST.labels(kind).inc()
         logger.warning(
             "lease lost on %s %s (%s): result dropped", type(row).__name__.lower(), row.pk, row.status
         )
@@ -193,23 +248,41 @@ def run_batch(
     rows: list[Resource],
     follow_up: Callable[[Resource, float], None] | None = None,
 ) -> int:
-    """Act on claimed rows one by one; stop early (releasing the rest) if the lease would run out."""
+    """Act on claimed rows one by one; stop early (releasing the rest) if the lease would run out or the
+    worker is stopping."""
     started = time.monotonic()
     done = 0
     for i, row in enumerate(rows):
-        if time.monotonic() - started > lease_seconds() / 2:
+        if time.monotonic() - started > lease_seconds() / 2 or shutting_down():
+            if shutting_down():
+                logger.info(
+                    "worker stopping: released %d claimed %s rows", len(rows) - i, model.__name__.lower()
+                )
             model._default_manager.filter(
                 pk__in=[r.pk for r in rows[i:]], lease_token=row.lease_token
             ).update(locked_until=None, lease_token=None)
             break
+        kind, status = _kind(model), row.status
+        context = observability.resource_id.set(f"{kind}:{row.pk}")  # on every line of this step
+        step_started = time.perf_counter()
         try:
-            outcome = step(row)
-        except Exception as exc:  # a bug must not wedge the row: back off and keep the reason
-            logger.exception("reconcile step failed on %s %s", model.__name__.lower(), row.pk)
-            outcome = Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
-        delay = record(row, outcome)
-        if delay is not None and follow_up is not None:
-            follow_up(row, delay)
+            try:
+                outcome = step(row)
+                moved = outcome.status not in (None, status)
+                result = "failed" if outcome.failed else "moved" if moved else "ok"
+            except Exception as exc:  # a bug must not wedge the row: back off and keep the reason
+                logger.exception("reconcile step failed on %s %s", kind, row.pk)
+                outcome = Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
+                result = "error"
+            delay = record(row, outcome)
+            logger.debug("%s step on %s %s: %s", status, kind, row.pk, result)
+            observability.STEP_SECONDS.labels(kind, status.lower(), result).observe(
+                time.perf_counter() - step_started
+            )
+            if delay is not None and follow_up is not None:
+                follow_up(row, delay)
+        finally:
+            observability.resource_id.reset(context)
         done += 1
     return done
 

@@ -197,14 +197,22 @@ def _resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_lim
     }
 
 
-def _tcp_probe(port: str) -> Manifest:
-    return {
-        "tcpSocket": {"port": port},
-        "initialDelaySeconds": 2,
-        "periodSeconds": 5,
-        "timeoutSeconds": 2,
-        "failureThreshold": 3,
-    }
+_PROBE_TIMING = {"initialDelaySeconds": 2, "periodSeconds": 5, "timeoutSeconds": 2, "failureThreshold": 3}
+
+# The terminal is ready when ttyd answers HTTP and accepts the sandbox's own credential (ttyd answers
+# 401 without it, so an httpGet probe could only pass with the token written into the spec: instead
+# the probe runs in the container, which has the token in its env).
+TTYD_PROBE_SCRIPT = (
+    f'curl -fsS -o /dev/null --max-time 2 -u "{TTYD_USER}:$TTYD_ACCESS_TOKEN" http://127.0.0.1:{TTYD_PORT}/'
+)
+
+
+def _ttyd_probe() -> Manifest:
+    return {"exec": {"command": ["sh", "-c", TTYD_PROBE_SCRIPT]}, **_PROBE_TIMING}
+
+
+def _http_probe(path: str, port: str) -> Manifest:
+    return {"httpGet": {"path": path, "port": port, "scheme": "HTTP"}, **_PROBE_TIMING}
 
 
 def _storage_number(size: str) -> str:
@@ -251,7 +259,7 @@ def statefulset(spec: SandboxSpec) -> Manifest:
         "envFrom": [{"secretRef": {"name": secret}}],
         "env": [{"name": "PROJECT_NAME", "value": spec.project_name}],
         "resources": _resources(spec.cpu_request, spec.memory_request, spec.cpu_limit, spec.memory_limit),
-        "readinessProbe": _tcp_probe("port-7681"),
+        "readinessProbe": _ttyd_probe(),
         "volumeMounts": [{"name": claim, "mountPath": HOME_DIR}],
     }
     filebrowser = {
@@ -265,7 +273,8 @@ def statefulset(spec: SandboxSpec) -> Manifest:
             for key in (FILE_BROWSER_USERNAME, FILE_BROWSER_PASSWORD)
         ],
         "resources": _resources("50m", "64Mi", "500m", "256Mi"),
-        "readinessProbe": _tcp_probe("port-8080"),
+        # FileBrowser's own health endpoint: answers once it serves (no login needed)
+        "readinessProbe": _http_probe("/health", "port-8080"),
         "volumeMounts": [
             {"name": claim, "mountPath": "/srv"},
             {"name": "filebrowser-database", "mountPath": "/database"},
@@ -301,6 +310,11 @@ def statefulset(spec: SandboxSpec) -> Manifest:
                         "fsGroup": RUN_AS_USER,
                         "runAsNonRoot": True,
                     },
+                    **(
+                        {"imagePullSecrets": [{"name": n} for n in spec.image_pull_secrets]}
+                        if spec.image_pull_secrets
+                        else {}
+                    ),
                     "initContainers": [init],
                     "containers": [main, filebrowser],
                     "volumes": [
@@ -313,6 +327,8 @@ def statefulset(spec: SandboxSpec) -> Manifest:
                 {
                     "metadata": {
                         "name": claim,
+                        # the PVC carries our labels, so the orphan sweep finds it by its owner
+                        "labels": labels(spec, "sandbox"),
                         "annotations": {"path": HOME_DIR, "value": _storage_number(spec.storage_size)},
                     },
                     "spec": claim_spec,
@@ -363,6 +379,7 @@ def _ingress_annotations(spec: SandboxSpec, kind: str) -> dict[str, str]:
     }
     if spec.ingress_snippets:
         out[nginx + "server-snippet"] = "client_header_buffer_size 64k;\nlarge_client_header_buffers 4 128k;"
+    out.update(spec.ingress_annotations)
     if kind == "filebrowser":
         out.update(
             {

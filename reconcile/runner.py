@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from core import kick as kicks
+from core import observability
 from reconcile import database as database_steps
 from reconcile import engine
 from reconcile import sandbox as sandbox_steps
@@ -108,6 +109,7 @@ def _step(row: Resource, config: UserConfig, step: Step) -> Outcome:
         client = client_for(config).for_step(row.k8s_namespace, settings.RECONCILE_STEP_BUDGET_SECONDS)
         return step(row, client)
     except KubeError as exc:
+        observability.KUBE_ERRORS.labels(type(row).__name__.lower(), type(exc).__name__).inc()
         # Operators get the class, reason and status; users only the generic message (below).
         logger.info(
             "%s %s: %s (%s, status %s)",

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from core.quantities import bytes_of
 from projects.models import Environment
 from reconcile import manifests, names, pods
 from reconcile.engine import Outcome, deadline_passed, describe_age, error_outcome
@@ -47,6 +48,12 @@ def spec_for(sandbox: Sandbox, *, replicas: int = 1) -> SandboxSpec:
         domain=sandbox.ingress_domain,
         replicas=replicas,
         env=env,
+        tls_secret_name=settings.INGRESS_TLS_SECRET,
+        ingress_class=settings.INGRESS_CLASS,
+        ingress_snippets=settings.INGRESS_SERVER_SNIPPET,
+        ingress_annotations=settings.INGRESS_ANNOTATIONS,
+        storage_class=settings.SANDBOX_STORAGE_CLASS,
+        image_pull_secrets=settings.RUNTIME_IMAGE_PULL_SECRETS,
     )
 
 
@@ -69,8 +76,11 @@ def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "metadata": {**metadata, "annotations": annotations}}
 
 
-def ensure(k: Kube, manifest: dict[str, Any], resource_id: str, *, converge: bool) -> dict[str, Any]:
-    """Create the object, or adopt ours and (when `converge`) bring it to the manifest."""
+def ensure(
+    k: Kube, manifest: dict[str, Any], resource_id: str, *, converge: bool, force: bool = False
+) -> dict[str, Any]:
+    """Create the object, or adopt ours and (when `converge`) bring it to the manifest. With `force`,
+    replace it even when its applied-hash annotation matches (someone changed the spec and kept it)."""
     manifest = _with_hash(manifest)
     obj, how = k.apply(manifest)
     if how == "created":
@@ -80,10 +90,54 @@ def ensure(k: Kube, manifest: dict[str, Any], resource_id: str, *, converge: boo
     current = ((obj.get("metadata") or {}).get("annotations") or {}).get(APPLIED)
     # Stop/start patch replicas directly, so the hash alone cannot tell whether replicas match.
     replicas_differ = (obj.get("spec") or {}).get("replicas") != (manifest.get("spec") or {}).get("replicas")
-    if converge and (current != manifest["metadata"]["annotations"][APPLIED] or replicas_differ):
+    stale = current != manifest["metadata"]["annotations"][APPLIED] or replicas_differ
+    if converge and (stale or force):
         metadata = {**manifest["metadata"], "resourceVersion": obj["metadata"]["resourceVersion"]}
-        return k.replace({**manifest, "metadata": metadata})
+        sent = {**manifest, "metadata": metadata}
+        if manifest["kind"] == "StatefulSet":
+            sent = _keeping_claim_templates(sent, obj)
+        return k.replace(sent)
     return obj
+
+
+def _claim_storage(sts: Mapping[str, Any]) -> str | None:
+    templates = (sts.get("spec") or {}).get("volumeClaimTemplates") or []
+    return _storage_request(templates[0]) if templates else None
+
+
+def _keeping_claim_templates(manifest: dict[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
+    """A StatefulSet's volumeClaimTemplates cannot change once created (the API server refuses with 422),
+    so a replace keeps the ones it has: after a storage growth the template keeps the size the sandbox
+    was created with (stale, and only used for a claim that does not exist yet) while the claim itself
+    is grown (see grow_storage). The wanted size stays readable in the StatefulSet's annotations."""
+    templates = (current.get("spec") or {}).get("volumeClaimTemplates")
+    if templates is None:
+        return manifest
+    return {**manifest, "spec": {**manifest["spec"], "volumeClaimTemplates": templates}}
+
+
+def grow_storage(k: Kube, sandbox: Sandbox, sts: Mapping[str, Any]) -> None:
+    """Bring the sandbox's claim up to its storage size when a resize grew it. Only when the
+    StatefulSet's claim template is smaller than the size (an existing StatefulSet, so one GET then);
+    a claim that does not exist yet is left to the controller; storage never shrinks."""
+    template = _claim_storage(sts)
+    if template is None or bytes_of(template) >= bytes_of(sandbox.storage_size):
+        return
+    try:
+        pvc = k.get("PersistentVolumeClaim", names.pvc_name(sandbox.k8s_name))
+    except KubeNotFound:
+        return
+    requested = _storage_request(pvc)
+    if requested is not None and bytes_of(requested) >= bytes_of(sandbox.storage_size):
+        return
+    patch = {"spec": {"resources": {"requests": {"storage": sandbox.storage_size}}}}
+    k.patch("PersistentVolumeClaim", names.pvc_name(sandbox.k8s_name), patch, patch_type="merge")
+    logger.info("sandbox %s: claim grown from %s to %s", sandbox.pk, requested, sandbox.storage_size)
+
+
+def _storage_request(obj: Mapping[str, Any]) -> str | None:
+    value = (((obj.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+    return str(value) if value is not None else None
 
 
 def apply_all(k: Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> None:
@@ -91,7 +145,9 @@ def apply_all(k: Kube, sandbox: Sandbox, *, replicas: int, converge: bool) -> No
     for manifest in manifests.sandbox_objects(spec):
         # The Secret and StatefulSet carry the configuration: always converge them.
         kind_converges = manifest["kind"] in ("Secret", "StatefulSet")
-        ensure(k, manifest, str(sandbox.pk), converge=converge and kind_converges)
+        obj = ensure(k, manifest, str(sandbox.pk), converge=converge and kind_converges)
+        if manifest["kind"] == "StatefulSet" and converge:
+            grow_storage(k, sandbox, obj)
 
 
 # -- why the pod is not ready ----------------------------------------------------------------

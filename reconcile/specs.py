@@ -45,10 +45,14 @@ class SandboxSpec:
     # controller 1.9); then its admission webhook rejects Ingresses that carry one.
     ingress_snippets: bool = True
     storage_class: str = ""  # empty = the cluster's default StorageClass
+    ingress_annotations: Mapping[str, str] = field(default_factory=dict)  # extra, added to every Ingress
+    image_pull_secrets: tuple[str, ...] = ()  # Secrets in the namespace to pull the images with
 
     def __post_init__(self) -> None:
         # A read-only copy: the spec is hashable-ish and nobody mutates the env behind our back.
         object.__setattr__(self, "env", _frozen_env(self.env))
+        object.__setattr__(self, "ingress_annotations", _frozen_env(self.ingress_annotations))
+        object.__setattr__(self, "image_pull_secrets", tuple(self.image_pull_secrets))
         for attr in ("project_id", "resource_id", "owner_id"):
             object.__setattr__(self, attr, str(getattr(self, attr)))
 

@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_init, worker_shutting_down
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
@@ -12,11 +13,22 @@ from django.utils import timezone
 from core.audit import RECONCILER
 from projects.selectors import idle_candidates
 from projects.services import stop_if_idle
-from reconcile import checks, runner
+from reconcile import checks, doctor, engine, runner
 from sandboxes.models import Database, Sandbox, past_deadline_q
 from userconfig.models import CheckStatus, ConfigKey, UserConfig
 
 logger = logging.getLogger(__name__)
+
+
+@worker_init.connect
+def _worker_starts(**_: Any) -> None:
+    engine.clear_shutdown()
+
+
+@worker_shutting_down.connect
+def _worker_stops(**_: Any) -> None:
+    """SIGTERM (warm shutdown): running steps finish, claimed rows not yet reached are released."""
+    engine.begin_shutdown()
 
 
 @shared_task(name="reconcile.sandbox", ignore_result=True)
@@ -66,6 +78,7 @@ def check_kubeconfig_task(self: Any, user_id: str, scheduled: bool = False) -> N
 def check_kubeconfigs_task() -> None:
     """Re-check kubeconfigs (bounded batch): healthy ones every KUBECONFIG_CHECK_MINUTES, failing ones
     every minute so a fixed cluster or RBAC rule is noticed soon."""
+    doctor.record_heartbeat("reconcile.check_kubeconfigs")
     now = timezone.now()
     stale = now - timedelta(minutes=settings.KUBECONFIG_CHECK_MINUTES)
     failing_and_stale = ~Q(check_status=CheckStatus.OK) & Q(checked_at__lt=now - timedelta(minutes=1))
@@ -82,6 +95,7 @@ def check_kubeconfigs_task() -> None:
 @shared_task(name="reconcile.sweep_deadlines", ignore_result=True)
 def sweep_deadlines_task() -> None:
     """Rows past their deadline are made due now; their next step moves them to ERROR with the reason."""
+    doctor.record_heartbeat("reconcile.sweep_deadlines")
     now = timezone.now()
     for model in (Sandbox, Database):
         model.objects.filter(past_deadline_q(now), next_attempt_at__gt=now).update(next_attempt_at=now)
@@ -89,9 +103,20 @@ def sweep_deadlines_task() -> None:
 
 @shared_task(name="reconcile.sweep_drift", ignore_result=True)
 def sweep_drift_task() -> None:
-    from reconcile import drift
+    """Continuous verification: one bounded round over stable rows (reconcile/verify.py)."""
+    doctor.record_heartbeat("reconcile.sweep_drift")
+    from reconcile import verify
 
-    drift.check_drift()
+    result = verify.verify_round()
+    if result.drifted or result.degraded or result.recovered or result.failed:
+        logger.info(
+            "verification: %s checked, %s drifted, %s degraded, %s recovered, %s failed",
+            result.checked,
+            len(result.drifted),
+            result.degraded,
+            result.recovered,
+            result.failed,
+        )
 
 
 ORPHAN_SWEEP_USERS = 100
@@ -104,6 +129,7 @@ def sweep_orphans_task() -> None:
     In the namespaces of users whose kubeconfig check passes, a random batch each run, so that every
     namespace comes up over time however many users there are.
     """
+    doctor.record_heartbeat("reconcile.sweep_orphans")
     from reconcile import drift
 
     configs = UserConfig.objects.filter(key=ConfigKey.KUBECONFIG, check_status=CheckStatus.OK)
@@ -121,6 +147,15 @@ IDLE_SWEEP_PROJECTS = 100
 def sweep_idle_task() -> None:
     """Stop running projects idle past their timeout (settings.IDLE_STOP_MINUTES, or the project's own);
     each is decided again under its lock, so activity or a user's action in the meantime wins."""
+    doctor.record_heartbeat("reconcile.sweep_idle")
     for project_id in idle_candidates(limit=IDLE_SWEEP_PROJECTS):
         if stop_if_idle(project_id=project_id, actor=RECONCILER):
             logger.info("project %s stopped after its idle timeout", project_id)
+
+
+@shared_task(name="reconcile.diagnostics", ignore_result=True)
+def diagnostics_task(project_id: str) -> None:
+    """Fetch a project's diagnostics (objects, pods, events, log tails) into the cache."""
+    from reconcile import diagnostics
+
+    diagnostics.collect(project_id)

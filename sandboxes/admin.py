@@ -31,6 +31,7 @@ from projects import operator_services
 from sandboxes.models import (
     TRANSITIONAL,
     Database,
+    OrphanObject,
     Resource,
     ResourceEvent,
     ResourceStatus,
@@ -376,3 +377,20 @@ class ResourceEventAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     @admin.display(description="message")
     def short_message(self, obj: ResourceEvent) -> str:
         return short(obj.message, 80)
+
+
+@admin.register(OrphanObject)
+class OrphanObjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
+    """What the orphan sweep found: objects of a user whose row is gone. Reported first; deleted by the
+    sweep once reported for ORPHAN_DELETE_AFTER_MINUTES (0 = report only)."""
+
+    list_display = ["kind", "namespace", "name", "owner", "first_seen_at", "last_seen_at", "state"]
+    list_filter = ["kind", ("deleted_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "namespace", "=resource_id", "owner__username"]
+    list_select_related = ["owner"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in OrphanObject._meta.fields]
+
+    @admin.display(description="state")
+    def state(self, obj: OrphanObject) -> str:
+        return f"deleted or gone {obj.deleted_at:%Y-%m-%d %H:%M}" if obj.deleted_at else "reported"

@@ -105,6 +105,14 @@ class Resource(models.Model):
     generation = models.PositiveIntegerField(default=1)
     observed_generation = models.PositiveIntegerField(default=0)
     last_observed_at = models.DateTimeField(null=True, blank=True)
+    # Health of a stable row, from the verification sweep (reconcile/health.py): a RUNNING resource
+    # whose pod stopped being ready is "degraded" (non-empty reason) until it recovers; its status stays
+    # RUNNING, because nothing is asked of the reconciler and every action stays what it was.
+    degraded_reason = models.TextField(blank=True, default="")
+    degraded_since = models.DateTimeField(null=True, blank=True)
+    # What the verification sweep saw of the resource's objects when it took its baseline (per status
+    # change and generation): {"key": ..., "objects": {"Kind/name": fingerprint}}.
+    observed_objects = models.JSONField(default=dict, blank=True)
     cpu_request = models.CharField(max_length=16)
     cpu_limit = models.CharField(max_length=16)
     memory_request = models.CharField(max_length=16)
@@ -124,6 +132,10 @@ class Resource(models.Model):
     @property
     def is_transitional(self) -> bool:
         return self.status in TRANSITIONAL
+
+    @property
+    def is_degraded(self) -> bool:
+        return self.status == ResourceStatus.RUNNING and bool(self.degraded_reason)
 
 
 def _resource_constraints(prefix: str) -> list[models.BaseConstraint]:
@@ -227,3 +239,29 @@ class ResourceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource_kind} {self.from_status}->{self.to_status}"
+
+
+class OrphanObject(models.Model):
+    """An object in a user's namespace labelled as Tenter's and that user's, whose row is gone: reported
+    by the orphan sweep (reconcile/drift.py) when first seen, deleted once it has been reported for
+    settings.ORPHAN_DELETE_AFTER_MINUTES (0 = report only). Kept after deletion as the record of it."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    namespace = models.CharField(max_length=63)
+    kind = models.CharField(max_length=32)
+    name = models.CharField(max_length=253)
+    uid = models.CharField(max_length=64)
+    resource_id = models.CharField(max_length=64, blank=True, default="")  # the row it was labelled for
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-first_seen_at"]
+        constraints = [models.UniqueConstraint(fields=["owner", "uid"], name="orphan_unique_owner_uid")]
+        indexes = [
+            models.Index(fields=["last_seen_at"], name="orphan_pending", condition=models.Q(deleted_at=None))
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"

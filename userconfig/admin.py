@@ -137,9 +137,18 @@ class UserAdmin(BaseUserAdmin):
         "is_active",
         "kubeconfig_namespace",
         "kubeconfig",
+        "idle_stop",
         "last_login",
     ]
     actions = ["recheck_kubeconfig", "revoke_api_tokens"]
+    # The user's own default idle timeout: operators can see and override it here.
+    fieldsets = (*BaseUserAdmin.fieldsets, ("Policies", {"fields": ("idle_stop_minutes",)}))  # type: ignore[misc]
+
+    @admin.display(description="idle stop", ordering="idle_stop_minutes")
+    def idle_stop(self, obj: Any) -> str:
+        if obj.idle_stop_minutes is None:
+            return "default"
+        return "never" if obj.idle_stop_minutes == 0 else f"{obj.idle_stop_minutes} min"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return (

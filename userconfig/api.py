@@ -1,5 +1,6 @@
 """The signed-in user's own settings: kubeconfig state, AI agent settings and personal API tokens."""
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -12,7 +13,7 @@ from projects import services as project_services
 from reconcile.kube.kubeconfig import MAX_KUBECONFIG_BYTES
 from userconfig import selectors, services
 from userconfig.auth import current_user
-from userconfig.models import ApiToken, UserConfig
+from userconfig.models import ApiToken, User, UserConfig
 
 KubeconfigState = inline_serializer(
     "KubeconfigState",
@@ -146,3 +147,53 @@ class ApiTokenDetailApi(APIView):
     def delete(self, request: Request, token_id: str) -> Response:
         services.api_token_revoke(user=current_user(request), token_id=token_id, actor=actor_for(request))
         return Response(status=204)
+
+
+IdleStopDefault = inline_serializer(
+    "IdleStopDefault",
+    {
+        "minutes": serializers.IntegerField(
+            allow_null=True, help_text="Your own default; 0 = never; null = the server's default."
+        ),
+        "server_default_minutes": serializers.FloatField(help_text="IDLE_STOP_MINUTES; 0 = never."),
+        "effective_minutes": serializers.FloatField(
+            help_text="What applies to your projects that have no timeout of their own; 0 = never."
+        ),
+    },
+)
+
+
+def idle_stop_state(user: User) -> dict[str, object]:
+    server = max(0.0, float(settings.IDLE_STOP_MINUTES))
+    own = user.idle_stop_minutes
+    return {
+        "minutes": own,
+        "server_default_minutes": server,
+        "effective_minutes": float(own) if own is not None else server,
+    }
+
+
+class IdleStopDefaultApi(APIView):
+    """The caller's default idle timeout for their projects (a project's own timeout wins)."""
+
+    class IdleStopInputSerializer(StrictSerializer):
+        minutes = serializers.IntegerField(
+            allow_null=True,
+            min_value=0,
+            max_value=services.IDLE_STOP_MAX_MINUTES,
+            help_text="Minutes without activity before a sandbox stops; 0 = never; null = the server's "
+            "default.",
+        )
+
+    @extend_schema(responses=IdleStopDefault)
+    def get(self, request: Request) -> Response:
+        return Response(idle_stop_state(current_user(request)))
+
+    @extend_schema(request=IdleStopInputSerializer, responses=IdleStopDefault)
+    def put(self, request: Request) -> Response:
+        data = self.IdleStopInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.idle_stop_default_set(
+            user=current_user(request), minutes=data.validated_data["minutes"], actor=actor_for(request)
+        )
+        return Response(idle_stop_state(user))

@@ -12,6 +12,15 @@ from core.crypto import EncryptedTextField
 class User(AbstractUser):
     """Password login today; other identities can hang off this model later."""
 
+    # The user's own idle timeout for their projects (a project's own one wins): None = the default
+    # (settings.IDLE_STOP_MINUTES), 0 = never.
+    idle_stop_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Idle timeout of this user's projects, in minutes: empty = the default, 0 = never. "
+        "A project's own timeout wins.",
+    )
+
 
 class ConfigKey(models.TextChoices):
     KUBECONFIG = "KUBECONFIG"

@@ -122,6 +122,32 @@ def agent_settings_update(*, user: User, actor: Actor, **values: str | None) -> 
         )
 
 
+# --- idle stop: the user's own default ---------------------------------------------------------------
+
+IDLE_STOP_MAX_MINUTES = 7 * 24 * 60
+
+
+def validate_idle_minutes(minutes: Any) -> int | None:
+    """An idle timeout as stored: None = the next level's default, 0 = never, else whole minutes."""
+    if minutes is None or (type(minutes) is int and 0 <= minutes <= IDLE_STOP_MAX_MINUTES):
+        return minutes  # type: ignore[no-any-return]
+    raise ValidationFailed(
+        f"Idle stop must be a number of minutes from 0 (never) to {IDLE_STOP_MAX_MINUTES}, or null.",
+        code="invalid_idle_stop",
+    )
+
+
+def idle_stop_default_set(*, user: User, minutes: Any, actor: Actor) -> User:
+    """The user's own idle timeout for their projects: None = settings.IDLE_STOP_MINUTES, 0 = never.
+    A project's own timeout still wins over it."""
+    minutes = validate_idle_minutes(minutes)
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(idle_stop_minutes=minutes)
+        user.idle_stop_minutes = minutes
+        audit.record(actor, "user.idle_stop", user, minutes=minutes)
+    return user
+
+
 def kubeconfig_recheck(*, user: User, actor: Actor) -> UserConfig:
     """Forget the last cluster check result (back to PENDING) and queue the check again (operator action)."""
     with transaction.atomic():

@@ -11,6 +11,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -106,9 +107,22 @@ def _render(
         "kubeconfig_form": kubeconfig_form or KubeconfigForm(),
         "agent": selectors.agent_settings(user=current_user(request)),
         "agent_form": agent_form or _agent_form(request),
+        "idle": _idle_context(request),
         "nav": "settings",
     }
     return render(request, "settings/settings.html", context, status=status)
+
+
+IDLE_CHOICES = (15, 30, 60, 120, 240, 480, 1440)
+
+
+def _idle_context(request: HttpRequest) -> dict[str, Any]:
+    own = current_user(request).idle_stop_minutes
+    return {
+        "own": own,
+        "server": round(settings.IDLE_STOP_MINUTES),
+        "choices": sorted({*IDLE_CHOICES, *([own] if own else [])}),
+    }
 
 
 @login_required
@@ -207,3 +221,19 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
         raise Http404(exc.message) from None
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("dashboard:settings")
+
+
+@login_required
+@require_POST
+def idle_stop_save(request: HttpRequest) -> HttpResponse:
+    raw = request.POST.get("minutes", "default")
+    try:
+        minutes = None if raw == "default" else int(raw)
+        services.idle_stop_default_set(user=current_user(request), minutes=minutes, actor=actor_for(request))
+    except (ValueError, ServiceError) as exc:
+        messages.error(request, getattr(exc, "message", "Choose a number of minutes."))
+    else:
+        messages.success(
+            request, "Idle stop saved. It applies to your projects that have no setting of their own."
+        )
+    return redirect(reverse("dashboard:settings") + "#idle-stop")

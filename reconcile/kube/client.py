@@ -158,6 +158,7 @@ class Kube:
         self.custom = k8s_client.CustomObjectsApi(self.api_client)
         self.authorization = k8s_client.AuthorizationV1Api(self.api_client)
         self.version_api = k8s_client.VersionApi(self.api_client)
+        self.storage = k8s_client.StorageV1Api(self.api_client)
         self._endpoint: execstream.Endpoint | None = None  # built at the first exec
         self.closed = False
 
@@ -387,6 +388,27 @@ class Kube:
             ) from None
 
     # -- specific reads ---------------------------------------------------------------------------
+
+    # -- cluster-scoped reads (for `manage.py doctor`) -------------------------------------------------
+
+    def ingress_class(self, name: str) -> Manifest | None:
+        """The IngressClass `name`, or None when the cluster has none by that name."""
+        try:
+            return self._call(self.networking.read_ingress_class, name)
+        except KubeNotFound:
+            return None
+
+    def storage_classes(self) -> builtins.list[Manifest]:
+        result = self._call(self.storage.list_storage_class)
+        return list((result or {}).get("items") or [])
+
+    def serves(self, kind: str, api_version: str) -> bool:
+        """Does the cluster serve this custom kind at this version (e.g. KubeBlocks' Cluster)?"""
+        try:
+            self.list(kind, api_version=api_version)
+        except KubeNotFound:
+            return False
+        return True
 
     def version(self) -> str:
         """The API server's gitVersion (e.g. "v1.33.1"): the cheapest reachability check."""

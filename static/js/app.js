@@ -327,6 +327,11 @@
     applySandbox(page.getAttribute("data-sandbox-status"));
     var projectPoller = new Poller(pollProject, 1500);
     if (page.getAttribute("data-transitional") === "1") projectPoller.start();
+    // "Start and open" posts into a new tab: follow the start here too (see static/js/opening.js).
+    document.addEventListener("submit", function (event) {
+      if (!event.target.querySelector("[data-open]")) return;
+      [1000, 3000, 6000].forEach(function (ms) { setTimeout(function () { projectPoller.start(); }, ms); });
+    });
   }
 
   /* Delete confirmation: the button unlocks when the exact name is typed. */

@@ -7,6 +7,7 @@ ADMIN_MODELS = [
     ("sandboxes", "sandbox"),
     ("sandboxes", "database"),
     ("sandboxes", "resourceevent"),
+    ("sandboxes", "orphanobject"),
     ("projects", "project"),
     ("projects", "projecttask"),
     ("core", "auditentry"),

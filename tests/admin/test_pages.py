@@ -128,3 +128,32 @@ def test_audit_trail_filters(world, su_client):
         assert response.status_code == 200, query
     response = su_client.get(f"{url}?actor_kind=reconciler&action_group=status.")
     assert response.context["cl"].result_count == 1  # the sandbox's STARTING -> ERROR
+
+
+def test_operators_see_and_override_a_users_idle_stop(su_client, superuser):
+    from userconfig.models import User
+
+    user = make_user(username="sleeper")
+    User.objects.filter(pk=user.pk).update(idle_stop_minutes=0)
+    listing = su_client.get(reverse("admin:userconfig_user_changelist")).content.decode()
+    assert "idle stop" in listing.lower() and ">never<" in listing
+    url = reverse("admin:userconfig_user_change", args=[user.pk])
+    form = su_client.get(url).content.decode()
+    assert 'name="idle_stop_minutes"' in form and 'value="0"' in form
+    data = {
+        "username": "sleeper",
+        "password": User.objects.get(pk=user.pk).password,
+        "is_active": "on",
+        "idle_stop_minutes": "45",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        "initial-date_joined_0": "2026-01-01",
+        "initial-date_joined_1": "00:00:00",
+        "configs-TOTAL_FORMS": "0",
+        "configs-INITIAL_FORMS": "0",
+        "configs-MIN_NUM_FORMS": "0",
+        "configs-MAX_NUM_FORMS": "0",
+    }
+    response = su_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert User.objects.get(pk=user.pk).idle_stop_minutes == 45

@@ -55,6 +55,50 @@ def test_statefulset_becomes_ready_with_pod_and_pvc(k, kube_namespace):
     )
 
 
+def test_a_bound_claim_grows_but_never_shrinks(k, kube_namespace):
+    """PVC updates as the API server takes them: the storage request of a bound claim may grow (the
+    simulated volume is expanded at once), a smaller one is refused with 422, and nothing else in the
+    spec may change. Every storage class is taken to allow expansion (simplified)."""
+    k.apps.create_namespaced_stateful_set(kube_namespace, sts_body("grow"))
+    wait_for(lambda: sts_ready(k, kube_namespace, "grow"))
+    claim = "home-grow-0"
+    wait_for(
+        lambda: k.core.read_namespaced_persistent_volume_claim(claim, kube_namespace).status.phase == "Bound"
+    )
+    grow = {"spec": {"resources": {"requests": {"storage": "20Gi"}}}}
+    k.core.patch_namespaced_persistent_volume_claim(claim, kube_namespace, grow)
+    pvc = wait_for(
+        lambda: (
+            (p := k.core.read_namespaced_persistent_volume_claim(claim, kube_namespace)).status.capacity[
+                "storage"
+            ]
+            == "20Gi"
+            and p
+        )
+    )
+    assert pvc.spec.resources.requests["storage"] == "20Gi"
+    with pytest.raises(ApiException) as shrink:
+        k.core.patch_namespaced_persistent_volume_claim(
+            claim, kube_namespace, {"spec": {"resources": {"requests": {"storage": "15Gi"}}}}
+        )
+    assert shrink.value.status == 422
+    assert (
+        "spec.resources.requests.storage: Forbidden: field can not be less than previous value"
+        in shrink.value.body
+    )
+    with pytest.raises(ApiException) as other:
+        k.core.patch_namespaced_persistent_volume_claim(
+            claim, kube_namespace, {"spec": {"accessModes": ["ReadWriteMany"]}}
+        )
+    assert other.value.status == 422 and "spec is immutable after creation" in other.value.body
+    assert (
+        k.core.read_namespaced_persistent_volume_claim(claim, kube_namespace).spec.resources.requests[
+            "storage"
+        ]
+        == "20Gi"
+    )
+
+
 def test_statefulset_scale_to_zero_keeps_pvc(k, kube_namespace):
     k.apps.create_namespaced_stateful_set(kube_namespace, sts_body("sc"))
     wait_for(lambda: sts_ready(k, kube_namespace, "sc"))

@@ -127,6 +127,57 @@ def test_stopped_and_variant_sandboxes_validate(version: str) -> None:
         kubernetes_validate.validate(obj, version, strict=True)
 
 
+CLUSTER_SETTINGS = {
+    "ingress_snippets": False,
+    "tls_secret_name": "sandbox-tls",
+    "ingress_class": "public-nginx",
+    "ingress_annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+    "storage_class": "fast-ssd",
+    "image_pull_secrets": ("registry-creds", "mirror-creds"),
+}
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_cluster_settings_reach_the_objects_and_validate(version: str) -> None:
+    objects = manifests.sandbox_objects(sandbox_spec(**CLUSTER_SETTINGS))
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+    sts = next(o for o in objects if o["kind"] == "StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "registry-creds"}, {"name": "mirror-creds"}]
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "fast-ssd"
+    for ing in (o for o in objects if o["kind"] == "Ingress"):
+        assert ing["spec"]["ingressClassName"] == "public-nginx"
+        assert ing["spec"]["tls"][0]["secretName"] == "sandbox-tls"
+        annotations = ing["metadata"]["annotations"]
+        assert annotations["cert-manager.io/cluster-issuer"] == "letsencrypt"
+        assert not any("snippet" in key for key in annotations)
+
+
+def test_readiness_means_the_terminal_and_file_manager_answer_http() -> None:
+    containers = manifests.statefulset(sandbox_spec())["spec"]["template"]["spec"]["containers"]
+    main, filebrowser = containers
+    assert filebrowser["readinessProbe"]["httpGet"] == {
+        "path": "/health",
+        "port": "port-8080",
+        "scheme": "HTTP",
+    }
+    command = main["readinessProbe"]["exec"]["command"]
+    assert command[:2] == ["sh", "-c"]
+    # an HTTP request to ttyd with the sandbox's own credential, read from the container's env (the
+    # token itself is never written into the spec)
+    assert "curl -fsS" in command[2] and "http://127.0.0.1:7681/" in command[2]
+    assert '"user:$TTYD_ACCESS_TOKEN"' in command[2]
+    assert all("tcpSocket" not in c["readinessProbe"] for c in containers)
+
+
+def test_the_claim_template_carries_the_owner_label() -> None:
+    spec = sandbox_spec()
+    claim = manifests.statefulset(spec)["spec"]["volumeClaimTemplates"][0]
+    assert claim["metadata"]["labels"][manifests.OWNER_LABEL] == spec.owner_id
+    assert claim["metadata"]["labels"][manifests.RESOURCE_LABEL] == spec.resource_id
+
+
 def test_strict_validation_really_rejects_unknown_fields() -> None:
     sts = manifests.statefulset(sandbox_spec())
     sts["spec"]["template"]["spec"]["containers"][0]["envFromm"] = []
@@ -464,7 +515,9 @@ def test_statefulset_shape() -> None:
         "requests": {"cpu": "20m", "memory": "25Mi"},
         "limits": {"cpu": "2000m", "memory": "4096Mi"},
     }
-    assert main["readinessProbe"]["tcpSocket"]["port"] == "port-7681"
+    assert (
+        "exec" in main["readinessProbe"]
+    )  # see test_readiness_means_the_terminal_and_file_manager_answer_http
     assert filebrowser["image"] == spec.filebrowser_image
     assert filebrowser["ports"][0]["containerPort"] == 8080
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in filebrowser["env"]}

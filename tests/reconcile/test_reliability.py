@@ -145,7 +145,7 @@ def test_two_workers_racing_over_200_sandboxes_create_each_object_once(
 
 
 def test_drift_recreates_a_missing_statefulset(cluster_api, beat, kubesim, kube_namespace):
-    from reconcile import drift
+    from reconcile import verify
 
     project_id = create(cluster_api, "Drifty")
     wait_for(lambda: status_of(project_id) == "RUNNING", what="RUNNING")
@@ -155,7 +155,7 @@ def test_drift_recreates_a_missing_statefulset(cluster_api, beat, kubesim, kube_
     from userconfig.models import UserConfig
 
     UserConfig.objects.filter(user_id=sandbox.project.owner_id).update(check_status="OK")
-    assert drift.check_drift() == 1
+    assert verify.verify_round().drifted == [str(sandbox.pk)]
     wait_for(lambda: status_of(project_id) == "RUNNING", what="RUNNING again")
     apps.read_namespaced_stateful_set(sandbox.k8s_name, kube_namespace)
     assert ResourceEvent.objects.filter(resource_id=sandbox.pk, reason="drift").exists()

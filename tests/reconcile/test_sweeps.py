@@ -11,6 +11,7 @@ from django.conf import settings as django_settings
 from kubernetes import client
 
 from tests.factories import KubeconfigFactory, ProjectFactory, SandboxFactory, UserFactory
+from tests.kubesim.helpers import cluster_v1
 
 MANAGED = "app.kubernetes.io/managed-by"
 RESOURCE = "tenter.dev/resource"
@@ -39,9 +40,17 @@ def test_every_sweep_is_scheduled_and_every_scheduled_task_exists():
     assert all(entry["options"]["expires"] > 0 for entry in schedule.values())
 
 
-def _secret(core, namespace: str, name: str, resource_id: str | None) -> None:
-    labels = {MANAGED: "tenter", RESOURCE: resource_id} if resource_id else {}
-    core.create_namespaced_secret(namespace, {"metadata": {"name": name, "labels": labels}})
+OWNER = "tenter.dev/owner"
+
+
+def _labels(resource_id: str | None, owner) -> dict[str, str]:
+    return {MANAGED: "tenter", RESOURCE: resource_id, OWNER: str(owner.pk)} if resource_id else {}
+
+
+def _secret(core, namespace: str, name: str, resource_id: str | None, owner) -> None:
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": name, "labels": _labels(resource_id, owner)}}
+    )
 
 
 def _exists(core, namespace: str, name: str) -> bool:
@@ -69,14 +78,29 @@ def test_the_orphan_sweep_task(cluster_user, kubesim, kube_namespace, settings, 
     neighbour = SandboxFactory(
         project=ProjectFactory(owner=UserFactory()), k8s_namespace=ns, status="RUNNING"
     )
-    _secret(core, ns, "own-env", str(own.pk))
-    _secret(core, ns, "neighbour-env", str(neighbour.pk))
-    _secret(core, ns, "gone-env", str(uuid.uuid4()))  # its row is gone: an orphan
-    _secret(core, ns, "not-ours", None)
+    _secret(core, ns, "own-env", str(own.pk), cluster_user)
+    _secret(core, ns, "neighbour-env", str(neighbour.pk), neighbour.project.owner)
+    _secret(core, ns, "gone-env", str(uuid.uuid4()), cluster_user)  # its row is gone: an orphan
+    # the neighbour's orphan: never this user's sweep's to report or delete
+    _secret(core, ns, "neighbour-gone-env", str(uuid.uuid4()), neighbour.project.owner)
+    _secret(core, ns, "not-ours", None, cluster_user)
+    # a PVC and a database cluster whose rows are gone: orphans too
+    gone_pvc = f"vn-homevn-fulling-gone-{secrets.token_hex(2)}-0"
+    core.create_namespaced_persistent_volume_claim(
+        ns,
+        {
+            "metadata": {"name": gone_pvc, "labels": _labels(str(uuid.uuid4()), cluster_user)},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    )
+    custom = client.CustomObjectsApi(kubesim.api_client(ns))
+    cluster = cluster_v1("gone-db")
+    cluster["metadata"]["labels"] = _labels(str(uuid.uuid4()), cluster_user)
+    custom.create_namespaced_custom_object("apps.kubeblocks.io", "v1", ns, "clusters", cluster)
     # a user whose kubeconfig check failed is not swept...
     failed_ns = kubesim.create_namespace(f"failed-{secrets.token_hex(3)}")
     failed_core = client.CoreV1Api(kubesim.api_client(failed_ns))
-    _secret(failed_core, failed_ns, "failed-env", str(uuid.uuid4()))
+    _secret(failed_core, failed_ns, "failed-env", str(uuid.uuid4()), cluster_user)
     KubeconfigFactory(value=kubesim.kubeconfig(failed_ns), namespace=failed_ns, check_status="FAILED")
     # ...and one whose cluster does not answer does not stop the others
     elsewhere = yaml.safe_load(kubesim.kubeconfig("elsewhere"))
@@ -86,19 +110,45 @@ def test_the_orphan_sweep_task(cluster_user, kubesim, kube_namespace, settings, 
         settings.ORPHAN_DELETE_AFTER_MINUTES = 0  # report only
         with caplog.at_level(logging.WARNING, logger="reconcile"):
             sweep_orphans_task()
-        assert _orphan_lines(caplog) == [f"orphan Secret {ns}/gone-env"]
+        assert sorted(_orphan_lines(caplog)) == [
+            f"orphan Cluster {ns}/gone-db",
+            f"orphan PersistentVolumeClaim {ns}/{gone_pvc}",
+            f"orphan Secret {ns}/gone-env",
+        ]
         failed = f"orphan sweep failed for user {unreachable.user_id}"
         assert any(r.getMessage().startswith(failed) for r in caplog.records)
-        assert all(_exists(core, ns, name) for name in ("own-env", "neighbour-env", "gone-env", "not-ours"))
+        everything = ("own-env", "neighbour-env", "gone-env", "neighbour-gone-env", "not-ours")
+        assert all(_exists(core, ns, name) for name in everything)
+        # reported: the admin's list and the metric
+        from sandboxes.models import OrphanObject
 
-        settings.ORPHAN_DELETE_AFTER_MINUTES = 0.001  # 60 ms
-        time.sleep(1.1)  # creationTimestamp has a one-second resolution
+        reported = OrphanObject.objects.filter(deleted_at=None)
+        assert sorted(reported.values_list("kind", "name")) == [
+            ("Cluster", "gone-db"),
+            ("PersistentVolumeClaim", gone_pvc),
+            ("Secret", "gone-env"),
+        ]
+        assert set(reported.values_list("owner_id", flat=True)) == {cluster_user.pk}
+        from config.metrics import render
+
+        assert 'tenter_orphan_objects{state="reported"} 3' in render()
+
+        settings.ORPHAN_DELETE_AFTER_MINUTES = 0.001  # 60 ms after it was first reported
+        time.sleep(0.2)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="reconcile"):
             sweep_orphans_task()
-        assert _orphan_lines(caplog) == [f"orphan Secret {ns}/gone-env deleted"]
+        assert sorted(_orphan_lines(caplog)) == [
+            f"orphan Cluster {ns}/gone-db deleted",
+            f"orphan PersistentVolumeClaim {ns}/{gone_pvc} deleted",
+            f"orphan Secret {ns}/gone-env deleted",
+        ]
         assert not _exists(core, ns, "gone-env")
-        assert all(_exists(core, ns, name) for name in ("own-env", "neighbour-env", "not-ours"))
+        assert all(
+            _exists(core, ns, name) for name in ("own-env", "neighbour-env", "neighbour-gone-env", "not-ours")
+        )
+        assert not OrphanObject.objects.filter(deleted_at=None).exists()
+        assert 'tenter_orphan_objects{state="reported"} 0' in render()
         assert _exists(failed_core, failed_ns, "failed-env")
     finally:
         kubesim.delete_namespace(failed_ns)

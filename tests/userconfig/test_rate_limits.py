@@ -105,3 +105,45 @@ def test_a_successful_sign_in_clears_the_account_failures(limits, client):
     for _ in range(2):
         assert sign_in(client, user.username, "wrong", address()).status_code == 200
     assert sign_in(client, user.username, "correct-horse-battery", address()).status_code == 302
+
+
+# --- dashboard lifecycle actions: the same per-user bucket as the API ------------------------------
+
+
+@pytest.fixture
+def dashboard(client, user):
+    user.save()  # the factory sets the password without saving it; the session hash must match
+    client.force_login(user)
+    return client
+
+
+def test_dashboard_lifecycle_actions_share_the_api_budget_and_lose_nothing(rates, dashboard, api, kubeconfig):
+    from django.urls import reverse
+
+    from projects.models import Environment, Project
+
+    assert api.post("/api/v1/projects", {"name": "First"}, format="json").status_code == 202
+    project = Project.objects.get(name="First")
+    assert dashboard.post(reverse("dashboard:create"), {"name": "Second"}).status_code == 302
+    # The bucket (2 a minute) is spent: a create through the form comes back filled in, with a 429.
+    refused = dashboard.post(reverse("dashboard:create"), {"name": "Third", "description": "kept"})
+    assert refused.status_code == 429 and 0 < int(refused["Retry-After"]) <= 61
+    page = refused.content.decode()
+    assert "Too many changes in a short time" in page and "Nothing was changed." in page
+    assert 'value="Third"' in page and "kept" in page
+    assert not Project.objects.filter(name="Third").exists()
+    # An env save keeps what was typed.
+    refused = dashboard.post(
+        reverse("dashboard:env-save", args=[project.pk]), {"key": "MY_KEY", "value": "typed-value"}
+    )
+    assert refused.status_code == 429
+    assert 'value="MY_KEY"' in refused.content.decode()
+    assert not Environment.objects.filter(project=project, key="MY_KEY").exists()
+    # A button (stop) says so plainly and changes nothing; fetch/JSON callers get the usual 429 body.
+    refused = dashboard.post(reverse("dashboard:stop", args=[project.pk]), follow=True)
+    assert "Too many changes in a short time" in refused.content.decode()
+    assert_throttled(
+        dashboard.post(reverse("dashboard:stop", args=[project.pk]), HTTP_ACCEPT="application/json")
+    )
+    assert_throttled(api.post(f"/api/v1/projects/{project.pk}/stop"))
+    assert Project.objects.get(pk=project.pk).status == "CREATING"

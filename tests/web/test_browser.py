@@ -260,3 +260,78 @@ def test_create_an_api_token_in_settings_and_use_it(page, live_server):
         AuditEntry.objects.filter(action__in=["api_token.create", "api_token.revoke"], actor=user).count()
         == 2
     )
+
+
+def test_opening_the_terminal_of_a_stopped_project_starts_it_and_opens_it_when_ready(
+    page, live_server, kubesim, kube_namespace, beat
+):
+    """Start on open: "Start and open" on a stopped project starts it, a new tab shows the progress,
+    and the tab goes to the terminal only once the sandbox is RUNNING (the terminal's own address is
+    answered by a stub in the browser: nothing leaves the machine)."""
+    from sandboxes.models import Sandbox
+
+    user = make_user(kubesim.kubeconfig(kube_namespace))
+    sign_in(page, live_server, user)
+    project = open_running_project(page, live_server, user, "Opens Itself")
+    badge = page.locator("[data-live=header] [data-role=badge]")
+    page.locator('[data-action="stop"]').click()
+    expect(badge).to_have_text("Stopped", timeout=RUNNING_TIMEOUT)
+
+    seen = []  # the sandbox's status each time the browser went to the terminal's own address
+
+    def terminal_stub(route):
+        seen.append(Sandbox.objects.get(project_id=project.pk).status)
+        route.fulfill(status=200, content_type="text/html", body="<h1>ttyd stub</h1>")
+
+    page.context.route(lambda url: not url.startswith(live_server.url), terminal_stub)
+    kubesim.faults(latency_ms=1500, verbs=["get"], resources=["statefulsets"])  # a slower start, to watch
+    try:
+        with page.context.expect_page() as opened:
+            page.locator('.panel-terminal [data-open="terminal"]').click()
+        tab = opened.value
+        tab.set_default_timeout(RUNNING_TIMEOUT)
+        expect(tab.get_by_role("heading", name="Terminal of Opens Itself")).to_be_visible()
+        expect(tab.get_by_role("heading", name="Starting your sandbox")).to_be_visible()
+        SCREENSHOTS.mkdir(exist_ok=True)
+        tab.screenshot(path=str(SCREENSHOTS / "start_on_open_progress.png"), full_page=True)
+        expect(tab.get_by_role("heading", name="ttyd stub")).to_be_visible(timeout=RUNNING_TIMEOUT)
+        tab.screenshot(path=str(SCREENSHOTS / "start_on_open_ready.png"), full_page=True)
+    finally:
+        kubesim.clear_faults()
+    assert seen and set(seen) == {"RUNNING"}
+    expect(badge).to_have_text("Running", timeout=RUNNING_TIMEOUT)  # the project page followed along
+    assert re.search(r"-ttyd\.", tab.url) and "authorization=" in tab.url
+    assert AuditEntry.objects.filter(action="project.start", target_id=str(project.pk)).exists()
+
+
+def test_a_degraded_sandbox_says_so_and_the_diagnostics_panel_explains_it(
+    page, live_server, kubesim, kube_namespace, beat
+):
+    from kubernetes import client
+
+    from reconcile import diagnostics, verify
+    from sandboxes.models import Sandbox
+    from userconfig.models import UserConfig
+
+    user = make_user(kubesim.kubeconfig(kube_namespace))
+    sign_in(page, live_server, user)
+    project = open_running_project(page, live_server, user, "Crashy")
+    UserConfig.objects.filter(user=user).update(check_status="OK")
+    sandbox = Sandbox.objects.get(project=project)
+    core = client.CoreV1Api(kubesim.api_client(kube_namespace))
+    pod = f"{sandbox.k8s_name}-0"
+    core.patch_namespaced_pod(
+        pod, kube_namespace, {"metadata": {"annotations": {"kubesim.dev/fail": "OOMKilled"}}}
+    )
+    wait_for(lambda: not core.read_namespaced_pod(pod, kube_namespace).status.container_statuses[0].ready)
+    assert verify.verify_round().degraded == 1
+    diagnostics.collect(project.pk)  # what the worker does when the page asks
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    health = page.locator("[data-role=health]")
+    expect(health).to_contain_text("Degraded: running but not serving — OOMKilled: container")
+    expect(page.locator("#access-title + [data-role=badge]")).to_have_text("Running · degraded")
+    panel = page.locator("[data-role=diagnostics]")
+    expect(panel).to_contain_text(f"Pod {pod}")
+    expect(panel).to_contain_text("last terminated OOMKilled (exit 137)")
+    expect(panel).to_contain_text("Recent warnings")
+    panel.scroll_into_view_if_needed()

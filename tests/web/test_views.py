@@ -101,6 +101,8 @@ def project_urls(project: Project, database: Database | None = None) -> list[tup
         ("post", reverse("dashboard:terminal", args=[pk])),
         ("post", reverse("dashboard:filebrowser", args=[pk])),
         ("post", reverse("dashboard:database-add", args=[pk])),
+        ("get", reverse("dashboard:open", args=[pk, "terminal"])),
+        ("post", reverse("dashboard:open", args=[pk, "files"])),
     ]
     if database is not None:
         urls += [
@@ -361,7 +363,7 @@ def test_delete_needs_the_exact_name(client, project):
 def test_live_endpoint_renders_regions_and_reports_deletion(client, project):
     body = client.get(reverse("dashboard:live", args=[project.pk])).json()
     assert body["status"] == "CREATING" and body["transitional"] is True
-    assert set(body["html"]) == {"header", "waiting", "resources", "timeline", "envhint", "terminal_link"}
+    assert set(body["html"]) == {"header", "waiting", "resources", "timeline", "envhint"}
     assert "Sandbox requested." in body["html"]["timeline"]
     Project.objects.filter(pk=project.pk).delete()
     gone = client.get(reverse("dashboard:live", args=[project.pk]))
