@@ -29,6 +29,7 @@ BENCHMARKS = [
     "bench_kubesim",
     "bench_exec",
     "bench_reconcile",
+    "bench_scaleout",
     "bench_tasks",
     "bench_verify",
     "bench_api",

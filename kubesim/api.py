@@ -218,6 +218,8 @@ class Api(EndpointsMixin):
             raise forbidden(info.user, route.verb, group, route.resource, authz_ns, route.name)
         resp = self._dispatch(route, req)
         self.stats.code(resp.code)
+        if route.verb == "create" and obj_name and resp.code < 300:
+            self.stats.created(route.resource, route.ns, obj_name)
         return resp
 
     def _pod_subresource(self, info: Any, req: Request, ns: str, name: str, sub: str) -> Response:

@@ -129,6 +129,8 @@ class Stats:
             self.by_resource: Counter[str] = Counter()
             self.by_verb_resource: Counter[str] = Counter()
             self.by_object: Counter[str] = Counter()
+            # creates that succeeded (2xx), by object: a create answered 409 AlreadyExists is not here
+            self.created_by_object: Counter[str] = Counter()
             self.by_code: Counter[str] = Counter()
             self.latencies: deque[float] = deque(maxlen=20000)
             self.connections = 0
@@ -151,6 +153,10 @@ class Stats:
                     obj = f"{ns}/{name}" if ns else name
                     self.by_object[f"{verb} {resource} {obj}"] += 1
 
+    def created(self, resource: str, ns: str, name: str) -> None:
+        with self.lock:
+            self.created_by_object[f"create {resource} {f'{ns}/{name}' if ns else name}"] += 1
+
     def code(self, code: int) -> None:
         with self.lock:
             self.by_code[str(code)] += 1
@@ -169,6 +175,7 @@ class Stats:
                 "by_resource": dict(self.by_resource),
                 "by_verb_resource": dict(self.by_verb_resource),
                 "by_object": dict(self.by_object),
+                "created_by_object": dict(self.created_by_object),
                 "by_code": dict(self.by_code),
                 "connections": self.connections,
             }

@@ -107,6 +107,18 @@ def test_stats(kubesim, k, kube_namespace):
     assert kubesim.stats()["total"] == 0
 
 
+def test_stats_tell_a_create_that_succeeded_from_one_refused_as_already_existing(kubesim, k, kube_namespace):
+    """A step re-run after its worker was killed sends its creates again: they are requests, not objects."""
+    kubesim.reset_stats()
+    k.core.create_namespaced_config_map(kube_namespace, cm("b"))
+    with pytest.raises(ApiException) as exc:
+        k.core.create_namespaced_config_map(kube_namespace, cm("b"))
+    assert exc.value.status == 409
+    st = kubesim.stats()
+    assert st["by_object"][f"create configmaps {kube_namespace}/b"] == 2
+    assert st["created_by_object"] == {f"create configmaps {kube_namespace}/b": 1}
+
+
 def test_token_permissions_and_ssar(kubesim, kube_namespace):
     from kubernetes.client import (
         V1ResourceAttributes,
