@@ -210,7 +210,7 @@ class FakeGitHub:
         owner_type: str = "User",
     ) -> dict[str, Any]:
         for part in (owner, name, default_branch, *(branches or [])):
-            if not NAME_RE.fullmatch(part) or ".." in part:
+            if not NAME_RE.fullmatch(part) or os.pardir in part:  # no "a..b": git refs refuse it too
                 raise HttpError(422, f"invalid name {part!r}")
         full = f"{owner}/{name}"
         with self.lock:

@@ -62,7 +62,7 @@ def _ts() -> str:
 
 def _inside(root: Path, path: str) -> Path:
     """`path` (absolute in the container) as a host path under `root`; never outside it."""
-    parts = [p for p in Path("/" + path).parts[1:] if p not in ("..", ".")]
+    parts = [p for p in Path("/" + path).parts[1:] if p not in (os.pardir, os.curdir)]
     return root.joinpath(*parts) if parts else root
 
 
