@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
@@ -103,11 +104,20 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         return reverse("dashboard:settings") + "#github"
 
 
+def allow_form_action(response: HttpResponse) -> HttpResponse:
+    """A page with a "Sign in with GitHub" / "Link GitHub" form posts to Tenter, which redirects to
+    GITHUB_WEB_URL: the browser checks CSP form-action along the redirect, so that origin is added."""
+    if enabled():
+        url = urlsplit(settings.GITHUB_WEB_URL)
+        response._csp_update = {"form-action": [f"{url.scheme}://{url.netloc}"]}  # type: ignore[attr-defined]
+    return response
+
+
 def _only_when_enabled(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not enabled():
             raise Http404("Sign in with GitHub is not configured on this server.")
-        return view(request, *args, **kwargs)
+        return allow_form_action(view(request, *args, **kwargs))
 
     return wrapped
 

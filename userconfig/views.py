@@ -36,6 +36,9 @@ class LoginView(auth_views.LoginView):
             "github_signin": github_signin.enabled(),
         }
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return github_signin.allow_form_action(super().dispatch(request, *args, **kwargs))
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         wait = services.login_retry_after(username=request.POST.get("username", ""), ip=client_ip(request))
         if wait is not None:
@@ -117,7 +120,7 @@ def _render(
         "has_password": current_user(request).has_usable_password(),
         "nav": "settings",
     }
-    return render(request, "settings/settings.html", context, status=status)
+    return github_signin.allow_form_action(render(request, "settings/settings.html", context, status=status))
 
 
 IDLE_CHOICES = (15, 30, 60, 120, 240, 480, 1440)
