@@ -25,7 +25,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PY, RESULTS, ROOT, bench_env, ensure_database, machine, table
 
-BENCHMARKS = ["bench_kubesim", "bench_exec", "bench_reconcile", "bench_tasks", "bench_verify", "bench_api", "bench_memory"]
+BENCHMARKS = [
+    "bench_kubesim",
+    "bench_exec",
+    "bench_reconcile",
+    "bench_tasks",
+    "bench_verify",
+    "bench_api",
+    "bench_memory",
+]
 # Programs a benchmark needs beyond pyproject.toml (`make bench` installs them with apt-get when it can).
 NEEDS = {"bench_api": ["wrk"], "bench_memory": ["wrk"]}
 

@@ -1,5 +1,5 @@
-from django.contrib.admin.apps import AdminConfig
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 
 
 class TenterAdminConfig(AdminConfig):

@@ -159,8 +159,8 @@ api_docs = csp_update(
     {"script-src": [SWAGGER_CDN], "style-src": [SWAGGER_CDN, NONCE], "img-src": [SWAGGER_CDN]}
 )(SpectacularSwaggerSplitView.as_view(url_name="schema"))
 
-# Sign in with GitHub: only allauth's OAuth redirect and callback (404 unless GITHUB_CLIENT_ID is set), and the
-# names allauth reverses, pointed at Tenter's pages. allauth's account views (password login, sign-up,
+# Sign in with GitHub: only allauth's OAuth redirect and callback (404 unless GITHUB_CLIENT_ID is set), and
+# the names allauth reverses, pointed at Tenter's pages. allauth's account views (password login, sign-up,
 # e-mail, password reset) are never routed: Tenter's login page and its attempt limits stay.
 github_signin_urls = [
     path("github/login/", github_signin.oauth2_login, name="github_login"),

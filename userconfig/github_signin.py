@@ -12,7 +12,7 @@ used once to read ``/user`` and is not stored (``SOCIALACCOUNT_STORE_TOKENS = Fa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
@@ -23,10 +23,11 @@ from allauth.socialaccount.providers.github.views import GitHubOAuth2Adapter
 from allauth.socialaccount.providers.oauth2.views import OAuth2CallbackView, OAuth2LoginView
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import reverse
 
 PROVIDER = "github"
+R = TypeVar("R", bound=HttpResponseBase)
 
 
 def enabled() -> bool:
@@ -78,7 +79,9 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     GitHub login as username (a suffix when it is taken: an identity is never matched to an existing
     user by name or e-mail, only by a link made from Settings)."""
 
-    def list_apps(self, request: HttpRequest | None, provider: Any = None, client_id: Any = None) -> list[Any]:
+    def list_apps(
+        self, request: HttpRequest | None, provider: Any = None, client_id: Any = None
+    ) -> list[Any]:
         if not enabled() or provider not in (None, PROVIDER):
             return []
         if client_id is not None and client_id != settings.GITHUB_CLIENT_ID:
@@ -104,7 +107,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         return reverse("dashboard:settings") + "#github"
 
 
-def allow_form_action(response: HttpResponse) -> HttpResponse:
+def allow_form_action(response: R) -> R:
     """A page with a "Sign in with GitHub" / "Link GitHub" form posts to Tenter, which redirects to
     GITHUB_WEB_URL: the browser checks CSP form-action along the redirect, so that origin is added."""
     if enabled():

@@ -1,5 +1,5 @@
-"""Sign in with GitHub (allauth's socialaccount flow) against the fake GitHub, through Django's test client:
-off unless configured, sign-up only when allowed, the OAuth state checked, no token stored, shown or logged."""
+"""Sign in with GitHub (allauth's socialaccount flow) against the fake GitHub, with Django's test client:
+off unless configured, sign-up only when allowed, the OAuth state checked, no token kept, shown or logged."""
 
 from __future__ import annotations
 
@@ -164,7 +164,10 @@ def test_no_token_in_pages_logs_or_database(client, gh, settings, caplog):
     caplog.set_level(logging.DEBUG)
     with override_settings(SOCIALACCOUNT_STORE_TOKENS=False):
         callback, query = authorize(client)
-        pages = [client.get(callback, follow=True).content.decode(), client.get("/settings/").content.decode()]
+        pages = [
+            client.get(callback, follow=True).content.decode(),
+            client.get("/settings/").content.decode(),
+        ]
     tokens = list(gh.state["user_tokens"])
     assert tokens, "the fake issued no token"
     secret = gh.app["client_secret"]
