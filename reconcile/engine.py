@@ -177,7 +177,7 @@ def claim(
         )
     for row in rows:
         row.locked_until, row.lease_token = until, token
-    observability.CLAIMS.labels(_kind(model)).inc(len(rows))
+    observability.CLAIMS.labels(_kind(queue.model)).inc(len(rows))
     return rows
 
 
