@@ -14,3 +14,14 @@ class AllauthGitHubConfig(AppConfig):
     name = "allauth.socialaccount.providers.github"
     label = "allauth_github"
     verbose_name = "GitHub sign-in (allauth)"
+
+    def ready(self) -> None:
+        # The admin (first in INSTALLED_APPS) has imported every admin module by now. allauth's OAuth apps
+        # and tokens are not used (the app comes from GITHUB_CLIENT_ID/SECRET, no token is stored), so
+        # they are not offered; linked identities (SocialAccount) and e-mail rows stay visible.
+        from allauth.socialaccount.models import SocialApp, SocialToken
+        from django.contrib import admin
+
+        for model in (SocialApp, SocialToken):
+            if admin.site.is_registered(model):
+                admin.site.unregister(model)
