@@ -34,6 +34,24 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+# Routine INFO lines of Celery, logged every few seconds by beat's sweeps and the worker running them.
+_ROUTINE = ("Scheduler: Sending due task", "received", "succeeded in")
+
+
+class RoutineTaskFilter(logging.Filter):
+    """Logs Celery's routine per-task lines (beat sending a sweep, the worker receiving it and
+    finishing it) at DEBUG instead of INFO: shown only when the root logger is at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        message = str(record.msg)
+        if not any(marker in message for marker in _ROUTINE):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
 class ContextFilter(logging.Filter):
     """Stamps each record with the request id and the resource id of the work it belongs to."""
 

@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_htmx",
     "csp",
     "core",
     "userconfig",
@@ -79,6 +81,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "config.middleware.FriendlyNotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -95,6 +99,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "config.views.dashboard_links",
             ],
         },
     },
@@ -146,7 +151,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if USE_X_FORWARDED
 SILENCED_SYSTEM_CHECKS: list[str] = []
 
 # Content-Security-Policy (django-csp): the dashboard loads only its own static files; the terminal is
-# an iframe on the sandbox's HTTPS host. The API docs page adds the Swagger UI CDN (config/urls.py).
+# an iframe on the sandbox's HTTPS host. The API docs page (Swagger UI) is served from our static files too.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -215,6 +220,10 @@ SPECTACULAR_SETTINGS = {
     "and return 202; reconciliation happens in the background.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI is served by the app itself (drf-spectacular-sidecar), so the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["core.access.SchemaAccess"],
     "ENUM_NAME_OVERRIDES": {
         "ResourceStatusEnum": "sandboxes.models.ResourceStatus",
@@ -320,6 +329,11 @@ KUBECONFIG_CHECK_INTERVAL_SECONDS = env.float("KUBECONFIG_CHECK_INTERVAL_SECONDS
 RUNTIME_IMAGE = env.str("RUNTIME_IMAGE", default="docker.io/limbo2342/fullstack-web-runtime:sha-ca2470e")
 FILEBROWSER_IMAGE = env.str("FILEBROWSER_IMAGE", default="filebrowser/filebrowser:v2-s6")
 INGRESS_DOMAIN = env.str("INGRESS_DOMAIN", default="")
+# A STARTING sandbox whose pod has a problem that will not fix itself (the image cannot be pulled or is
+# invalid, the container cannot be configured, or it crashed POD_CRASH_RESTARTS times) goes to ERROR
+# once it has been starting this long, instead of waiting for the STARTING deadline.
+POD_FAILURE_GRACE_SECONDS = env.float("POD_FAILURE_GRACE_SECONDS", default=60)
+POD_CRASH_RESTARTS = env.int("POD_CRASH_RESTARTS", default=3)
 KUBEBLOCKS_API_VERSION = env.str("KUBEBLOCKS_API_VERSION", default="apps.kubeblocks.io/v1")
 DATABASE_STORAGE_CLASS = env.str("DATABASE_STORAGE_CLASS", default="")
 
@@ -445,11 +459,22 @@ CELERY_BEAT_SCHEDULE = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "config.logging.RedactSecretsFilter"}},
+    "filters": {
+        "redact": {"()": "config.logging.RedactSecretsFilter"},
+        "routine": {"()": "config.logging.RoutineTaskFilter"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"kubernetes": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+    "loggers": {
+        "kubernetes": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        # Beat sends a task every few seconds and the worker logs each one twice: routine, so at
+        # debug level (config/logging.py), keeping `make run` readable. LOG_LEVEL=DEBUG shows them.
+        "celery.beat": {"filters": ["routine"]},
+        "celery.worker.strategy": {"filters": ["routine"]},
+        "celery.app.trace": {"filters": ["routine"]},
+    },
 }
 
 # --- Running as many replicas (deploy/, issue 18) ----------------------------------------------------

@@ -133,6 +133,7 @@ dashboard = [
     path("projects/<uuid:project_id>/idle-stop", project_views.idle_stop_save, name="idle-stop"),
     path("projects/<uuid:project_id>/resize", project_views.sandbox_resize, name="resize"),
     path("projects/<uuid:project_id>/env", project_views.env_save, name="env-save"),
+    path("projects/<uuid:project_id>/env/batch", project_views.env_batch, name="env-batch"),
     path("projects/<uuid:project_id>/env/<str:key>/delete", project_views.env_delete, name="env-delete"),
     path("projects/<uuid:project_id>/env/<str:key>/reveal", project_views.env_reveal, name="env-reveal"),
     path("projects/<uuid:project_id>/terminal", project_views.terminal_reveal, name="terminal"),
@@ -152,12 +153,10 @@ dashboard = [
     ),
 ]
 
-# Swagger UI comes from its CDN; its script is served apart from the page (no inline script) and its
-# one inline style carries the CSP nonce (templates/drf_spectacular/swagger_ui.html).
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
-api_docs = csp_update(
-    {"script-src": [SWAGGER_CDN], "style-src": [SWAGGER_CDN, NONCE], "img-src": [SWAGGER_CDN]}
-)(SpectacularSwaggerSplitView.as_view(url_name="schema"))
+# Swagger UI is served from our own static files (drf-spectacular-sidecar), so the docs render without
+# internet; its script is served apart from the page (no inline script) and its one inline style carries
+# the CSP nonce (templates/drf_spectacular/swagger_ui.html).
+api_docs = csp_update({"style-src": [NONCE]})(SpectacularSwaggerSplitView.as_view(url_name="schema"))
 
 # Sign in with GitHub: only allauth's OAuth redirect and callback (404 unless GITHUB_CLIENT_ID is set), and
 # the names allauth reverses, pointed at Tenter's pages. allauth's account views (password login, sign-up,

@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseServerError
 from django.shortcuts import render
@@ -22,10 +23,19 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return render(request, "404.html", status=404)
+    response = render(request, "404.html", status=404)
+    response.friendly = True  # type: ignore[attr-defined]  # seen by FriendlyNotFoundMiddleware
+    return response
 
 
 @requires_csrf_token
 def server_error(request: HttpRequest) -> HttpResponse:
     # No context processors: whatever broke the request may break them too.
     return HttpResponseServerError(loader.get_template("500.html").render({}))
+
+
+def dashboard_links(request: HttpRequest) -> dict[str, bool]:
+    """Context processor: whether this user may open the API docs (the same rule as SchemaAccess)."""
+    user = getattr(request, "user", None)
+    staff = bool(user is not None and user.is_authenticated and user.is_staff)
+    return {"api_docs_link": bool(settings.API_SCHEMA_PUBLIC or staff)}

@@ -6,8 +6,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -110,3 +112,31 @@ class YesNoFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.exclude(self.condition())
         return queryset
+
+
+def confirm_first(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    title: str,
+    consequences: list[str],
+) -> TemplateResponse | None:
+    """Django admin's intermediate page for a destructive action: None once the operator confirmed
+    (the action then runs), otherwise the page that lists the rows and what will happen to them."""
+    if request.POST.get("confirmed") == "yes":
+        return None
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "opts": opts,
+        "objects": list(queryset[:100]),
+        "count": queryset.count(),
+        "consequences": consequences,
+        "action": request.POST.get("action", ""),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+        "action_index": request.POST.get("index", "0"),
+    }
+    return TemplateResponse(request, "admin/confirm_action.html", context)

@@ -13,10 +13,20 @@ from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, 
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from core.admin import ReadOnlyInline, ReadOnlyRowsMixin, YesNoFilter, admin_link, duration, report_to, short
+from core.admin import (
+    ReadOnlyInline,
+    ReadOnlyRowsMixin,
+    YesNoFilter,
+    admin_link,
+    confirm_first,
+    duration,
+    report_to,
+    short,
+)
 from core.audit import ActorKind, actor_for
 from core.models import AuditEntry
 from core.reports import Report
@@ -238,14 +248,43 @@ class ProjectAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
         self._run(request, queryset, operator_services.projects_retry)
 
     @admin.action(description="Stop (superusers)", permissions=["destructive"])
-    def stop(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    def stop(self, request: HttpRequest, queryset: QuerySet[Any]) -> TemplateResponse | None:
+        page = confirm_first(
+            self,
+            request,
+            queryset,
+            title="Stop projects",
+            consequences=[
+                "Every sandbox and database of these projects is stopped in its owner's cluster; "
+                "data is kept.",
+                "Each owner's timeline says an operator stopped it.",
+            ],
+        )
+        if page is not None:
+            return page
         self._run(request, queryset, operator_services.projects_stop)
+        return None
 
     @admin.action(
         description="Delete the project and its resources (superusers)", permissions=["destructive"]
     )
-    def delete(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    def delete(self, request: HttpRequest, queryset: QuerySet[Any]) -> TemplateResponse | None:
+        page = confirm_first(
+            self,
+            request,
+            queryset,
+            title="Delete projects and their resources",
+            consequences=[
+                "Every sandbox and database of these projects is deleted from its owner's cluster, with its "
+                "storage: this cannot be undone.",
+                "The projects disappear from their owners' dashboards once the cluster is clean; their "
+                "timelines say an operator deleted them.",
+            ],
+        )
+        if page is not None:
+            return page
         self._run(request, queryset, operator_services.projects_delete)
+        return None
 
     @admin.action(
         description="Forget (cluster access gone: rows removed, nothing deleted on the cluster; superusers)",

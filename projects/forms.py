@@ -64,6 +64,8 @@ class EnvVarForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 1, "spellcheck": "false", "placeholder": "value"}),
     )
     is_secret = forms.BooleanField(required=False, label="Secret")
+    # Set when the user confirmed replacing an existing variable (the row's own Edit form always does).
+    overwrite = forms.BooleanField(required=False)
 
     error_fields = {
         "invalid_key": "key",
@@ -78,6 +80,67 @@ class EnvVarForm(forms.Form):
         return [{"key": data["key"], "value": data["value"], "is_secret": data["is_secret"]}]
 
 
+def parse_dotenv(text: str) -> list[tuple[str, str]]:
+    """`KEY=value` lines as a `.env` file has them: blank lines and `#` comments skipped, an `export `
+    prefix and one pair of matching quotes around the value removed. Raises ValidationError naming
+    the first line that is not `KEY=value`."""
+    pairs = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").lstrip()
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
+            raise forms.ValidationError(f"Line {number} is not KEY=value.")
+        quote = value[:1]
+        if len(value) >= 2 and quote in ("'", '"') and value[-1] == quote:
+            value = value[1:-1]
+            if quote == '"':
+                value = value.replace("\\n", "\n")
+        pairs.append((key, value))
+    if not pairs:
+        raise forms.ValidationError("Paste at least one KEY=value line.")
+    return pairs
+
+
+class EnvBatchForm(forms.Form):
+    """Several variables at once (a pasted `.env`, or rows staged in the page): one save, one restart."""
+
+    dotenv = forms.CharField(
+        max_length=1_000_000,
+        strip=False,
+        label="Variables",
+        widget=forms.Textarea(
+            attrs={
+                "rows": 5,
+                "spellcheck": "false",
+                "placeholder": "API_URL=https://api.example.com\nDEBUG=0",
+            }
+        ),
+    )
+    is_secret = forms.BooleanField(required=False, label="Secret")
+    overwrite = forms.BooleanField(required=False)
+
+    error_fields = {
+        "invalid_key": "dotenv",
+        "system_variable": "dotenv",
+        "duplicate_key": "dotenv",
+        "invalid_value": "dotenv",
+        "value_too_large": "dotenv",
+        "too_many": "dotenv",
+        "environment_too_large": "dotenv",
+    }
+
+    def clean_dotenv(self) -> list[tuple[str, str]]:
+        return parse_dotenv(self.cleaned_data["dotenv"])
+
+    def variables(self) -> list[dict[str, object]]:
+        secret = self.cleaned_data["is_secret"]
+        return [{"key": k, "value": v, "is_secret": secret} for k, v in self.cleaned_data["dotenv"]]
+
+
 class DeleteProjectForm(forms.Form):
     confirm_name = forms.CharField(max_length=200, required=False, strip=False)
 
@@ -86,7 +149,12 @@ def add_service_error(form: forms.Form, exc: ServiceError) -> None:
     """Show a service's refusal next to the field it is about (or above the form)."""
     field = getattr(form, "error_fields", {}).get(exc.code)
     message = exc.message
-    if message.startswith("variables[0]."):  # the batch API's prefix means nothing in a one-row form
+    if message.startswith("variables[0].") and not isinstance(form, EnvBatchForm):
+        # the batch API's prefix means nothing in a one-row form
         message = message.removeprefix("variables[0].")
         message = message[0].upper() + message[1:]
+    elif message.startswith("variables[") and isinstance(form, EnvBatchForm):
+        index, _, rest = message.removeprefix("variables[").partition("].")
+        if index.isdigit():
+            message = f"Variable {int(index) + 1}: {rest}"
     form.add_error(field if field in form.fields else None, message)

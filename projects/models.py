@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Lower
 
 from core.crypto import EncryptedTextField
 from core.quantities import BadQuantity, bytes_of, millicores
@@ -48,7 +49,8 @@ class Project(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="project_unique_owner_name"),
+            # "Web Shop" and "web shop" are the same project to a person: unique whatever the case.
+            models.UniqueConstraint("owner", Lower("name"), name="project_unique_owner_lower_name"),
             models.CheckConstraint(
                 condition=models.Q(status__in=ProjectStatus.values), name="project_status_allowed"
             ),

@@ -563,3 +563,19 @@ def idle_candidates(*, limit: int = 100, now: datetime | None = None) -> list[An
         .values_list("project_id", flat=True)[:limit]
     )
     return list(dict.fromkeys(rows))
+
+
+def env_overwrites(*, project: Project, variables: list[dict[str, Any]]) -> list[str]:
+    """The keys among `variables` the user already set, to another value: replacing them asks first."""
+    current = {row.key: row for row in env_for(project=project) if not row.is_system}
+    return sorted(
+        str(v["key"])
+        for v in variables
+        if v["key"] in current
+        and (current[v["key"]].value != v["value"] or current[v["key"]].is_secret != v["is_secret"])
+    )
+
+
+def has_own_database_url(*, project: Project) -> bool:
+    """The user set DATABASE_URL themselves: adding a database would need that name (it is refused)."""
+    return Environment.objects.filter(project=project, key="DATABASE_URL", is_system=False).exists()

@@ -149,6 +149,11 @@ def usable_kubeconfig(user: User) -> UserConfig:
         raise KubeconfigRequired(
             f"Your kubeconfig failed its cluster check: {config.check_message} Upload a working one first."
         )
+    if config.check_status == CheckStatus.UNREACHABLE:
+        raise KubeconfigRequired(
+            f"Tenter cannot reach your cluster at {config.server_address}, so it cannot create anything "
+            "there. Check that the cluster is up and its address in your kubeconfig is right (Settings)."
+        )
     return config
 
 
@@ -226,7 +231,7 @@ def project_create(
                 kicks.kick(sandbox)
             break
         except IntegrityError as exc:
-            if "project_unique_owner_name" in str(exc):
+            if "project_unique_owner_lower_name" in str(exc):
                 raise Conflict(f"You already have a project named '{name}'.", code="name_taken") from None
             if "sandbox_unique_k8s_name" not in str(exc) or attempt == 2:
                 raise

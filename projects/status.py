@@ -78,3 +78,78 @@ def allowed_actions(project_status: str, resource_statuses: Iterable[str]) -> li
     if S.ERROR in statuses:
         actions.append("retry")
     return actions
+
+
+# --- the words the dashboard uses for reason codes and actors --------------------------------------
+
+# Event reason codes (ResourceEvent.reason) in words, for the timeline.
+REASON_WORDS = {
+    "created": "created",
+    "ready": "ready",
+    "start": "start requested",
+    "stop": "stop requested",
+    "stopped": "stopped",
+    "delete": "delete requested",
+    "deleted": "deleted",
+    "retry": "retry requested",
+    "updated": "new configuration applied",
+    "config_changed": "configuration changed",
+    "env_kept": "environment kept",
+    "resized": "resized",
+    "idle": "stopped when idle",
+    "drift": "repaired in the cluster",
+    "deadline": "took too long",
+    "name_taken": "name taken in the cluster",
+    "kubeconfig": "kubeconfig unusable",
+    "forbidden": "not allowed by the cluster",
+    "rejected": "refused by the cluster",
+    "image_pull": "image cannot be pulled",
+    "invalid_image": "invalid image name",
+    "config_error": "container cannot be configured",
+    "crash_loop": "keeps crashing",
+}
+ACTOR_WORDS = {"reconciler": "Tenter", "admin": "an operator", "system": "Tenter"}
+
+
+def reason_words(reason: str) -> str:
+    return REASON_WORDS.get(reason, reason.replace("_", " "))
+
+
+# What to do about an ERROR, by the reason it failed with: (the one action that fits, what to do).
+RECOMMENDATIONS: dict[str, tuple[str, str]] = {
+    "image_pull": (
+        "retry",
+        "Whoever runs Tenter sets the sandbox image (RUNTIME_IMAGE): ask them to fix it or make the "
+        "registry reachable from your cluster, then Retry.",
+    ),
+    "invalid_image": (
+        "retry",
+        "Whoever runs Tenter sets the sandbox image (RUNTIME_IMAGE): ask them to fix it, then Retry.",
+    ),
+    "config_error": ("retry", "Check the project's environment variables, then Retry."),
+    "crash_loop": (
+        "retry",
+        "Check the project's environment variables and your agent settings (Settings), then Retry.",
+    ),
+    "kubeconfig": ("settings", "Fix your kubeconfig in Settings, then Retry."),
+    "forbidden": (
+        "settings",
+        "Give the kubeconfig's account the permissions it needs (see Settings), then Retry.",
+    ),
+    "rejected": (
+        "retry",
+        "The cluster refused the request; Retry, and if it fails again ask your cluster's admin.",
+    ),
+    "name_taken": (
+        "delete",
+        "Objects with this sandbox's names exist in the namespace and are not Tenter's. Remove them from "
+        "the cluster and Retry, or Delete this project.",
+    ),
+    "deadline": ("retry", "It may have been a slow cluster: Retry."),
+}
+DEFAULT_RECOMMENDATION = ("retry", "Retry resumes from the step that failed.")
+
+
+def recommendation(reason: str) -> tuple[str, str]:
+    """(action, advice) for a resource that failed with `reason`: action is retry, settings or delete."""
+    return RECOMMENDATIONS.get(reason, DEFAULT_RECOMMENDATION)

@@ -3,6 +3,7 @@ the REST API uses) and renders. Another user's project is a 404 everywhere; secr
 the HTML: the owner reveals them through small POST endpoints that are audited."""
 
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -22,9 +24,16 @@ from core.errors import NotFound, ServiceError
 from core.secrets import SECRET_MASK
 from core.throttles import lifecycle_wait
 from projects import selectors, services, task_views
-from projects.forms import DeleteProjectForm, EnvVarForm, ProjectCreateForm, SizeForm, add_service_error
+from projects.forms import (
+    DeleteProjectForm,
+    EnvBatchForm,
+    EnvVarForm,
+    ProjectCreateForm,
+    SizeForm,
+    add_service_error,
+)
 from projects.models import Project, ProjectStatus
-from projects.status import allowed_actions
+from projects.status import allowed_actions, recommendation
 from reconcile import diagnostics
 from sandboxes.models import TRANSITIONAL, Sandbox
 from userconfig import selectors as user_selectors
@@ -33,7 +42,7 @@ from userconfig.auth import current_user
 PAGE_SIZE = 50
 TIMELINE_LIMIT = 50
 FILTER_ORDER = ["RUNNING", "CREATING", "STARTING", "UPDATING", "STOPPING", "STOPPED", "ERROR", "PARTIAL"]
-LIVE_REGIONS = ("header", "waiting", "resources", "timeline")
+LIVE_REGIONS = ("header", "waiting", "resources", "timeline", "envhint")
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -124,7 +133,13 @@ def _render_list(request: HttpRequest, create_form: ProjectCreateForm, status: i
         "quota": selectors.quota_for(user=current_user(request)),
         "nav": "projects",
     }
-    return render(request, "projects/list.html", context, status=status)
+    context["polling"] = any(p.status in TRANSITIONAL for p in page.object_list)
+    if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]  # django-htmx
+        response = render(request, "projects/_list_body.html", context, status=status)
+    else:
+        response = render(request, "projects/list.html", context, status=status)
+    patch_vary_headers(response, ["HX-Request"])  # the partial and the page share a URL
+    return response
 
 
 @login_required
@@ -155,7 +170,7 @@ def project_create(request: HttpRequest) -> HttpResponse:
     if project is None:
         return _render_list(request, form, status=400)
     messages.success(request, f"Creating {project.name}. Its sandbox starts in the background.")
-    return redirect("dashboard:list")
+    return redirect(_detail_url(project.pk))
 
 
 @login_required
@@ -181,16 +196,41 @@ WAITING = {
 STEPS = ["Requested", "Kubernetes objects", "Container starting", "Ready"]
 
 
+TRANSIENT_PREFIXES = ("transient: ", "conflict: ")
+
+
 def _waiting(sandbox: Sandbox | None) -> dict[str, Any] | None:
     if sandbox is None or sandbox.status == "RUNNING":
         return None
     title, step = WAITING.get(sandbox.status, (sandbox.status.title(), None))
+    detail = sandbox.status_reason
+    for prefix in TRANSIENT_PREFIXES:  # the engine's codes, not words for a person
+        detail = detail.removeprefix(prefix)
+    if sandbox.status == "ERROR":
+        detail = sandbox.last_error or detail
+    elif sandbox.status == "STOPPED":
+        detail = ""  # nothing is waiting: the template explains what a stopped sandbox keeps
+    elif not detail:
+        detail = "Waiting for the cluster…"
+    retrying = sandbox.is_transitional and sandbox.attempts > 0 and sandbox.next_attempt_at is not None
     return {
         "title": title,
         "step": step,
         "steps": [(i, label) for i, label in enumerate(STEPS)] if step is not None else [],
-        "reason": sandbox.last_error if sandbox.status == "ERROR" and sandbox.last_error else "",
+        "detail": detail,
+        "attempts": sandbox.attempts if retrying else 0,
+        "next_attempt_at": sandbox.next_attempt_at if retrying else None,
     }
+
+
+def _recommendation(errors: list[Any], events: list[Any]) -> dict[str, str] | None:
+    """The one action that fits the first failed resource, from the reason of its latest ERROR event."""
+    if not errors:
+        return None
+    failed = errors[0]
+    reason = next((e.reason for e in events if e.resource_id == failed.pk and e.to_status == "ERROR"), "")
+    action, advice = recommendation(reason)
+    return {"action": action, "advice": advice, "reason": reason}
 
 
 def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
@@ -199,6 +239,7 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
     resources = [*sandboxes, *databases]
     sandbox = sandboxes[0] if sandboxes else None
     errors = [r for r in resources if r.status == "ERROR"]
+    events = list(selectors.events_for(project=project, limit=TIMELINE_LIMIT))
     return {
         "project": project,
         "sandbox": sandbox,
@@ -208,7 +249,10 @@ def _live_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "actions": allowed_actions(project.status, [r.status for r in resources]),
         "waiting": _waiting(sandbox),
         "transitional": project.status in TRANSITIONAL or any(r.is_transitional for r in resources),
-        "events": list(selectors.events_for(project=project, limit=TIMELINE_LIMIT)),
+        "events": events,
+        "recommend": _recommendation(errors, events),
+        # always asked (one query), so the page's query count does not depend on having a database
+        "own_database_url": selectors.has_own_database_url(project=project) and not databases,
         "idle": _idle(request, project, sandbox),
         "sizes": selectors.sandbox_sizes(),
         "github_import": selectors.import_state(project),
@@ -250,7 +294,12 @@ def _idle(request: HttpRequest, project: Project, sandbox: Sandbox | None) -> di
 
 
 def _render_detail(
-    request: HttpRequest, project: Project, env_form: EnvVarForm | None = None, status: int = 200
+    request: HttpRequest,
+    project: Project,
+    env_form: EnvVarForm | None = None,
+    status: int = 200,
+    batch_form: EnvBatchForm | None = None,
+    confirm_overwrite: list[str] | None = None,
 ) -> HttpResponse:
     env = selectors.env_for(project=project)
     context = {
@@ -263,12 +312,30 @@ def _render_detail(
             if row.is_system and row.category not in ("ttyd", "file_browser")
         ],
         "env_form": env_form or EnvVarForm(),
+        "batch_form": batch_form or EnvBatchForm(),
+        "confirm_overwrite": confirm_overwrite or [],
         "mask": SECRET_MASK,
         "nav": "projects",
         # what a worker last fetched (a refresh is asked for when stale; the cluster is never read here)
         "diag": diagnostics.for_display(project.pk),
+        **_terminal_origin(_sandbox(project)),
     }
-    return render(request, "projects/detail.html", context, status=status)
+    response = render(request, "projects/detail.html", context, status=status)
+    if context["terminal_origin"]:
+        # The page checks that this browser can reach the terminal's host before embedding it (a
+        # no-cors request: nothing of the answer is readable), so it can say why when it cannot.
+        response._csp_update = {"connect-src": [context["terminal_origin"]]}  # type: ignore[attr-defined]
+    return response
+
+
+def _terminal_origin(sandbox: Sandbox | None) -> dict[str, str]:
+    parts = urlsplit(sandbox.ttyd_url if sandbox else "")
+    ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    return {
+        "terminal_origin": f"{parts.scheme}://{parts.netloc}" if ok else "",
+        "terminal_host": parts.hostname or "" if ok else "",
+        "ingress_domain_setting": settings.INGRESS_DOMAIN,
+    }
 
 
 @login_required
@@ -413,6 +480,14 @@ def env_save(request: HttpRequest, project_id: UUID) -> HttpResponse:
         response = _render_detail(request, project, env_form=form, status=429)
         response["Retry-After"] = str(wait)
         return response
+    if (
+        form.is_valid()
+        and not form.cleaned_data["overwrite"]
+        and selectors.env_overwrites(project=project, variables=form.variables())
+    ):
+        key = form.cleaned_data["key"]
+        form.add_error("key", f"{key} is already set. Saving replaces its value: tick “Replace” to confirm.")
+        return _render_detail(request, project, env_form=form, status=409, confirm_overwrite=[key])
     if form.is_valid():
         try:
             changed = services.env_upsert(
@@ -425,6 +500,37 @@ def env_save(request: HttpRequest, project_id: UUID) -> HttpResponse:
             messages.success(request, f"Saved {key}." if changed else f"{key} was already up to date.")
             return HttpResponseRedirect(_detail_url(project.pk) + "#environment")
     return _render_detail(request, project, env_form=form, status=400)
+
+
+@login_required
+@require_POST
+def env_batch(request: HttpRequest, project_id: UUID) -> HttpResponse:
+    """Several variables at once (a pasted `.env` or staged rows): one save, so one restart."""
+    project = _project(request, project_id)
+    form = EnvBatchForm(request.POST)
+    if form.is_valid():
+        replaced = selectors.env_overwrites(project=project, variables=form.variables())
+        if replaced and not form.cleaned_data["overwrite"]:
+            return _render_detail(request, project, batch_form=form, status=409, confirm_overwrite=replaced)
+        try:
+            changed = services.env_upsert(
+                project=project, variables=form.variables(), actor=actor_for(request)
+            )
+        except ServiceError as exc:
+            add_service_error(form, exc)
+        else:
+            n = len(changed)
+            if not n:
+                messages.success(request, "Every variable was already up to date: nothing to apply.")
+            else:
+                restart = " with one restart" if _sandbox_running(project) else ""
+                messages.success(request, f"Applied {n} variable{'s' if n != 1 else ''}{restart}.")
+            return HttpResponseRedirect(_detail_url(project.pk) + "#environment")
+    return _render_detail(request, project, batch_form=form, status=400)
+
+
+def _sandbox_running(project: Project) -> bool:
+    return any(s.status in ("RUNNING", "STARTING", "UPDATING") for s in project.sandboxes.all())
 
 
 @login_required

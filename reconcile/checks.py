@@ -82,7 +82,7 @@ def _check(config: UserConfig) -> tuple[str, str]:
 
 def _failure(config: UserConfig, exc: KubeError) -> tuple[str, str]:
     """The stored result for a failed check: the gateway's generic message, never remote text."""
-    host = config.server_host
+    host = config.server_address
     if isinstance(exc, KubeEgressRefused):
         return CheckStatus.FAILED, f"The cluster address {host} is {exc.message}."
     if isinstance(exc, KubeconfigInvalid):

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from core.quantities import bytes_of
 from projects.models import Environment
-from reconcile import manifests, names
+from reconcile import manifests, names, pods
 from reconcile.engine import Outcome, deadline_passed, describe_age, error_outcome
 from reconcile.kube.client import Kube
 from reconcile.kube.errors import KubeNotFound, shorten
@@ -322,7 +322,27 @@ def _start(sandbox: Sandbox, k: Kube) -> Outcome:
             message="",
             fields={"last_observed_at": timezone.now(), "last_error": ""},
         )
+    failed = _failed_fast(k, sandbox)
+    if failed is not None:
+        return failed
     return _waiting(k, sandbox, "Waiting for the pod to become ready.")
+
+
+def _failed_fast(k: Kube, sandbox: Sandbox) -> Outcome | None:
+    """ERROR now, not at the STARTING deadline, when the pod has a problem that will not fix itself and
+    the sandbox has been starting for POD_FAILURE_GRACE_SECONDS (time waiting for a kubeconfig not
+    counted). The message is our own plain words plus the Kubernetes reason, never remote text."""
+    starting_for = (timezone.now() - sandbox.status_changed_at - sandbox.paused).total_seconds()
+    if starting_for < settings.POD_FAILURE_GRACE_SECONDS:
+        return None
+    try:
+        pod = k.get("Pod", names.pod_name(sandbox.k8s_name))
+    except KubeNotFound:
+        return None
+    problem = pods.classify(pod, crash_restarts=settings.POD_CRASH_RESTARTS)
+    if problem is None or not problem.permanent:
+        return None
+    return error_outcome(f"{problem.hint(sandbox.image)} (Kubernetes: {problem.reason})", reason=problem.code)
 
 
 def _update(sandbox: Sandbox, k: Kube) -> Outcome:

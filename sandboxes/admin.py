@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Case, Q, QuerySet, Value, When
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -18,6 +19,7 @@ from core.admin import (
     ReadOnlyRowsMixin,
     YesNoFilter,
     admin_link,
+    confirm_first,
     duration,
     past_deadline,
     report_to,
@@ -286,12 +288,42 @@ class ResourceAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
         self._run(request, queryset, operator_services.recheck_owner_kubeconfigs)
 
     @admin.action(description="Stop (superusers)", permissions=["destructive"])
-    def stop(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    def stop(self, request: HttpRequest, queryset: QuerySet[Any]) -> TemplateResponse | None:
+        page = confirm_first(
+            self,
+            request,
+            queryset,
+            title=f"Stop {self.model._meta.verbose_name_plural}",
+            consequences=[
+                "Each running, starting or failed one is scaled to zero in its owner's cluster; "
+                "its data is kept.",
+                "Its owner's project shows it stopped, and their timeline says an operator stopped it.",
+                "Rows in other states are skipped and listed in the report.",
+            ],
+        )
+        if page is not None:
+            return page
         self._run(request, queryset, operator_services.stop)
+        return None
 
     @admin.action(description="Delete from the cluster (superusers)", permissions=["destructive"])
-    def delete(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+    def delete(self, request: HttpRequest, queryset: QuerySet[Any]) -> TemplateResponse | None:
+        page = confirm_first(
+            self,
+            request,
+            queryset,
+            title=f"Delete {self.model._meta.verbose_name_plural} from the cluster",
+            consequences=[
+                "Its Kubernetes objects are deleted from the owner's namespace, its storage (files, "
+                "data) too: "
+                "this cannot be undone.",
+                "Its owner's project loses it; their timeline says an operator deleted it.",
+            ],
+        )
+        if page is not None:
+            return page
         self._run(request, queryset, operator_services.delete)
+        return None
 
 
 @admin.register(Sandbox)

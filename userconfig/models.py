@@ -1,5 +1,6 @@
 import hashlib
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -86,6 +87,24 @@ class UserConfig(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+    @property
+    def server_address(self) -> str:
+        """The API server as host:port (the port is shown too: two clusters may share a host)."""
+        parts = urlsplit(self.server)
+        if not parts.hostname:
+            return self.server_host
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            return host
+        return f"{host}:{port}"
+
+    @property
+    def is_failing(self) -> bool:
+        """The last check says this kubeconfig cannot be used now (failed or unreachable)."""
+        return self.check_status in KUBECONFIG_FAILING
 
 
 # Personal API tokens: the secret is shown once, at creation; only its SHA-256 and its first characters

@@ -225,87 +225,12 @@
   }
 
   /* ---------- Projects list ---------- */
-
-  var grid = $("#project-grid");
-  var listPoller = null;
-
-  function renderChips(card, item) {
-    var list = $('[data-role="resources"]', card);
-    if (!list) return;
-    list.textContent = "";
-    function chip(kind, r) {
-      var li = document.createElement("li");
-      li.className = "chip";
-      li.title = r.status_reason || "";
-      var k = document.createElement("span"); k.className = "chip-kind"; k.textContent = kind;
-      var s = document.createElement("span"); s.className = "chip-status status-text-" + r.status.toLowerCase(); s.textContent = title(r.status);
-      li.appendChild(k); li.appendChild(document.createTextNode(" ")); li.appendChild(s);
-      list.appendChild(li);
-    }
-    item.sandboxes.forEach(function (r) { chip("Sandbox", r); });
-    item.databases.forEach(function (r) { chip("PostgreSQL", r); });
-    if (!item.databases.length) {
-      var li = document.createElement("li"); li.className = "chip chip-empty"; li.textContent = "No database"; list.appendChild(li);
-    }
-  }
-
-  function setBadge(badge, status) {
-    if (!badge) return;
-    badge.className = "badge status-" + status.toLowerCase();
-    badge.setAttribute("data-status", status);
-    $('[data-role="badge-text"]', badge).textContent = title(status);
-  }
-
-  function pollList() {
-    var cards = $all(".project-card[data-project]", grid);
-    var ids = cards.filter(function (c) { return !c.classList.contains("is-gone"); })
-      .filter(function (c) { return TRANSITIONAL.indexOf(c.getAttribute("data-status")) !== -1; })
-      .map(function (c) { return c.getAttribute("data-project"); });
-    if (!ids.length) return false;
-    return request(grid.getAttribute("data-status-url") + "?ids=" + ids.join(",")).then(function (r) {
-      var busy = false;
-      ids.forEach(function (id) {
-        var card = grid.querySelector('[data-project="' + id + '"]');
-        var item = r.data[id];
-        if (!item) {  // deleted: fade the card out
-          setBadge($('[data-role="badge"]', card), "TERMINATED");
-          card.setAttribute("data-status", "TERMINATED");
-          card.classList.add("is-gone");
-          setTimeout(function () {
-            card.remove();
-            // The last card went away: reload to show the empty state and fresh counts.
-            if (!grid.querySelector(".project-card")) window.location.reload();
-          }, 3000);
-          return;
-        }
-        card.setAttribute("data-status", item.status);
-        setBadge($('[data-role="badge"]', card), item.status);
-        renderChips(card, item);
-        if (item.transitional) busy = true;
-      });
-      return busy;
-    });
-  }
+  /* The list's counts, tabs and cards are server-rendered (templates/projects/_list_body.html) and,
+     while something changes, re-fetched by htmx: no copy of that state lives here. */
 
   function projectCreated(form, data) {
-    var empty = $("#empty-state") || $("#empty-filter");
-    if (empty) empty.remove();
-    var holder = document.createElement("div");
-    holder.innerHTML = data.card.trim();
-    var card = holder.firstElementChild;
-    card.classList.add("is-new");
-    grid.insertBefore(card, grid.firstChild);
-    var total = $('[data-role="total"]');
-    if (total) total.textContent = String(parseInt(total.textContent, 10) + 1);
-    form.reset();
     form.closest("dialog").close();
-    toast("Project created. Starting its sandbox…");
-    listPoller.start();
-  }
-
-  if (grid) {
-    listPoller = new Poller(pollList, 1500);
-    listPoller.start();
+    window.location.href = data.url;  // land on the new project's page
   }
 
   var pending = $("dialog[data-open-on-load]");
@@ -323,14 +248,42 @@
     frame.hidden = false;
     post(page.getAttribute("data-terminal-url")).then(function (r) {
       if (!r.ok) { frame.innerHTML = ""; var p = document.createElement("p"); p.className = "terminal-loading"; p.textContent = r.data.message; frame.appendChild(p); terminalLoaded = false; return; }
-      var iframe = document.createElement("iframe");
-      iframe.title = "Terminal";
-      iframe.setAttribute("allow", "clipboard-read; clipboard-write");
-      iframe.src = r.data.url;
-      frame.textContent = "";
-      frame.appendChild(iframe);
+      return probeTerminal().then(function (reachable) {
+        var unreachable = $("#terminal-unreachable");
+        if (unreachable) unreachable.hidden = reachable;
+        frame.hidden = !reachable;
+        if (reachable) embedTerminal(frame, r.data.url);
+      });
     }).catch(function () { terminalLoaded = false; });
   }
+
+  /* Can this browser reach the terminal's host at all? A no-cors request (its answer is opaque, so
+     nothing of it is read) fails on a name that does not resolve or a host that does not answer.
+     Without this check the frame shows the browser's own error page and no word on why. */
+  function probeTerminal() {
+    var box = $("#terminal-unreachable");
+    var origin = box && box.getAttribute("data-probe");
+    if (!origin || !window.fetch) return Promise.resolve(true);
+    var timeout = new Promise(function (resolve) { setTimeout(function () { resolve(false); }, 10000); });
+    var probe = fetch(origin + "/", { mode: "no-cors", credentials: "omit", cache: "no-store" })
+      .then(function () { return true; }, function () { return false; });
+    return Promise.race([probe, timeout]);
+  }
+
+  function embedTerminal(frame, url) {
+    var iframe = document.createElement("iframe");
+    iframe.title = "Terminal";
+    iframe.setAttribute("allow", "clipboard-read; clipboard-write");
+    iframe.src = url;
+    frame.textContent = "";
+    frame.appendChild(iframe);
+  }
+
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest("[data-retry-terminal]")) return;
+    terminalLoaded = false;
+    loadTerminal();
+  });
 
   function unloadTerminal() {
     var frame = $("#terminal");
@@ -338,6 +291,8 @@
     terminalLoaded = false;
     frame.hidden = true;
     frame.innerHTML = '<p class="muted small terminal-loading">Connecting to the terminal…</p>';
+    var unreachable = $("#terminal-unreachable");
+    if (unreachable) unreachable.hidden = true;
   }
 
   function applySandbox(status) {
@@ -413,7 +368,7 @@
     kcState.hidden = !state.configured;
     kcState.setAttribute("data-check-status", state.check_status || "");
     $('[data-kc="namespace"]', kcState).textContent = state.namespace;
-    $('[data-kc="server_host"]', kcState).textContent = state.server_host;
+    $('[data-kc="server_address"]', kcState).textContent = state.server_address;
     $('[data-kc="check_status"]', kcState).className = "badge kc-" + (state.check_status || "").toLowerCase();
     $('[data-kc="check_label"]', kcState).textContent = CHECK_LABELS[state.check_status] || "";
     $('[data-kc="checked_at"]', kcState).textContent = state.checked_at ? "checked just now" : "";

@@ -25,9 +25,10 @@ PROJECTS = reverse("admin:projects_project_changelist")
 
 
 def run(client, url, action, rows, **extra):
+    """Run an admin action, past its confirmation page (`confirmed`) when it has one."""
     response = client.post(
         url,
-        {"action": action, "_selected_action": [str(r.pk) for r in rows], **extra},
+        {"action": action, "_selected_action": [str(r.pk) for r in rows], "confirmed": "yes", **extra},
         follow=True,
         REMOTE_ADDR="203.0.113.7",
     )
@@ -128,6 +129,21 @@ def test_stop_and_delete_for_superusers(su_client, superuser, django_capture_on_
     messages = run(su_client, SANDBOXES, "delete", [running])
     assert messages == ["0 sandboxes marked for deletion; 1 skipped (already being deleted)."]
     assert admin_entries("admin.delete", superuser).count() == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "action"), [(SANDBOXES, "stop"), (SANDBOXES, "delete"), (PROJECTS, "delete")]
+)
+def test_destructive_actions_show_what_will_happen_first(su_client, url, action):
+    sandbox = SandboxFactory(status="RUNNING")
+    row = sandbox.project if url == PROJECTS else sandbox
+    response = su_client.post(url, {"action": action, "_selected_action": [str(row.pk)]})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "This is what will happen" in page
+    assert str(row) in page
+    assert 'name="confirmed" value="yes"' in page
+    assert Sandbox.objects.get(pk=sandbox.pk).status == "RUNNING"  # nothing done until confirmed
 
 
 def test_deleting_a_database_removes_database_url(su_client, superuser):

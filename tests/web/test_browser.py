@@ -134,7 +134,9 @@ def test_create_project_reaches_running_live(page, live_server, kubesim, kube_na
     dialog.get_by_label("Name").fill("Web Shop")
     dialog.get_by_label("Description").fill("Storefront and admin")
     dialog.get_by_role("button", name="Create project").click()
-    expect(dialog).to_be_hidden()
+    # The user lands on the new project's page; the list shows its card.
+    expect(page.get_by_role("heading", name="Web Shop", level=1)).to_be_visible()
+    page.goto(f"{live_server.url}/")
     card = page.locator(".project-card", has_text="Web Shop")
     expect(card.locator("[data-role=badge]")).to_have_text(re.compile("Creating|Starting|Running"))
     expect(card.locator("[data-role=badge]")).to_have_text("Running", timeout=RUNNING_TIMEOUT)
@@ -145,6 +147,8 @@ def test_create_project_reaches_running_live(page, live_server, kubesim, kube_na
 def test_project_page_terminal_env_and_database(page, live_server, kubesim, kube_namespace, beat):
     user = make_user(kubesim.kubeconfig(kube_namespace))
     sign_in(page, live_server, user)
+    # The page first checks that the browser reaches the terminal's host: here, it does.
+    page.route(re.compile(r"^https://[^/]*-ttyd\."), lambda route: route.fulfill(status=200, body=""))
     project = open_running_project(page, live_server, user, "Notes App")
 
     # The terminal is embedded with the owner's authorised URL, fetched by JS (and audited).

@@ -363,7 +363,7 @@ def test_delete_needs_the_exact_name(client, project):
 def test_live_endpoint_renders_regions_and_reports_deletion(client, project):
     body = client.get(reverse("dashboard:live", args=[project.pk])).json()
     assert body["status"] == "CREATING" and body["transitional"] is True
-    assert set(body["html"]) == {"header", "waiting", "resources", "timeline"}
+    assert set(body["html"]) == {"header", "waiting", "resources", "timeline", "envhint"}
     assert "Sandbox requested." in body["html"]["timeline"]
     Project.objects.filter(pk=project.pk).delete()
     gone = client.get(reverse("dashboard:live", args=[project.pk]))
@@ -378,7 +378,11 @@ def test_env_add_edit_delete(client, project):
     assert client.post(url, {"key": "API_URL", "value": "https://x"}).status_code == 302
     assert client.post(url, {"key": "TOKEN", "value": "s3cr3t", "is_secret": "on"}).status_code == 302
     assert Environment.objects.get(project=project, key="TOKEN").is_secret
-    client.post(url, {"key": "API_URL", "value": "https://y"})
+    # Replacing a value asks first: nothing changes until the user confirms.
+    asked = client.post(url, {"key": "API_URL", "value": "https://y"})
+    assert asked.status_code == 409 and "API_URL is already set." in asked.content.decode()
+    assert Environment.objects.get(project=project, key="API_URL").value == "https://x"
+    client.post(url, {"key": "API_URL", "value": "https://y", "overwrite": "on"})
     assert Environment.objects.get(project=project, key="API_URL").value == "https://y"
     html = client.get(reverse("dashboard:detail", args=[project.pk])).content.decode()
     assert "https://y" in html and "s3cr3t" not in html
@@ -596,7 +600,8 @@ def test_project_page_query_count_is_constant(client, project, django_assert_max
     Environment.objects.bulk_create(Environment(project=project, key=f"K{i}", value="v") for i in range(100))
     add_database(project)
     assert count_queries(client, "get", url) == small
-    with django_assert_max_num_queries(11):  # 3 of them for the skills and tasks section
+    # 3 of them for the skills and tasks section, 1 for "does the user have their own DATABASE_URL"
+    with django_assert_max_num_queries(12):
         client.get(url)
     with django_assert_max_num_queries(8):
         client.get(reverse("dashboard:live", args=[project.pk]))
