@@ -60,6 +60,10 @@ INSTALLED_APPS = [
     "projects",
     "sandboxes",
     "github",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "config.apps.AllauthGitHubConfig",
     "reconcile",
     "kubesim",
     "fakegithub",
@@ -74,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "core.middleware.InputGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -522,3 +527,29 @@ GITHUB_CONNECT_TIMEOUT = env.float("GITHUB_CONNECT_TIMEOUT", default=3.0)
 GITHUB_READ_TIMEOUT = env.float("GITHUB_READ_TIMEOUT", default=10.0)
 # How long the signed `state` of "Connect GitHub" stays valid.
 GITHUB_STATE_MAX_AGE_SECONDS = env.int("GITHUB_STATE_MAX_AGE_SECONDS", default=3600)
+
+# --- Sign in with GitHub (django-allauth's socialaccount flow only; userconfig/github_signin.py) --------
+# On when GITHUB_CLIENT_ID is set (the OAuth client of the App above, or an OAuth App). Tenter keeps its own
+# login page; allauth's account views (password login, sign-up, e-mail) are not routed. A new GitHub
+# identity becomes a user only when SIGNUP_ENABLED; the access token is used once to read /user, never stored.
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+SOCIALACCOUNT_ADAPTER = "userconfig.github_signin.SocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS: dict[str, Any] = {
+    "github": {"provider_class": "userconfig.github_signin.GitHubProvider", "SCOPE": []}
+}
+SOCIALACCOUNT_ONLY = True
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_QUERY_EMAIL = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_EMAIL_REQUIRED = False
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_REAUTHENTICATION_REQUIRED = False
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_LOGIN_METHODS = {"username"}
+ACCOUNT_SIGNUP_FIELDS = ["username*"]
+ACCOUNT_UNIQUE_EMAIL = False
+ACCOUNT_PREVENT_ENUMERATION = False
+ACCOUNT_ADAPTER = "userconfig.github_signin.AccountAdapter"

@@ -2,6 +2,7 @@ from csp.constants import NONCE
 from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic.base import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config import health, metrics
@@ -12,6 +13,7 @@ from projects import task_api, task_views
 from projects import views as project_views
 from sandboxes import api as sandbox_api
 from userconfig import api as user_api
+from userconfig import github_signin
 from userconfig import views as user_views
 
 api_v1 = [
@@ -99,6 +101,7 @@ dashboard = [
     path("settings/kubeconfig/state", user_views.kubeconfig_state, name="kubeconfig-state"),
     path("settings/agent", user_views.agent_save, name="agent-save"),
     path("settings/idle-stop", user_views.idle_stop_save, name="idle-stop-default"),
+    path("settings/github/unlink", user_views.github_unlink, name="github-unlink"),
     path("settings/tokens", user_views.token_create, name="token-create"),
     path("settings/tokens/<int:token_id>/revoke", user_views.token_revoke, name="token-revoke"),
     # Projects
@@ -155,6 +158,28 @@ dashboard = [
 # the CSP nonce (templates/drf_spectacular/swagger_ui.html).
 api_docs = csp_update({"style-src": [NONCE]})(SpectacularSwaggerSplitView.as_view(url_name="schema"))
 
+# Sign in with GitHub: only allauth's OAuth redirect and callback (404 unless GITHUB_CLIENT_ID is set), and
+# the names allauth reverses, pointed at Tenter's pages. allauth's account views (password login, sign-up,
+# e-mail, password reset) are never routed: Tenter's login page and its attempt limits stay.
+github_signin_urls = [
+    path("github/login/", github_signin.oauth2_login, name="github_login"),
+    path("github/login/callback/", github_signin.oauth2_callback, name="github_callback"),
+    path(
+        "github/cancelled/",
+        user_views.github_problem,
+        {"problem": "cancelled"},
+        name="socialaccount_login_cancelled",
+    ),
+    path("github/signup/", user_views.github_problem, {"problem": "signup"}, name="socialaccount_signup"),
+    path("github/inactive/", user_views.github_problem, {"problem": "inactive"}, name="account_inactive"),
+    path("login/", RedirectView.as_view(pattern_name="dashboard:login"), name="account_login"),
+    path(
+        "connections/",
+        RedirectView.as_view(pattern_name="dashboard:settings"),
+        name="socialaccount_connections",
+    ),
+]
+
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
@@ -166,6 +191,7 @@ urlpatterns = [
     path("github/connect", github_views.connect, name="github-connect"),
     path("github/callback", github_views.callback, name="github-callback"),
     path("github/webhook", github_views.webhook, name="github-webhook"),
+    path("accounts/", include(github_signin_urls)),
     path("", include((dashboard, "dashboard"), namespace="dashboard")),
 ]
 

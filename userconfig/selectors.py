@@ -67,3 +67,19 @@ def api_token_for_secret(secret: str) -> ApiToken | None:
         .filter(token_hash=hash_token(secret))
         .first()
     )
+
+
+@dataclass(frozen=True)
+class GitHubIdentity:
+    login: str
+    uid: str
+
+
+def github_identity(*, user: User) -> GitHubIdentity | None:
+    """The GitHub identity linked to the user (Sign in with GitHub), or None. No token: none is stored."""
+    from allauth.socialaccount.models import SocialAccount
+
+    account = SocialAccount.objects.filter(user=user, provider="github").only("uid", "extra_data").first()
+    if account is None:
+        return None
+    return GitHubIdentity(login=str((account.extra_data or {}).get("login") or account.uid), uid=account.uid)

@@ -333,3 +333,21 @@ def login_succeeded(*, username: str) -> None:
     """A successful sign-in clears the account's failures (the address's count stays)."""
     for key in _login_keys(username, None):
         cache.delete_many([key, f"{key}:start"])
+
+
+def github_unlink(*, user: User, actor: Actor) -> None:
+    """Remove the user's GitHub identity. Refused when it is their only way in (no usable password)."""
+    from allauth.socialaccount.models import SocialAccount
+
+    with transaction.atomic():
+        account = SocialAccount.objects.select_for_update().filter(user=user, provider="github").first()
+        if account is None:
+            raise NotFound("No GitHub account is linked.")
+        if not user.has_usable_password():
+            raise ValidationFailed(
+                "Your account has no password: unlinking GitHub would lock you out. "
+                "Ask an operator to set a password first."
+            )
+        login = (account.extra_data or {}).get("login") or account.uid
+        account.delete()
+        audit.record(actor, "github.unlink", user, login=str(login), uid=account.uid)

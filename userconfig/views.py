@@ -9,7 +9,7 @@ from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from core.audit import actor_for, client_ip
 from core.errors import ServiceError
 from projects import services as project_services
-from userconfig import selectors, services
+from userconfig import github_signin, selectors, services
 from userconfig.api import kubeconfig_state as state_dict
 from userconfig.auth import current_user
 from userconfig.forms import AgentSettingsForm, ApiTokenForm, KubeconfigForm
@@ -30,7 +30,14 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        return {**super().get_context_data(**kwargs), "signup_enabled": settings.SIGNUP_ENABLED}
+        return {
+            **super().get_context_data(**kwargs),
+            "signup_enabled": settings.SIGNUP_ENABLED,
+            "github_signin": github_signin.enabled(),
+        }
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        return github_signin.allow_form_action(super().dispatch(request, *args, **kwargs))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         wait = services.login_retry_after(username=request.POST.get("username", ""), ip=client_ip(request))
@@ -108,9 +115,12 @@ def _render(
         "agent": selectors.agent_settings(user=current_user(request)),
         "agent_form": agent_form or _agent_form(request),
         "idle": _idle_context(request),
+        "github_signin": github_signin.enabled(),
+        "github_identity": selectors.github_identity(user=current_user(request)),
+        "has_password": current_user(request).has_usable_password(),
         "nav": "settings",
     }
-    return render(request, "settings/settings.html", context, status=status)
+    return github_signin.allow_form_action(render(request, "settings/settings.html", context, status=status))
 
 
 IDLE_CHOICES = (15, 30, 60, 120, 240, 480, 1440)
@@ -239,3 +249,30 @@ def idle_stop_save(request: HttpRequest) -> HttpResponse:
             request, "Idle stop saved. It applies to your projects that have no setting of their own."
         )
     return redirect(reverse("dashboard:settings") + "#idle-stop")
+
+
+@login_required
+@require_POST
+def github_unlink(request: HttpRequest) -> HttpResponse:
+    try:
+        services.github_unlink(user=current_user(request), actor=actor_for(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "GitHub account unlinked. Sign in with your password from now on.")
+    return redirect(reverse("dashboard:settings") + "#github")
+
+
+GITHUB_PROBLEMS = {
+    "cancelled": (400, "Sign-in with GitHub was cancelled."),
+    "signup": (403, "This GitHub account could not be turned into a Tenter account. Ask an operator."),
+    "inactive": (403, "This account is disabled. Ask an operator."),
+}
+
+
+def github_problem(request: HttpRequest, problem: str) -> HttpResponse:
+    """Where allauth sends a GitHub sign-in that could not finish (its own pages are not routed)."""
+    if not github_signin.enabled():
+        raise Http404("Sign in with GitHub is not configured on this server.")
+    status, message = GITHUB_PROBLEMS[problem]
+    return render(request, "socialaccount/authentication_error.html", {"message": message}, status=status)

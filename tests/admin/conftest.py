@@ -14,6 +14,8 @@ ADMIN_MODELS = [
     ("projects", "environment"),
     ("userconfig", "user"),
     ("userconfig", "userconfig"),
+    ("socialaccount", "socialaccount"),  # Sign in with GitHub: linked identities (allauth)
+    ("account", "emailaddress"),
     ("github", "githubinstallation"),
     ("github", "webhookdelivery"),
 ]

@@ -82,7 +82,7 @@ def sign_in(page: Page, live_server, user) -> None:
     expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
     page.get_by_label("Username").fill(user.username)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("heading", name="Projects")).to_be_visible()
 
 
