@@ -920,13 +920,13 @@ def database_remove(*, database: Database, actor: Actor) -> None:
 # --- the owner's kubeconfig, where resources live ---------------------------------------------------
 
 
-def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
-    """Save a user's kubeconfig, refusing one for another cluster or namespace while resources still
-    live on the current one: the reconciler operates every object where it was created, so those would
-    be stranded (the user deletes them first, or keeps the kubeconfig). The refusal lists them."""
-    info = userconfig_services.kubeconfig_parse(text)
-    elsewhere = Q(project__owner=user) & ~Q(status=ResourceStatus.TERMINATED)
-    elsewhere &= ~Q(k8s_namespace=info.namespace) | (~Q(k8s_server=info.server_host) & ~Q(k8s_server=""))
+def _refuse_stranding(user: User | int, namespace: str, server_host: str) -> None:
+    """Refuse a kubeconfig for another cluster or namespace while resources still live on the current
+    one: the reconciler operates every object where it was created, so those would be stranded (the
+    user deletes them first, or keeps the kubeconfig). The refusal lists them."""
+    owner = Q(project__owner_id=user) if isinstance(user, int) else Q(project__owner=user)
+    elsewhere = owner & ~Q(status=ResourceStatus.TERMINATED)
+    elsewhere &= ~Q(k8s_namespace=namespace) | (~Q(k8s_server=server_host) & ~Q(k8s_server=""))
     stranded = [
         f"{row.resource_kind} {row.k8s_namespace}/{row.k8s_name} on {row.k8s_server or 'the current cluster'}"
         for model in (Sandbox, Database)
@@ -935,13 +935,56 @@ def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
     if stranded:
         shown = "; ".join(stranded[:3]) + (f"; and {len(stranded) - 3} more" if len(stranded) > 3 else "")
         raise Conflict(
-            f"This kubeconfig is for namespace {info.namespace} on {info.server_host}, but "
+            f"This kubeconfig is for namespace {namespace} on {server_host}, but "
             f"{plural(len(stranded), 'resource')} still live{'s' if len(stranded) == 1 else ''} where the "
             f"current one points ({shown}); delete their projects first.",
             code="kubeconfig_would_strand",
             details={"resources": stranded},
         )
+
+
+def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
+    """Save a user's kubeconfig (refusing one that would strand resources, see _refuse_stranding). Over a
+    working one it is stored as pending until its check passes (userconfig.services.kubeconfig_save)."""
+    info = userconfig_services.kubeconfig_parse(text)
+    _refuse_stranding(user, info.namespace, info.server_host)
     return userconfig_services.kubeconfig_save(user=user, text=text, actor=actor)
+
+
+def kubeconfig_pending_accept(*, user: User, actor: Actor) -> UserConfig:
+    """The user's explicit "use it anyway": the pending kubeconfig replaces the one in use whatever its
+    check said (still refused when it would strand resources)."""
+    with transaction.atomic():
+        pending = userconfig_services.kubeconfig_pending(user_id=user.pk, lock=True)
+        if pending is None:
+            raise NotFound("No new kubeconfig is waiting.")
+        _refuse_stranding(user, pending.namespace, pending.server_host)
+        return userconfig_services.kubeconfig_promote(user=user, actor=actor, pending=pending, checked=False)
+
+
+def kubeconfig_pending_passed(*, user_id: int, updated_at: Any, status: str, message: str) -> bool:
+    """The worker's step after the pending kubeconfig's check passed: promote it (True), unless it was
+    replaced meanwhile or would strand resources (then that refusal is its check result)."""
+    with transaction.atomic():
+        pending = userconfig_services.kubeconfig_pending(user_id=user_id, lock=True)
+        if pending is None or pending.updated_at != updated_at:
+            return False
+        try:
+            _refuse_stranding(user_id, pending.namespace, pending.server_host)
+        except Conflict as exc:
+            userconfig_services.kubeconfig_record_check(
+                user_id=user_id,
+                status=CheckStatus.FAILED,
+                message=exc.message,
+                key=ConfigKey.KUBECONFIG_PENDING,
+            )
+            return False
+        pending.check_status, pending.check_message, pending.checked_at = status, message, timezone.now()
+        owner = User.objects.get(pk=user_id)
+        userconfig_services.kubeconfig_promote(
+            user=owner, actor=audit.RECONCILER, pending=pending, checked=True
+        )
+    return True
 
 
 def cluster_access_problem(project: Project) -> str | None:

@@ -24,6 +24,8 @@ class User(AbstractUser):
 
 class ConfigKey(models.TextChoices):
     KUBECONFIG = "KUBECONFIG"
+    # A new kubeconfig waiting for its cluster check while the working one stays in use.
+    KUBECONFIG_PENDING = "KUBECONFIG_PENDING"
     ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY"
     ANTHROPIC_BASE_URL = "ANTHROPIC_BASE_URL"
     ANTHROPIC_MODEL = "ANTHROPIC_MODEL"

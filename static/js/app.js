@@ -376,15 +376,31 @@
       (state.check_status === "PENDING" ? "Asking the cluster what this kubeconfig may do…" : "");
   }
 
+  var kcPending = $("#kc-pending");
+
+  function pendingStatus(state) {
+    return state.pending ? state.pending.check_status : "";
+  }
+
   function pollKubeconfig() {
     return request(kcState.getAttribute("data-state-url")).then(function (r) {
+      // A new kubeconfig waiting for its check: the server renders its block (and the choices on a
+      // failure), so a change there reloads the page rather than keeping a second copy here.
+      if (kcPending && pendingStatus(r.data) !== kcPending.getAttribute("data-pending-status")) {
+        window.location.reload();
+        return false;
+      }
       renderKubeconfig(r.data);
-      return r.data.check_status === "PENDING";
+      return r.data.check_status === "PENDING" || pendingStatus(r.data) === "PENDING";
     });
   }
 
   function kubeconfigSaved(form, state) {
     form.reset();
+    if (state.pending) {
+      window.location.reload();
+      return;
+    }
     renderKubeconfig(state);
     toast("Kubeconfig saved. Checking the cluster…");
     kcPoller.start();
@@ -392,6 +408,7 @@
 
   if (kcState) {
     kcPoller = new Poller(pollKubeconfig, 1000);
-    if (kcState.getAttribute("data-check-status") === "PENDING") kcPoller.start();
+    if (kcState.getAttribute("data-check-status") === "PENDING" ||
+        (kcPending && kcPending.getAttribute("data-pending-status") === "PENDING")) kcPoller.start();
   }
 })();
