@@ -245,7 +245,8 @@ def delete(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, model: Any
     def after(project_id: Any, moved: list[Resource]) -> None:
         if model is Database:
             project = Project.objects.get(pk=project_id)
-            set_system_variable(project=project, key="DATABASE_URL", value=None, actor=actor)
+            for key in sorted({row.url_env_key for row in moved}):  # type: ignore[attr-defined]
+                set_system_variable(project=project, key=key, value=None, actor=actor)
 
     return _transition(
         model=model,

@@ -621,7 +621,9 @@ def database_add(request: HttpRequest, project_id: UUID) -> HttpResponse:
     if (wait := _throttled(request)) is not None:
         return _throttle_reply(request, wait, _detail_url(project.pk) + "#database")
     try:
-        services.database_add(project=project, actor=actor_for(request))
+        services.database_add(
+            project=project, actor=actor_for(request), env_key=request.POST.get("env_key", "").strip() or None
+        )
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
