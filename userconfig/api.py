@@ -15,7 +15,7 @@ from userconfig import selectors, services
 from userconfig.auth import current_user
 from userconfig.models import ApiToken, User, UserConfig
 
-PENDING_FIELDS = {
+PENDING_FIELDS: dict[str, serializers.Field] = {
     "namespace": serializers.CharField(),
     "server_host": serializers.CharField(),
     "server_address": serializers.CharField(),

@@ -24,6 +24,7 @@ from userconfig.models import (
     ApiToken,
     CheckStatus,
     ConfigKey,
+    Notice,
     User,
     UserConfig,
     hash_token,
@@ -412,3 +413,21 @@ def login_succeeded(*, username: str) -> None:
     """A successful sign-in clears the account's failures (the address's count stays)."""
     for key in _login_keys(username, None):
         cache.delete_many([key, f"{key}:start"])
+
+
+# --- notices: one-time messages to a user --------------------------------------------------------
+
+
+def notice_add(*, user_id: int, message: str) -> Notice:
+    return Notice.objects.create(user_id=user_id, message=message[:2000])
+
+
+def notices_take(*, user: User, limit: int = 20) -> list[Notice]:
+    """The user's unseen notices (oldest first), now marked seen: each is shown once."""
+    with transaction.atomic():
+        notices = list(
+            Notice.objects.select_for_update(skip_locked=True).filter(user=user, seen_at__isnull=True)[:limit]
+        )
+        if notices:
+            Notice.objects.filter(pk__in=[n.pk for n in notices]).update(seen_at=timezone.now())
+    return notices

@@ -319,11 +319,31 @@
       });
       page.setAttribute("data-status", data.status);
       applySandbox(data.sandbox_status);
+      settleLifecycleFlashes(data.transitional);
       return data.transitional;
     });
   }
 
+  /* A lifecycle flash ("Stopping Web Shop.") tells what was asked; once the project is no longer in
+     transition it says where the project ended up, from the server-rendered badge. */
+  function settleLifecycleFlashes(transitional) {
+    if (transitional) return;
+    var badge = page.querySelector('[data-live="header"] [data-role="badge"]') || page.querySelector('[data-role="badge"]');
+    var title = page.querySelector("h1");
+    $all(".flash[data-lifecycle]").forEach(function (flash) {
+      var text = flash.querySelector("span");
+      if (!badge || !title || !text) { flash.remove(); return; }
+      var status = badge.getAttribute("data-status");
+      var label = (badge.querySelector('[data-role="badge-text"]') || badge).textContent.trim().toLowerCase();
+      text.textContent = status === "ERROR"
+        ? title.textContent.trim() + " failed: see below."
+        : title.textContent.trim() + " is " + label + ".";
+      flash.removeAttribute("data-lifecycle");
+    });
+  }
+
   if (page) {
+    settleLifecycleFlashes(page.getAttribute("data-transitional") === "1");
     applySandbox(page.getAttribute("data-sandbox-status"));
     var projectPoller = new Poller(pollProject, 1500);
     if (page.getAttribute("data-transitional") === "1") projectPoller.start();
