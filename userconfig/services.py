@@ -423,11 +423,11 @@ def notice_add(*, user_id: int, message: str) -> Notice:
 
 
 def notices_take(*, user: User, limit: int = 20) -> list[Notice]:
-    """The user's unseen notices (oldest first), now marked seen: each is shown once."""
-    with transaction.atomic():
-        notices = list(
-            Notice.objects.select_for_update(skip_locked=True).filter(user=user, seen_at__isnull=True)[:limit]
+    """The user's unseen notices (oldest first), now marked seen: each is shown once. One query when
+    there is none (the project list's query count stays constant)."""
+    notices = list(Notice.objects.filter(user=user, seen_at__isnull=True)[:limit])
+    if notices:
+        Notice.objects.filter(pk__in=[n.pk for n in notices], seen_at__isnull=True).update(
+            seen_at=timezone.now()
         )
-        if notices:
-            Notice.objects.filter(pk__in=[n.pk for n in notices]).update(seen_at=timezone.now())
     return notices
