@@ -14,6 +14,8 @@ ADMIN_MODELS = [
     ("projects", "environment"),
     ("userconfig", "user"),
     ("userconfig", "userconfig"),
+    ("github", "githubinstallation"),
+    ("github", "webhookdelivery"),
 ]
 
 
