@@ -18,6 +18,12 @@ from userconfig import views as user_views
 
 api_v1 = [
     path("me/kubeconfig", user_api.KubeconfigApi.as_view(), name="kubeconfig"),
+    path("me/kubeconfig/pending", user_api.PendingKubeconfigApi.as_view(), name="kubeconfig-pending"),
+    path(
+        "me/kubeconfig/pending/accept",
+        user_api.PendingKubeconfigAcceptApi.as_view(),
+        name="kubeconfig-pending-accept",
+    ),
     path("me/agent", user_api.AgentApi.as_view(), name="agent"),
     path("me/tokens", user_api.ApiTokenListApi.as_view(), name="tokens"),
     path("me/tokens/<str:token_id>", user_api.ApiTokenDetailApi.as_view(), name="token"),
@@ -99,6 +105,16 @@ dashboard = [
     path("settings/kubeconfig", user_views.kubeconfig_save, name="kubeconfig-save"),
     path("settings/kubeconfig/delete", user_views.kubeconfig_remove, name="kubeconfig-remove"),
     path("settings/kubeconfig/state", user_views.kubeconfig_state, name="kubeconfig-state"),
+    path(
+        "settings/kubeconfig/pending/discard",
+        user_views.kubeconfig_pending_discard,
+        name="kubeconfig-pending-discard",
+    ),
+    path(
+        "settings/kubeconfig/pending/accept",
+        user_views.kubeconfig_pending_accept,
+        name="kubeconfig-pending-accept",
+    ),
     path("settings/agent", user_views.agent_save, name="agent-save"),
     path("settings/idle-stop", user_views.idle_stop_save, name="idle-stop-default"),
     path("settings/github/unlink", user_views.github_unlink, name="github-unlink"),

@@ -70,6 +70,9 @@ class SandboxOutput(OutputSerializer):
 
 class DatabaseOutput(OutputSerializer):
     connection_ready = serializers.BooleanField(source="is_connection_ready")
+    env_key = serializers.CharField(
+        source="url_env_key", read_only=True, help_text="The variable the sandbox gets the URL in"
+    )
     health = HealthOutput(source="*", read_only=True)
 
     class Meta:
@@ -89,6 +92,7 @@ class DatabaseOutput(OutputSerializer):
             "database_name",
             "username",
             "connection_ready",
+            "env_key",
             "cpu_request",
             "cpu_limit",
             "memory_request",
@@ -434,12 +438,23 @@ class EnvKeyApi(APIView):
 class DatabaseListApi(APIView):
     lifecycle_writes = True  # core.throttles.LifecycleWriteThrottle
 
-    @extend_schema(request=None, responses={202: DatabaseOutput})
+    class DatabaseInputSerializer(StrictSerializer):
+        env_key = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=256,
+            help_text="The environment variable the sandbox gets the database's URL in (default "
+            "DATABASE_URL). Use another name, e.g. TENTER_DATABASE_URL, to keep your own DATABASE_URL.",
+        )
+
+    @extend_schema(request=DatabaseInputSerializer, responses={202: DatabaseOutput})
     def post(self, request: Request, project_id: str) -> Response:
         project = selectors.project_get(user=current_user(request), project_id=project_id)
-        if request.data:
-            raise serializers.ValidationError({"non_field_errors": ["This endpoint takes no fields."]})
-        database = services.database_add(project=project, actor=actor_for(request))
+        data = self.DatabaseInputSerializer(data=request.data or {})
+        data.is_valid(raise_exception=True)
+        database = services.database_add(
+            project=project, actor=actor_for(request), env_key=data.validated_data.get("env_key")
+        )
         return Response(DatabaseOutput(database).data, status=202)
 
 

@@ -243,9 +243,25 @@ def delete(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, model: Any
         return ResourceStatus.TERMINATING
 
     def after(project_id: Any, moved: list[Resource]) -> None:
+        project = Project.objects.get(pk=project_id)
         if model is Database:
-            project = Project.objects.get(pk=project_id)
-            set_system_variable(project=project, key="DATABASE_URL", value=None, actor=actor)
+            for key in sorted({row.url_env_key for row in moved}):  # type: ignore[attr-defined]
+                set_system_variable(project=project, key=key, value=None, actor=actor)
+        # The owner is told, where they will look: the project itself may vanish with its last resource.
+        left = [
+            r
+            for m in (Sandbox, Database)
+            for r in m.objects.filter(project_id=project_id).exclude(
+                status__in=(ResourceStatus.TERMINATING, ResourceStatus.TERMINATED)
+            )
+        ]
+        what = "sandbox" if model is Sandbox else "database"
+        userconfig_services.notice_add(
+            user_id=project.owner_id,
+            message=f"An operator deleted the {what} of your project “{project.name}” on "
+            f"{timezone.now():%Y-%m-%d at %H:%M} UTC"
+            + ("; the project is removed with it." if not left else "; the project itself stays."),
+        )
 
     return _transition(
         model=model,

@@ -725,9 +725,10 @@ def env_upsert(*, project: Project, variables: Any, actor: Actor) -> list[Enviro
                 "and cannot be changed.",
                 code="system_variable",
             )
-        if DATABASE_URL_KEY in keys and DATABASE_URL_KEY not in existing and _has_database(project):
+        managed = sorted(k for k in _database_env_keys(project) if k in keys and k not in existing)
+        if managed:
             raise ValidationFailed(
-                f"{DATABASE_URL_KEY} is managed by Tenter while the project has a database.",
+                f"{managed[0]} is managed by Tenter while the project has a database.",
                 code="system_variable",
             )
         new_count = len([k for k in keys if k not in existing])
@@ -773,8 +774,10 @@ def env_size(variables: Mapping[str, str]) -> int:
     return sum(len(k) + len(v.encode()) for k, v in variables.items())
 
 
-def _has_database(project: Project) -> bool:
-    return Database.objects.filter(project=project).exclude(status=ResourceStatus.TERMINATING).exists()
+def _database_env_keys(project: Project) -> set[str]:
+    """The variables Tenter gives the project's databases' URLs in (reserved while they live)."""
+    rows = Database.objects.filter(project=project).exclude(status=ResourceStatus.TERMINATING)
+    return set(rows.values_list("url_env_key", flat=True))
 
 
 def env_delete(*, project: Project, key: str, actor: Actor) -> None:
@@ -847,8 +850,24 @@ DATABASE_RESOURCES = {
 }
 
 
-def database_add(*, project: Project, actor: Actor) -> Database:
-    """Add the project's PostgreSQL database (one per project, as in the reference)."""
+def database_env_key(env_key: str | None) -> str:
+    """The variable a new database's URL goes in: DATABASE_URL, or a valid name the user chose."""
+    if env_key in (None, ""):
+        return DATABASE_URL_KEY
+    if not isinstance(env_key, str) or len(env_key) > ENV_KEY_MAX or not fullmatch(ENV_KEY_RE, env_key):
+        raise ValidationFailed(
+            "The variable name must start with a letter or an underscore and contain only letters, "
+            f"digits and underscores ({ENV_KEY_MAX} characters at most).",
+            code="invalid_key",
+            details={"field": "env_key"},
+        )
+    return env_key
+
+
+def database_add(*, project: Project, actor: Actor, env_key: str | None = None) -> Database:
+    """Add the project's PostgreSQL database (one per project, as in the reference). Its URL is given
+    to the sandbox in DATABASE_URL, or in `env_key` (for a project that keeps its own DATABASE_URL)."""
+    key = database_env_key(env_key)
     kubeconfig = usable_kubeconfig(project.owner)
     with transaction.atomic():
         lock_quota(project.owner_id)  # the lock first, then the rows (see check_quota)
@@ -863,11 +882,21 @@ def database_add(*, project: Project, actor: Actor) -> Database:
             cpu=millicores(DATABASE_RESOURCES["cpu_request"]),
             memory=bytes_of(DATABASE_RESOURCES["memory_request"]),
         )
-        if Environment.objects.filter(project=locked, key=DATABASE_URL_KEY, is_system=False).exists():
+        taken = Environment.objects.filter(project=locked, key=key).first()
+        if taken is not None and not (taken.is_system and key == DATABASE_URL_KEY):
+            if key == DATABASE_URL_KEY:
+                raise Conflict(
+                    f"This project sets its own {DATABASE_URL_KEY}. Tenter never replaces it: give the "
+                    "database's address another name (env_key, for example TENTER_DATABASE_URL), or "
+                    "remove or rename yours first.",
+                    code="database_url_taken",
+                    details={"field": "env_key"},
+                )
             raise Conflict(
-                f"This project sets its own {DATABASE_URL_KEY}. Tenter gives the database's address in "
-                f"{DATABASE_URL_KEY}: remove or rename yours first.",
-                code="database_url_taken",
+                f"This project already has a variable named {key}; choose another name for the "
+                "database's address.",
+                code="env_key_taken",
+                details={"field": "env_key"},
             )
         sandbox = locked.sandboxes.first()
         # beside the sandbox, wherever it lives
@@ -883,6 +912,7 @@ def database_add(*, project: Project, actor: Actor) -> Database:
                     k8s_server=server,
                     k8s_name=k8s_name,
                     api_version=settings.KUBEBLOCKS_API_VERSION,
+                    url_env_key=key,
                     **DATABASE_RESOURCES,
                 )
         except IntegrityError:
@@ -893,7 +923,8 @@ def database_add(*, project: Project, actor: Actor) -> Database:
             to_status=ResourceStatus.CREATING,
             actor=actor,
             reason="created",
-            message="PostgreSQL database requested.",
+            message="PostgreSQL database requested."
+            + ("" if key == DATABASE_URL_KEY else f" Its address goes in {key}."),
             project_name=locked.name,
         )
         refresh_project_status(locked.pk)
@@ -912,7 +943,7 @@ def database_remove(*, database: Database, actor: Actor) -> None:
             locked, ResourceStatus.TERMINATING, actor=actor, reason="delete", message="Removal requested."
         )
         # The sandbox must stop pointing at it now, not when the cluster is done.
-        set_system_variable(project=locked.project, key=DATABASE_URL_KEY, value=None, actor=actor)
+        set_system_variable(project=locked.project, key=locked.url_env_key, value=None, actor=actor)
         audit.record(actor, "database.remove", locked)
         kicks.kick(locked)
 
@@ -920,13 +951,13 @@ def database_remove(*, database: Database, actor: Actor) -> None:
 # --- the owner's kubeconfig, where resources live ---------------------------------------------------
 
 
-def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
-    """Save a user's kubeconfig, refusing one for another cluster or namespace while resources still
-    live on the current one: the reconciler operates every object where it was created, so those would
-    be stranded (the user deletes them first, or keeps the kubeconfig). The refusal lists them."""
-    info = userconfig_services.kubeconfig_parse(text)
-    elsewhere = Q(project__owner=user) & ~Q(status=ResourceStatus.TERMINATED)
-    elsewhere &= ~Q(k8s_namespace=info.namespace) | (~Q(k8s_server=info.server_host) & ~Q(k8s_server=""))
+def _refuse_stranding(user: User | int, namespace: str, server_host: str) -> None:
+    """Refuse a kubeconfig for another cluster or namespace while resources still live on the current
+    one: the reconciler operates every object where it was created, so those would be stranded (the
+    user deletes them first, or keeps the kubeconfig). The refusal lists them."""
+    owner = Q(project__owner_id=user) if isinstance(user, int) else Q(project__owner=user)
+    elsewhere = owner & ~Q(status=ResourceStatus.TERMINATED)
+    elsewhere &= ~Q(k8s_namespace=namespace) | (~Q(k8s_server=server_host) & ~Q(k8s_server=""))
     stranded = [
         f"{row.resource_kind} {row.k8s_namespace}/{row.k8s_name} on {row.k8s_server or 'the current cluster'}"
         for model in (Sandbox, Database)
@@ -935,13 +966,56 @@ def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
     if stranded:
         shown = "; ".join(stranded[:3]) + (f"; and {len(stranded) - 3} more" if len(stranded) > 3 else "")
         raise Conflict(
-            f"This kubeconfig is for namespace {info.namespace} on {info.server_host}, but "
+            f"This kubeconfig is for namespace {namespace} on {server_host}, but "
             f"{plural(len(stranded), 'resource')} still live{'s' if len(stranded) == 1 else ''} where the "
             f"current one points ({shown}); delete their projects first.",
             code="kubeconfig_would_strand",
             details={"resources": stranded},
         )
+
+
+def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
+    """Save a user's kubeconfig (refusing one that would strand resources, see _refuse_stranding). Over a
+    working one it is stored as pending until its check passes (userconfig.services.kubeconfig_save)."""
+    info = userconfig_services.kubeconfig_parse(text)
+    _refuse_stranding(user, info.namespace, info.server_host)
     return userconfig_services.kubeconfig_save(user=user, text=text, actor=actor)
+
+
+def kubeconfig_pending_accept(*, user: User, actor: Actor) -> UserConfig:
+    """The user's explicit "use it anyway": the pending kubeconfig replaces the one in use whatever its
+    check said (still refused when it would strand resources)."""
+    with transaction.atomic():
+        pending = userconfig_services.kubeconfig_pending(user_id=user.pk, lock=True)
+        if pending is None:
+            raise NotFound("No new kubeconfig is waiting.")
+        _refuse_stranding(user, pending.namespace, pending.server_host)
+        return userconfig_services.kubeconfig_promote(user=user, actor=actor, pending=pending, checked=False)
+
+
+def kubeconfig_pending_passed(*, user_id: int, updated_at: Any, status: str, message: str) -> bool:
+    """The worker's step after the pending kubeconfig's check passed: promote it (True), unless it was
+    replaced meanwhile or would strand resources (then that refusal is its check result)."""
+    with transaction.atomic():
+        pending = userconfig_services.kubeconfig_pending(user_id=user_id, lock=True)
+        if pending is None or pending.updated_at != updated_at:
+            return False
+        try:
+            _refuse_stranding(user_id, pending.namespace, pending.server_host)
+        except Conflict as exc:
+            userconfig_services.kubeconfig_record_check(
+                user_id=user_id,
+                status=CheckStatus.FAILED,
+                message=exc.message,
+                key=ConfigKey.KUBECONFIG_PENDING,
+            )
+            return False
+        pending.check_status, pending.check_message, pending.checked_at = status, message, timezone.now()
+        owner = User.objects.get(pk=user_id)
+        userconfig_services.kubeconfig_promote(
+            user=owner, actor=audit.RECONCILER, pending=pending, checked=True
+        )
+    return True
 
 
 def cluster_access_problem(project: Project) -> str | None:

@@ -37,6 +37,7 @@ from projects.status import allowed_actions, recommendation
 from reconcile import diagnostics
 from sandboxes.models import TRANSITIONAL, Sandbox
 from userconfig import selectors as user_selectors
+from userconfig import services as user_services
 from userconfig.auth import current_user
 
 PAGE_SIZE = 50
@@ -137,6 +138,7 @@ def _render_list(request: HttpRequest, create_form: ProjectCreateForm, status: i
     if request.htmx and not request.htmx.boosted:  # type: ignore[attr-defined]  # django-htmx
         response = render(request, "projects/_list_body.html", context, status=status)
     else:
+        context["notices"] = user_services.notices_take(user=current_user(request))
         response = render(request, "projects/list.html", context, status=status)
     patch_vary_headers(response, ["HX-Request"])  # the partial and the page share a URL
     return response
@@ -418,7 +420,9 @@ def project_action(request: HttpRequest, project_id: UUID, action: str) -> HttpR
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, done.format(name=project.name))
+        # "lifecycle": the project page rewrites it once the project is no longer in transition, so
+        # "Stopping Web Shop." never stays on screen after it stopped (static/js/app.js).
+        messages.success(request, done.format(name=project.name), extra_tags="lifecycle")
     return redirect(_detail_url(project.pk))
 
 
@@ -621,7 +625,9 @@ def database_add(request: HttpRequest, project_id: UUID) -> HttpResponse:
     if (wait := _throttled(request)) is not None:
         return _throttle_reply(request, wait, _detail_url(project.pk) + "#database")
     try:
-        services.database_add(project=project, actor=actor_for(request))
+        services.database_add(
+            project=project, actor=actor_for(request), env_key=request.POST.get("env_key", "").strip() or None
+        )
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

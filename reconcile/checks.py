@@ -15,6 +15,7 @@ import redis
 from django.conf import settings
 from django.core.cache import cache
 
+from projects import services as project_services
 from reconcile.kube.client import Kube
 from reconcile.kube.errors import (
     NOT_KUBERNETES,
@@ -47,16 +48,35 @@ PARALLEL_REVIEWS = 8
 
 
 def check_kubeconfig(user_id: int, *, record_unreachable: bool = True) -> tuple[str, str]:
-    """Check and store the result. With `record_unreachable=False` an unreachable cluster is not
-    stored (the caller retries soon), so one flaky moment does not park the user's rows."""
+    """Check and store the result, for the kubeconfig in use and for a pending new one (promoted when
+    its check passes). With `record_unreachable=False` an unreachable cluster is not stored (the caller
+    retries soon), so one flaky moment does not park the user's rows. Returns the worse of the two."""
     config = UserConfig.objects.filter(user_id=user_id, key=ConfigKey.KUBECONFIG).first()
     if config is None:
         return "", ""
     status, message = _check(config)
-    if status == CheckStatus.UNREACHABLE and not record_unreachable:
+    if status != CheckStatus.UNREACHABLE or record_unreachable:
+        kubeconfig_record_check(user_id=user_id, status=status, message=message)
+        logger.info("kubeconfig check for user %s: %s", user_id, status)
+    pending = UserConfig.objects.filter(user_id=user_id, key=ConfigKey.KUBECONFIG_PENDING).first()
+    if pending is None:
         return status, message
-    kubeconfig_record_check(user_id=user_id, status=status, message=message)
-    logger.info("kubeconfig check for user %s: %s", user_id, status)
+    p_status, p_message = _check(pending)
+    logger.info("pending kubeconfig check for user %s: %s", user_id, p_status)
+    if p_status == CheckStatus.OK:
+        project_services.kubeconfig_pending_passed(
+            user_id=user_id, updated_at=pending.updated_at, status=p_status, message=p_message
+        )
+    elif p_status != CheckStatus.UNREACHABLE or record_unreachable:
+        kubeconfig_record_check(
+            user_id=user_id,
+            status=p_status,
+            message=p_message,
+            key=ConfigKey.KUBECONFIG_PENDING,
+            updated_at=pending.updated_at,
+        )
+    if CheckStatus.UNREACHABLE in (status, p_status):
+        return CheckStatus.UNREACHABLE, p_message if p_status == CheckStatus.UNREACHABLE else message
     return status, message
 
 

@@ -110,9 +110,9 @@ def _start(database: Database, k: Kube) -> Outcome:
     )
     if connection is None:
         return Outcome(message="Waiting for the account secret.", retry_in=settings.RECONCILE_POLL_SECONDS)
-    # The sandbox gets DATABASE_URL (and rolls) in the same breath as the database becomes RUNNING.
+    # The sandbox gets DATABASE_URL (or the name chosen) and rolls as the database becomes RUNNING.
     set_system_variable(
-        project=database.project, key="DATABASE_URL", value=connection["url"], actor=RECONCILER
+        project=database.project, key=database.url_env_key, value=connection["url"], actor=RECONCILER
     )
     return Outcome(
         status=S.RUNNING,

@@ -194,6 +194,9 @@ class Database(Resource):
     host = models.CharField(max_length=253, blank=True, default="")
     port = models.PositiveIntegerField(null=True, blank=True)
     database_name = models.CharField(max_length=63, blank=True, default="postgres")
+    # The environment variable the project's sandboxes get the database's URL in (DATABASE_URL unless
+    # the user keeps their own DATABASE_URL and chose another name when adding the database).
+    url_env_key = models.CharField(max_length=128, default="DATABASE_URL")
     username = models.CharField(max_length=63, blank=True, default="")
     password = EncryptedTextField(blank=True, default="")
 

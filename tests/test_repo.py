@@ -35,7 +35,17 @@ def test_docker_compose_is_a_valid_compose_file():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-PACKAGES = ("config", "core", "userconfig", "projects", "sandboxes", "github", "reconcile", "kubesim", "fakegithub")
+PACKAGES = (
+    "config",
+    "core",
+    "userconfig",
+    "projects",
+    "sandboxes",
+    "github",
+    "reconcile",
+    "kubesim",
+    "fakegithub",
+)
 
 
 def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,16 @@ from userconfig import selectors, services
 from userconfig.auth import current_user
 from userconfig.models import ApiToken, User, UserConfig
 
+PENDING_FIELDS: dict[str, serializers.Field] = {
+    "namespace": serializers.CharField(),
+    "server_host": serializers.CharField(),
+    "server_address": serializers.CharField(),
+    "check_status": serializers.CharField(),
+    "check_message": serializers.CharField(),
+    "checked_at": serializers.DateTimeField(allow_null=True),
+    "updated_at": serializers.DateTimeField(allow_null=True),
+}
+
 KubeconfigState = inline_serializer(
     "KubeconfigState",
     {
@@ -26,11 +36,32 @@ KubeconfigState = inline_serializer(
         "check_message": serializers.CharField(),
         "checked_at": serializers.DateTimeField(allow_null=True),
         "updated_at": serializers.DateTimeField(allow_null=True),
+        "pending": inline_serializer(
+            "PendingKubeconfigState",
+            PENDING_FIELDS,
+            allow_null=True,
+            help_text="A new kubeconfig waiting for its cluster check; the one above stays in use until "
+            "it passes (then it replaces it), or until you discard it or use it anyway.",
+        ),
     },
 )
 
 
-def kubeconfig_state(config: UserConfig | None) -> dict[str, object]:
+def _pending_state(pending: UserConfig | None) -> dict[str, object] | None:
+    if pending is None:
+        return None
+    return {
+        "namespace": pending.namespace,
+        "server_host": pending.server_host,
+        "server_address": pending.server_address,
+        "check_status": pending.check_status,
+        "check_message": pending.check_message,
+        "checked_at": pending.checked_at,
+        "updated_at": pending.updated_at,
+    }
+
+
+def kubeconfig_state(config: UserConfig | None, pending: UserConfig | None = None) -> dict[str, object]:
     if config is None:
         return {
             "configured": False,
@@ -41,6 +72,7 @@ def kubeconfig_state(config: UserConfig | None) -> dict[str, object]:
             "check_message": "",
             "checked_at": None,
             "updated_at": None,
+            "pending": None,
         }
     return {
         "configured": True,
@@ -51,7 +83,14 @@ def kubeconfig_state(config: UserConfig | None) -> dict[str, object]:
         "check_message": config.check_message,
         "checked_at": config.checked_at,
         "updated_at": config.updated_at,
+        "pending": _pending_state(pending),
     }
+
+
+def user_kubeconfig_state(user: User) -> dict[str, object]:
+    return kubeconfig_state(
+        selectors.kubeconfig_state(user=user), selectors.kubeconfig_pending_state(user=user)
+    )
 
 
 class KubeconfigApi(APIView):
@@ -60,7 +99,7 @@ class KubeconfigApi(APIView):
 
     @extend_schema(responses=KubeconfigState)
     def get(self, request: Request) -> Response:
-        return Response(kubeconfig_state(selectors.kubeconfig_state(user=current_user(request))))
+        return Response(user_kubeconfig_state(current_user(request)))
 
     @extend_schema(request=KubeconfigInputSerializer, responses=KubeconfigState)
     def put(self, request: Request) -> Response:
@@ -69,12 +108,32 @@ class KubeconfigApi(APIView):
         project_services.kubeconfig_change(
             user=current_user(request), text=data.validated_data["kubeconfig"], actor=actor_for(request)
         )
-        return Response(kubeconfig_state(selectors.kubeconfig_state(user=current_user(request))))
+        return Response(user_kubeconfig_state(current_user(request)))
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request) -> Response:
         services.kubeconfig_remove(user=current_user(request), actor=actor_for(request))
         return Response(status=204)
+
+
+class PendingKubeconfigApi(APIView):
+    @extend_schema(
+        request=None, responses={204: None}, summary="Discard the new kubeconfig waiting for its check"
+    )
+    def delete(self, request: Request) -> Response:
+        services.kubeconfig_pending_discard(user=current_user(request), actor=actor_for(request))
+        return Response(status=204)
+
+
+class PendingKubeconfigAcceptApi(APIView):
+    @extend_schema(
+        request=None,
+        responses=KubeconfigState,
+        summary="Use the new kubeconfig anyway, whatever its check said (409 kubeconfig_would_strand)",
+    )
+    def post(self, request: Request) -> Response:
+        project_services.kubeconfig_pending_accept(user=current_user(request), actor=actor_for(request))
+        return Response(user_kubeconfig_state(current_user(request)))
 
 
 class AgentApi(APIView):

@@ -24,6 +24,8 @@ class User(AbstractUser):
 
 class ConfigKey(models.TextChoices):
     KUBECONFIG = "KUBECONFIG"
+    # A new kubeconfig waiting for its cluster check while the working one stays in use.
+    KUBECONFIG_PENDING = "KUBECONFIG_PENDING"
     ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY"
     ANTHROPIC_BASE_URL = "ANTHROPIC_BASE_URL"
     ANTHROPIC_MODEL = "ANTHROPIC_MODEL"
@@ -144,3 +146,25 @@ class ApiToken(models.Model):
 
     def is_usable(self, now: Any) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class Notice(models.Model):
+    """A one-time message to a user about something done to their things by someone else (an operator
+    deleting a project's sandbox, for example: the project may be gone, so its timeline cannot say it).
+    Shown once, on their project list, then kept as read."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notices")
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(
+                fields=["user", "created_at"], name="notice_unseen", condition=models.Q(seen_at__isnull=True)
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.message[:40]}"

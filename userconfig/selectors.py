@@ -14,6 +14,11 @@ def kubeconfig_state(*, user: User) -> UserConfig | None:
     return UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG).defer("value").first()
 
 
+def kubeconfig_pending_state(*, user: User) -> UserConfig | None:
+    """The new kubeconfig waiting for its check (the current one stays in use), without its content."""
+    return UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG_PENDING).defer("value").first()
+
+
 def kubeconfig_text(*, user_id: int) -> str | None:
     row = UserConfig.objects.filter(user_id=user_id, key=ConfigKey.KUBECONFIG).only("value").first()
     return row.value if row else None
@@ -29,7 +34,12 @@ class AgentSettings:
 
 
 def agent_settings(*, user: User) -> AgentSettings:
-    rows = {c.key: c.value for c in UserConfig.objects.filter(user=user).exclude(key=ConfigKey.KUBECONFIG)}
+    rows = {
+        c.key: c.value
+        for c in UserConfig.objects.filter(user=user).exclude(
+            key__in=[ConfigKey.KUBECONFIG, ConfigKey.KUBECONFIG_PENDING]
+        )
+    }
     key = rows.get(ConfigKey.ANTHROPIC_API_KEY, "")
     return AgentSettings(
         base_url=rows.get(ConfigKey.ANTHROPIC_BASE_URL, ""),

@@ -24,6 +24,7 @@ from userconfig.models import (
     ApiToken,
     CheckStatus,
     ConfigKey,
+    Notice,
     User,
     UserConfig,
     hash_token,
@@ -53,43 +54,122 @@ def kubeconfig_parse(text: str) -> kubeconfig.KubeconfigInfo:
     return info
 
 
+def _kubeconfig_fields(text: str, info: kubeconfig.KubeconfigInfo) -> dict[str, Any]:
+    return {
+        "value": text,
+        "category": "kc",
+        "is_secret": True,
+        "namespace": info.namespace,
+        "server": info.server,
+        "server_host": info.server_host,
+        "check_status": CheckStatus.PENDING,
+        "check_message": "",
+        "checked_at": None,
+    }
+
+
 def kubeconfig_save(*, user: User, text: str, actor: Actor) -> UserConfig:
-    """Parse, store encrypted, and queue the background cluster check. Refuses what cannot work."""
+    """Parse, store encrypted, and queue the background cluster check. Refuses what cannot work.
+
+    When the user already has a kubeconfig whose check passed, the new one is stored as *pending*: the
+    working one stays in use until the new one passes its check (the worker promotes it then), or the
+    user discards it or explicitly uses it anyway. A first kubeconfig, or one replacing a failing one,
+    takes effect at once. Returns the row written (KUBECONFIG or KUBECONFIG_PENDING)."""
     info = kubeconfig_parse(text)
     with transaction.atomic():
-        config, _ = UserConfig.objects.update_or_create(
-            user=user,
-            key=ConfigKey.KUBECONFIG,
-            defaults={
-                "value": text,
-                "category": "kc",
-                "is_secret": True,
-                "namespace": info.namespace,
-                "server": info.server,
-                "server_host": info.server_host,
-                "check_status": CheckStatus.PENDING,
-                "check_message": "",
-                "checked_at": None,
-            },
+        current = (
+            UserConfig.objects.select_for_update()
+            .defer("value")
+            .filter(user=user, key=ConfigKey.KUBECONFIG)
+            .first()
         )
-        audit.record(actor, "kubeconfig.save", config, namespace=info.namespace, server_host=info.server_host)
+        if current is not None and current.check_status == CheckStatus.OK:
+            config, _ = UserConfig.objects.update_or_create(
+                user=user, key=ConfigKey.KUBECONFIG_PENDING, defaults=_kubeconfig_fields(text, info)
+            )
+            audit.record(
+                actor,
+                "kubeconfig.save_pending",
+                config,
+                namespace=info.namespace,
+                server_host=info.server_host,
+            )
+        else:
+            config, _ = UserConfig.objects.update_or_create(
+                user=user, key=ConfigKey.KUBECONFIG, defaults=_kubeconfig_fields(text, info)
+            )
+            UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG_PENDING).delete()
+            audit.record(
+                actor, "kubeconfig.save", config, namespace=info.namespace, server_host=info.server_host
+            )
         kicks.kick_kubeconfig_check(user.pk)
     return config
 
 
+def kubeconfig_pending(*, user_id: int, lock: bool = False) -> UserConfig | None:
+    """The pending kubeconfig row with its content (for the check and for promotion)."""
+    rows = UserConfig.objects.filter(user_id=user_id, key=ConfigKey.KUBECONFIG_PENDING)
+    return (rows.select_for_update() if lock else rows).first()
+
+
+def kubeconfig_promote(*, user: User, actor: Actor, pending: UserConfig, checked: bool) -> UserConfig:
+    """Make the pending kubeconfig the one in use (the caller holds its lock and has refused stranding).
+
+    `checked`: it passed its check (its result is kept); otherwise the user chose to use it anyway, and
+    it keeps its failing result until the next check, which is queued."""
+    with transaction.atomic():
+        fields = {
+            f: getattr(pending, f)
+            for f in ("value", "category", "is_secret", "namespace", "server", "server_host")
+        }
+        fields |= {
+            "check_status": pending.check_status,
+            "check_message": pending.check_message,
+            "checked_at": pending.checked_at,
+        }
+        config, _ = UserConfig.objects.update_or_create(user=user, key=ConfigKey.KUBECONFIG, defaults=fields)
+        UserConfig.objects.filter(pk=pending.pk).delete()
+        audit.record(
+            actor,
+            "kubeconfig.promote" if checked else "kubeconfig.use_anyway",
+            config,
+            namespace=config.namespace,
+            server_host=config.server_host,
+            check_status=config.check_status,
+        )
+        if not checked:
+            kicks.kick_kubeconfig_check(user.pk)
+    return config
+
+
+def kubeconfig_pending_discard(*, user: User, actor: Actor) -> None:
+    """Forget the pending kubeconfig; the one in use is untouched."""
+    with transaction.atomic():
+        deleted, _ = UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG_PENDING).delete()
+        if not deleted:
+            raise NotFound("No new kubeconfig is waiting.")
+        audit.record(actor, "kubeconfig.discard_pending", user)
+
+
 def kubeconfig_remove(*, user: User, actor: Actor) -> None:
     with transaction.atomic():
-        deleted, _ = UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG).delete()
+        deleted, _ = UserConfig.objects.filter(
+            user=user, key__in=[ConfigKey.KUBECONFIG, ConfigKey.KUBECONFIG_PENDING]
+        ).delete()
         if not deleted:
             raise NotFound("No kubeconfig is stored.")
         audit.record(actor, "kubeconfig.remove", user)
 
 
-def kubeconfig_record_check(*, user_id: int, status: str, message: str) -> None:
-    """Store the result of a background check (called by the reconciler)."""
-    UserConfig.objects.filter(user_id=user_id, key=ConfigKey.KUBECONFIG).update(
-        check_status=status, check_message=message[:2000], checked_at=timezone.now()
-    )
+def kubeconfig_record_check(
+    *, user_id: int, status: str, message: str, key: str = ConfigKey.KUBECONFIG, updated_at: Any = None
+) -> None:
+    """Store the result of a background check (called by the reconciler). With `updated_at`, only if
+    the row was not replaced meanwhile (a newer upload gets its own check)."""
+    rows = UserConfig.objects.filter(user_id=user_id, key=key)
+    if updated_at is not None:
+        rows = rows.filter(updated_at=updated_at)
+    rows.update(check_status=status, check_message=message[:2000], checked_at=timezone.now())
 
 
 def agent_settings_update(*, user: User, actor: Actor, **values: str | None) -> None:
@@ -351,3 +431,21 @@ def github_unlink(*, user: User, actor: Actor) -> None:
         login = (account.extra_data or {}).get("login") or account.uid
         account.delete()
         audit.record(actor, "github.unlink", user, login=str(login), uid=account.uid)
+
+
+# --- notices: one-time messages to a user --------------------------------------------------------
+
+
+def notice_add(*, user_id: int, message: str) -> Notice:
+    return Notice.objects.create(user_id=user_id, message=message[:2000])
+
+
+def notices_take(*, user: User, limit: int = 20) -> list[Notice]:
+    """The user's unseen notices (oldest first), now marked seen: each is shown once. One query when
+    there is none (the project list's query count stays constant)."""
+    notices = list(Notice.objects.filter(user=user, seen_at__isnull=True)[:limit])
+    if notices:
+        Notice.objects.filter(pk__in=[n.pk for n in notices], seen_at__isnull=True).update(
+            seen_at=timezone.now()
+        )
+    return notices

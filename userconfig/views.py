@@ -20,7 +20,7 @@ from core.audit import actor_for, client_ip
 from core.errors import ServiceError
 from projects import services as project_services
 from userconfig import github_signin, selectors, services
-from userconfig.api import kubeconfig_state as state_dict
+from userconfig.api import user_kubeconfig_state
 from userconfig.auth import current_user
 from userconfig.forms import AgentSettingsForm, ApiTokenForm, KubeconfigForm
 
@@ -111,6 +111,7 @@ def _render(
         "token_form": token_form or ApiTokenForm(),
         "new_token": new_token and {"token": new_token[0], "secret": new_token[1]},
         "kubeconfig": selectors.kubeconfig_state(user=current_user(request)),
+        "kubeconfig_pending": selectors.kubeconfig_pending_state(user=current_user(request)),
         "kubeconfig_form": kubeconfig_form or KubeconfigForm(),
         "agent": selectors.agent_settings(user=current_user(request)),
         "agent_form": agent_form or _agent_form(request),
@@ -157,10 +158,40 @@ def kubeconfig_save(request: HttpRequest) -> HttpResponse:
     if _wants_json(request):
         if not saved:
             return JsonResponse({"errors": {f: list(e) for f, e in form.errors.items()}}, status=400)
-        return JsonResponse(state_dict(selectors.kubeconfig_state(user=current_user(request))))
+        return JsonResponse(user_kubeconfig_state(current_user(request)))
     if not saved:
         return _render(request, kubeconfig_form=form, status=400)
-    messages.success(request, "Kubeconfig saved. Checking what it can do on the cluster…")
+    if selectors.kubeconfig_pending_state(user=current_user(request)) is not None:
+        messages.success(
+            request,
+            "New kubeconfig saved. Checking it on its cluster; the current one stays in use until it passes.",
+        )
+    else:
+        messages.success(request, "Kubeconfig saved. Checking what it can do on the cluster…")
+    return redirect("dashboard:settings")
+
+
+@login_required
+@require_POST
+def kubeconfig_pending_discard(request: HttpRequest) -> HttpResponse:
+    try:
+        services.kubeconfig_pending_discard(user=current_user(request), actor=actor_for(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "New kubeconfig discarded. The current one stays in use.")
+    return redirect("dashboard:settings")
+
+
+@login_required
+@require_POST
+def kubeconfig_pending_accept(request: HttpRequest) -> HttpResponse:
+    try:
+        project_services.kubeconfig_pending_accept(user=current_user(request), actor=actor_for(request))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The new kubeconfig is now in use. Checking it again…")
     return redirect("dashboard:settings")
 
 
@@ -181,7 +212,7 @@ def kubeconfig_remove(request: HttpRequest) -> HttpResponse:
 @never_cache
 def kubeconfig_state(request: HttpRequest) -> JsonResponse:
     """Polled by the settings page while the background check is PENDING. Never the content."""
-    return JsonResponse(state_dict(selectors.kubeconfig_state(user=current_user(request))))
+    return JsonResponse(user_kubeconfig_state(current_user(request)))
 
 
 @login_required

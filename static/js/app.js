@@ -319,11 +319,31 @@
       });
       page.setAttribute("data-status", data.status);
       applySandbox(data.sandbox_status);
+      settleLifecycleFlashes(data.transitional);
       return data.transitional;
     });
   }
 
+  /* A lifecycle flash ("Stopping Web Shop.") tells what was asked; once the project is no longer in
+     transition it says where the project ended up, from the server-rendered badge. */
+  function settleLifecycleFlashes(transitional) {
+    if (transitional) return;
+    var badge = page.querySelector('[data-live="header"] [data-role="badge"]') || page.querySelector('[data-role="badge"]');
+    var title = page.querySelector("h1");
+    $all(".flash[data-lifecycle]").forEach(function (flash) {
+      var text = flash.querySelector("span");
+      if (!badge || !title || !text) { flash.remove(); return; }
+      var status = badge.getAttribute("data-status");
+      var label = (badge.querySelector('[data-role="badge-text"]') || badge).textContent.trim().toLowerCase();
+      text.textContent = status === "ERROR"
+        ? title.textContent.trim() + " failed: see below."
+        : title.textContent.trim() + " is " + label + ".";
+      flash.removeAttribute("data-lifecycle");
+    });
+  }
+
   if (page) {
+    settleLifecycleFlashes(page.getAttribute("data-transitional") === "1");
     applySandbox(page.getAttribute("data-sandbox-status"));
     var projectPoller = new Poller(pollProject, 1500);
     if (page.getAttribute("data-transitional") === "1") projectPoller.start();
@@ -376,15 +396,31 @@
       (state.check_status === "PENDING" ? "Asking the cluster what this kubeconfig may do…" : "");
   }
 
+  var kcPending = $("#kc-pending");
+
+  function pendingStatus(state) {
+    return state.pending ? state.pending.check_status : "";
+  }
+
   function pollKubeconfig() {
     return request(kcState.getAttribute("data-state-url")).then(function (r) {
+      // A new kubeconfig waiting for its check: the server renders its block (and the choices on a
+      // failure), so a change there reloads the page rather than keeping a second copy here.
+      if (kcPending && pendingStatus(r.data) !== kcPending.getAttribute("data-pending-status")) {
+        window.location.reload();
+        return false;
+      }
       renderKubeconfig(r.data);
-      return r.data.check_status === "PENDING";
+      return r.data.check_status === "PENDING" || pendingStatus(r.data) === "PENDING";
     });
   }
 
   function kubeconfigSaved(form, state) {
     form.reset();
+    if (state.pending) {
+      window.location.reload();
+      return;
+    }
     renderKubeconfig(state);
     toast("Kubeconfig saved. Checking the cluster…");
     kcPoller.start();
@@ -392,6 +428,7 @@
 
   if (kcState) {
     kcPoller = new Poller(pollKubeconfig, 1000);
-    if (kcState.getAttribute("data-check-status") === "PENDING") kcPoller.start();
+    if (kcState.getAttribute("data-check-status") === "PENDING" ||
+        (kcPending && kcPending.getAttribute("data-pending-status") === "PENDING")) kcPoller.start();
   }
 })();

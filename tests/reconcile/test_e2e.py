@@ -136,6 +136,54 @@ def test_database_reaches_running_and_injects_database_url(cluster_api, beat, ku
     assert url == reveal["url"]
 
 
+def test_a_database_beside_the_users_own_database_url_goes_in_the_name_chosen(
+    cluster_api, beat, kube_namespace, core
+):
+    body = create_project(cluster_api)
+    env = cluster_api.put(
+        f"/api/v1/projects/{body['id']}/env",
+        {"variables": [{"key": "DATABASE_URL", "value": "postgres://mine"}]},
+        format="json",
+    )
+    assert env.status_code == 200, env.content
+    refused = cluster_api.post(f"/api/v1/projects/{body['id']}/databases", format="json")
+    assert (refused.status_code, refused.json()["code"]) == (409, "database_url_taken")
+    assert "TENTER_DATABASE_URL" in refused.json()["message"]
+    bad = cluster_api.post(f"/api/v1/projects/{body['id']}/databases", {"env_key": "1-no"}, format="json")
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_key")
+    response = cluster_api.post(
+        f"/api/v1/projects/{body['id']}/databases", {"env_key": "TENTER_DATABASE_URL"}, format="json"
+    )
+    assert response.status_code == 202, response.content
+    assert response.json()["env_key"] == "TENTER_DATABASE_URL"
+    database_id = response.json()["id"]
+    wait_for(lambda: Database.objects.get(pk=database_id).status == "RUNNING", timeout=30, what="db RUNNING")
+    name = Sandbox.objects.get(project_id=body["id"]).k8s_name
+
+    def secret() -> dict:
+        return core.read_namespaced_secret(f"{name}-env", kube_namespace).data or {}
+
+    wait_for(lambda: "TENTER_DATABASE_URL" in secret(), what="TENTER_DATABASE_URL in the sandbox env")
+    reveal = cluster_api.get(f"/api/v1/projects/{body['id']}/databases/{database_id}/connection").json()
+    assert base64.b64decode(secret()["TENTER_DATABASE_URL"]).decode() == reveal["url"]
+    assert base64.b64decode(secret()["DATABASE_URL"]).decode() == "postgres://mine"  # untouched
+    mine = Environment.objects.get(project_id=body["id"], key="DATABASE_URL")
+    assert (mine.value, mine.is_system) == ("postgres://mine", False)
+    # The chosen name is Tenter's while the database lives; removing the database removes it.
+    taken = cluster_api.put(
+        f"/api/v1/projects/{body['id']}/env",
+        {"variables": [{"key": "TENTER_DATABASE_URL", "value": "x"}]},
+        format="json",
+    )
+    assert (taken.status_code, taken.json()["code"]) == (400, "system_variable")
+    assert cluster_api.delete(f"/api/v1/projects/{body['id']}/databases/{database_id}").status_code in (
+        202,
+        204,
+    )
+    assert not Environment.objects.filter(project_id=body["id"], key="TENTER_DATABASE_URL").exists()
+    assert Environment.objects.get(project_id=body["id"], key="DATABASE_URL").value == "postgres://mine"
+
+
 def test_delete_removes_every_object_and_the_project(
     cluster_api, beat, kubesim, kube_namespace, core, apps_api
 ):

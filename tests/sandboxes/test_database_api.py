@@ -84,7 +84,7 @@ def test_connection_is_revealed_only_when_ready_and_audited(api, user, project):
     assert "p@ss" not in api.get(f"/api/v1/projects/{project.pk}").content.decode()
 
 
-def test_add_takes_no_fields(api, project):
+def test_add_refuses_unknown_fields(api, project):
     response = api.post(f"/api/v1/projects/{project.pk}/databases", {"size": "100Gi"}, format="json")
     assert response.status_code == 400
 

@@ -247,6 +247,13 @@ def test_an_admin_delete_asks_for_confirmation_and_the_owner_sees_it(
     # The owner's timeline says an operator acted.
     page.context.clear_cookies()
     sign_in(page, live_server, owner)
+    # Their project list says so too, once (the project may be gone with its only sandbox).
+    notice = page.locator("[data-role=operator-notice]")
+    expect(notice).to_contain_text("An operator deleted the sandbox of your project “Operator Target”")
+    expect(notice).to_contain_text("the project is removed with it.")
+    page.screenshot(path=str(SCREENSHOTS / "test_admin_delete_owner_notice.png"), full_page=True)
+    page.reload()
+    expect(page.locator("[data-role=operator-notice]")).to_have_count(0)
     if Project.objects.filter(pk=project.pk).exists():
         page.goto(f"{live_server.url}/projects/{project.pk}/")
         expect(page.locator("[data-live=timeline] [data-role=operator]").first).to_have_text("an operator")

@@ -18,7 +18,7 @@ def owner(db):
     return user
 
 
-def test_the_database_panel_says_first_that_the_users_own_database_url_blocks_a_database(owner):
+def test_the_database_panel_offers_another_name_beside_the_users_own_database_url(owner):
     project = services.project_create(owner=owner, name="Own Db", actor=SYSTEM)
     services.env_upsert(
         project=project, variables=[{"key": "DATABASE_URL", "value": "postgres://mine"}], actor=SYSTEM
@@ -26,10 +26,17 @@ def test_the_database_panel_says_first_that_the_users_own_database_url_blocks_a_
     page = login(owner).get(f"/projects/{project.pk}/").content.decode()
     assert 'data-role="own-database-url"' in page
     assert "Tenter never replaces it" in page
-    assert 'data-action="add-database" disabled' in page
-    # and adding is still refused, with the user's variable untouched
+    assert 'name="env_key" value="TENTER_DATABASE_URL"' in page
+    # without another name adding is still refused, with the user's variable untouched
     response = login(owner).post(f"/projects/{project.pk}/databases", follow=True)
     assert "sets its own DATABASE_URL" in response.content.decode()
+    assert Environment.objects.get(project=project, key="DATABASE_URL").value == "postgres://mine"
+    # with one, the database is added and its address will go under that name
+    response = login(owner).post(
+        f"/projects/{project.pk}/databases", {"env_key": "TENTER_DATABASE_URL"}, follow=True
+    )
+    assert "Adding a PostgreSQL database" in response.content.decode()
+    assert project.databases.get().url_env_key == "TENTER_DATABASE_URL"
     assert Environment.objects.get(project=project, key="DATABASE_URL").value == "postgres://mine"
 
 
