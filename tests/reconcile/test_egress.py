@@ -281,7 +281,8 @@ def test_the_check_refuses_at_connect_time(listener, settings) -> None:
     )
     status, message = checks.check_kubeconfig(user.pk)
     assert status == CheckStatus.FAILED
-    assert message == "The cluster address 127.0.0.1 is refused by the egress policy (loopback address)."
+    refused = "is refused by the egress policy (loopback address)."
+    assert message == f"The cluster address 127.0.0.1:{port} {refused}"
     time.sleep(0.05)
     assert accepted(listener) == 0
 
