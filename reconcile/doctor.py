@@ -121,7 +121,7 @@ def check_beat_and_sweeps() -> Iterator[Check]:
         else:
             yield Check(f"sweep {task}", OK, f"last ran {age:.0f} s ago (every {period:.0f} s)")
     now_dt = timezone.now()
-    for kind, model in (("sandbox", Sandbox), ("database", Database)):
+    for kinds, model in (("sandboxes", Sandbox), ("databases", Database)):
         due = model.objects.filter(status__in=TRANSITIONAL).filter(
             Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now_dt)
         )
@@ -129,7 +129,7 @@ def check_beat_and_sweeps() -> Iterator[Check]:
         lag = (now_dt - oldest) if oldest else timedelta(0)
         state = OK if lag <= RECONCILE_LAG_LIMIT else FAIL
         yield Check(
-            f"reconcile {kind}s", state, f"{due.count()} due, oldest waiting {lag.total_seconds():.0f} s"
+            f"reconcile {kinds}", state, f"{due.count()} due, oldest waiting {lag.total_seconds():.0f} s"
         )
 
 
