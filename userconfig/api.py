@@ -126,6 +126,8 @@ class PendingKubeconfigApi(APIView):
 
 
 class PendingKubeconfigAcceptApi(APIView):
+    error_codes_extra = ("404",)  # no new kubeconfig is waiting
+
     @extend_schema(
         request=None,
         responses=KubeconfigState,

@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from kubernetes import client
 
@@ -186,14 +187,15 @@ def test_rows_wait_while_the_kubeconfig_check_fails(transactional_db, kubesim, k
     from tests.factories import KubeconfigFactory
     from userconfig.models import UserConfig
 
-    config = KubeconfigFactory(
-        value=kubesim.kubeconfig(kube_namespace),
-        namespace=kube_namespace,
-        check_status="UNREACHABLE",
-        check_message="Cannot reach the cluster: no route to host",
-    )
+    config = KubeconfigFactory(value=kubesim.kubeconfig(kube_namespace), namespace=kube_namespace)
     kubesim.reset_stats()
-    project = project_create(owner=config.user, name="Waiting", actor=Actor(user=config.user))
+    # Creating is refused while the check fails: the check starts failing after the intent is recorded,
+    # before the worker hears of it (the kick is sent when this transaction commits).
+    with transaction.atomic():
+        project = project_create(owner=config.user, name="Waiting", actor=Actor(user=config.user))
+        UserConfig.objects.filter(pk=config.pk).update(
+            check_status="UNREACHABLE", check_message="Cannot reach the cluster: no route to host"
+        )
     sandbox = wait_for(
         lambda: Sandbox.objects.filter(
             project=project, status_reason__contains="kubeconfig check failed"
@@ -219,6 +221,7 @@ def test_orphans_are_reported_and_deleted_after_the_grace_period(
     labels = {
         "app.kubernetes.io/managed-by": "tenter",
         "tenter.dev/resource": "00000000-0000-0000-0000-000000000000",
+        "tenter.dev/owner": str(cluster_user.pk),  # the sweep touches only this user's own objects
     }
     core.create_namespaced_secret(kube_namespace, {"metadata": {"name": "left-behind-env", "labels": labels}})
     core.create_namespaced_secret(kube_namespace, {"metadata": {"name": "not-ours"}})
