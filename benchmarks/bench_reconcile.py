@@ -49,6 +49,7 @@ from common import (
     PY,
     ROOT,
     bench_env,
+    checked_kubeconfig,
     median_runs,
     percentile,
     setup_django,
@@ -82,9 +83,8 @@ from django.db import transaction  # noqa: E402
 from core.audit import SYSTEM  # noqa: E402
 from projects.models import Project, Quota  # noqa: E402
 from projects.services import project_create  # noqa: E402
-from reconcile.kube import kubeconfig as kubeconfig_parse  # noqa: E402
 from sandboxes.models import ResourceEvent, Sandbox  # noqa: E402
-from userconfig.models import CheckStatus, ConfigKey, User, UserConfig  # noqa: E402
+from userconfig.models import User  # noqa: E402
 
 
 def config_env(name: str) -> dict[str, str]:
@@ -227,19 +227,7 @@ def fresh_user(kubesim: Any) -> tuple[User, str]:
     Quota.objects.create(
         user=user, max_projects=100_000, max_running_sandboxes=100_000, max_cpu="100000", max_memory="1Ei"
     )
-    text = kubesim.kubeconfig(ns)
-    info = kubeconfig_parse.parse(text)
-    UserConfig.objects.create(
-        user=user,
-        key=ConfigKey.KUBECONFIG,
-        value=text,
-        category="kc",
-        is_secret=True,
-        namespace=info.namespace,
-        server=info.server,
-        server_host=info.server_host,
-        check_status=CheckStatus.OK,
-    )
+    checked_kubeconfig(user, kubesim.kubeconfig(ns))
     return user, ns
 
 

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, machine, percentile, setup_django, table, write_result
+from common import ROOT, checked_kubeconfig, machine, percentile, setup_django, table, write_result
 
 
 def one(n: int, rounds: int, kubesim) -> dict[str, float | int | None]:
@@ -27,27 +27,14 @@ def one(n: int, rounds: int, kubesim) -> dict[str, float | int | None]:
     from projects.models import Project
     from reconcile import sandbox as sandbox_steps
     from reconcile import verify
-    from reconcile.kube import kubeconfig as kubeconfig_parse
     from reconcile.runner import client_for
     from sandboxes.models import Sandbox
-    from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
+    from userconfig.models import User
 
     tag = uuid.uuid4().hex[:8]
     ns = kubesim.create_namespace(f"verify-{tag}")
     user = User.objects.create(username=f"bench-verify-{tag}")
-    text = kubesim.kubeconfig(ns)
-    info = kubeconfig_parse.parse(text)
-    config = UserConfig.objects.create(
-        user=user,
-        key=ConfigKey.KUBECONFIG,
-        value=text,
-        category="kc",
-        is_secret=True,
-        namespace=info.namespace,
-        server=info.server,
-        server_host=info.server_host,
-        check_status=CheckStatus.OK,
-    )
+    config = checked_kubeconfig(user, kubesim.kubeconfig(ns))
     k = client_for(config).for_step(ns)
     for i in range(n):
         project = Project.objects.create(owner=user, name=f"verify {tag} {i}", status="RUNNING")
@@ -56,7 +43,7 @@ def one(n: int, rounds: int, kubesim) -> dict[str, float | int | None]:
             name=f"v{tag}{i}",
             k8s_name=f"v{tag}{i}",
             k8s_namespace=ns,
-            k8s_server=info.server_host,
+            k8s_server=config.server_host,
             status="RUNNING",
             image="example/runtime:1",
             cpu_request="20m",

@@ -220,3 +220,23 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def checked_kubeconfig(user: Any, text: str) -> Any:
+    """Store `text` as the user's kubeconfig with its check already OK (no check task queued), as a
+    benchmark's user whose cluster is kubesim needs it. Call after setup_django()."""
+    from reconcile.kube import kubeconfig as kubeconfig_parse
+    from userconfig.models import CheckStatus, ConfigKey, UserConfig
+
+    info = kubeconfig_parse.parse(text)
+    return UserConfig.objects.create(
+        user=user,
+        key=ConfigKey.KUBECONFIG,
+        value=text,
+        category="kc",
+        is_secret=True,
+        namespace=info.namespace,
+        server=info.server,
+        server_host=info.server_host,
+        check_status=CheckStatus.OK,
+    )

@@ -236,6 +236,32 @@ def _release(row: Resource, token: uuid.UUID, **fields: Any) -> bool:
     )
 
 
+def _name_taken(row: Resource, message: str, result: Round, token: uuid.UUID | None = None) -> None:
+    """An object in the row's place that is not ours: the row goes to ERROR (under a lease taken here
+    unless the caller holds one); nothing in the cluster is touched."""
+    token = token or _lease(row)
+    if token:
+        change_status(row, S.ERROR, actor=RECONCILER, reason="name_taken", message=message, lease_token=token)
+        result.failed += 1
+
+
+def _drift_repaired(row: Resource, token: uuid.UUID, message: str, result: Round, **fields: Any) -> None:
+    """Release the repair's lease and, if it still held, put the repair on the timeline."""
+    if not _release(row, token, **fields):
+        return
+    add_event(
+        row,
+        from_status=row.status,
+        to_status=row.status,
+        actor=RECONCILER,
+        reason="drift",
+        message=message,
+        project_name=row.project.name,  # type: ignore[attr-defined]
+    )
+    logger.warning("drift on %s %s: %s", row.resource_kind, row.pk, message)
+    result.drifted.append(str(row.pk))
+
+
 def _describe(missing: list[tuple[str, str]], changed: list[tuple[str, str]], extra: list[str]) -> str:
     parts = [f"{kind} {name} was deleted; re-created" for kind, name in missing]
     parts += [f"{kind} {name} was changed; restored" for kind, name in changed]
@@ -262,13 +288,7 @@ def _check_sandbox(row: Sandbox, k: Kube, listed: Listed, result: Round) -> bool
             f"set to {wanted}"
         )
     if foreign:
-        token = _lease(row)
-        if token:
-            message = f"{', '.join(foreign)}: {sandbox_steps.FOREIGN}"
-            change_status(
-                row, S.ERROR, actor=RECONCILER, reason="name_taken", message=message, lease_token=token
-            )
-            result.failed += 1
+        _name_taken(row, f"{', '.join(foreign)}: {sandbox_steps.FOREIGN}", result)
         return False
     if missing or changed or replicas:
         _repair_sandbox(row, k, listed, missing, changed, replicas, result)
@@ -301,27 +321,19 @@ def _repair_sandbox(
             if key in redo:
                 now_listed[key] = sandbox_steps.ensure(k, manifest, str(row.pk), converge=True, force=True)
     except sandbox_steps.Foreign as exc:
-        change_status(
-            row, S.ERROR, actor=RECONCILER, reason="name_taken", message=str(exc), lease_token=token
-        )
-        result.failed += 1
+        _name_taken(row, str(exc), result, token)
         return
     except KubeError:
         _release(row, token)
         raise
-    message = _describe(missing, changed, replicas)
-    if _release(row, token, observed_objects=_baseline(row, now_listed), last_observed_at=timezone.now()):
-        add_event(
-            row,
-            from_status=row.status,
-            to_status=row.status,
-            actor=RECONCILER,
-            reason="drift",
-            message=message,
-            project_name=row.project.name,
-        )
-        logger.warning("drift on sandbox %s: %s", row.pk, message)
-        result.drifted.append(str(row.pk))
+    _drift_repaired(
+        row,
+        token,
+        _describe(missing, changed, replicas),
+        result,
+        observed_objects=_baseline(row, now_listed),
+        last_observed_at=timezone.now(),
+    )
 
 
 def _health(row: Sandbox | Database, problem: str | None, result: Round) -> None:
@@ -374,13 +386,7 @@ def _health(row: Sandbox | Database, problem: str | None, result: Round) -> None
 def _check_database(row: Database, k: Kube, listed: Listed, result: Round) -> bool:
     missing, _changed, foreign = _differences(row, listed)
     if foreign:
-        token = _lease(row)
-        if token:
-            message = f"Cluster {row.k8s_name}: {sandbox_steps.FOREIGN}"
-            change_status(
-                row, S.ERROR, actor=RECONCILER, reason="name_taken", message=message, lease_token=token
-            )
-            result.failed += 1
+        _name_taken(row, f"Cluster {row.k8s_name}: {sandbox_steps.FOREIGN}", result)
         return False
     if missing:
         if row.status != S.RUNNING:
@@ -410,17 +416,7 @@ def _check_database(row: Database, k: Kube, listed: Listed, result: Round) -> bo
             raise
         was, now = ("stopped", "started") if stopped else ("started", "stopped")
         message = f"Drift repaired: Cluster {row.k8s_name} was {was} outside Tenter; {now} again."
-        if _release(row, token):
-            add_event(
-                row,
-                from_status=row.status,
-                to_status=row.status,
-                actor=RECONCILER,
-                reason="drift",
-                message=message,
-                project_name=row.project.name,
-            )
-            result.drifted.append(str(row.pk))
+        _drift_repaired(row, token, message, result)
         return False
     if row.status != S.RUNNING:
         return True

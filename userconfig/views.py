@@ -1,6 +1,7 @@
 """Dashboard pages of the user: sign in (with attempt limits), out and up; settings (the kubeconfig with its
 live cluster check, the AI agent settings and personal API tokens)."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -171,40 +172,43 @@ def kubeconfig_save(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard:settings")
 
 
-@login_required
-@require_POST
-def kubeconfig_pending_discard(request: HttpRequest) -> HttpResponse:
+def _settings_action(
+    request: HttpRequest, call: Callable[..., object], success: str, anchor: str = ""
+) -> HttpResponse:
+    """One service call for the signed-in user, back on Settings with its refusal or `success`."""
     try:
-        services.kubeconfig_pending_discard(user=current_user(request), actor=actor_for(request))
+        call(user=current_user(request), actor=actor_for(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, "New kubeconfig discarded. The current one stays in use.")
-    return redirect("dashboard:settings")
+        messages.success(request, success)
+    return redirect(reverse("dashboard:settings") + anchor)
+
+
+@login_required
+@require_POST
+def kubeconfig_pending_discard(request: HttpRequest) -> HttpResponse:
+    return _settings_action(
+        request,
+        services.kubeconfig_pending_discard,
+        "New kubeconfig discarded. The current one stays in use.",
+    )
 
 
 @login_required
 @require_POST
 def kubeconfig_pending_accept(request: HttpRequest) -> HttpResponse:
-    try:
-        project_services.kubeconfig_pending_accept(user=current_user(request), actor=actor_for(request))
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "The new kubeconfig is now in use. Checking it again…")
-    return redirect("dashboard:settings")
+    return _settings_action(
+        request,
+        project_services.kubeconfig_pending_accept,
+        "The new kubeconfig is now in use. Checking it again…",
+    )
 
 
 @login_required
 @require_POST
 def kubeconfig_remove(request: HttpRequest) -> HttpResponse:
-    try:
-        services.kubeconfig_remove(user=current_user(request), actor=actor_for(request))
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "Kubeconfig removed.")
-    return redirect("dashboard:settings")
+    return _settings_action(request, services.kubeconfig_remove, "Kubeconfig removed.")
 
 
 @login_required
@@ -285,13 +289,12 @@ def idle_stop_save(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def github_unlink(request: HttpRequest) -> HttpResponse:
-    try:
-        services.github_unlink(user=current_user(request), actor=actor_for(request))
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "GitHub account unlinked. Sign in with your password from now on.")
-    return redirect(reverse("dashboard:settings") + "#github")
+    return _settings_action(
+        request,
+        services.github_unlink,
+        "GitHub account unlinked. Sign in with your password from now on.",
+        anchor="#github",
+    )
 
 
 GITHUB_PROBLEMS = {
