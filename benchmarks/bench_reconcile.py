@@ -27,6 +27,13 @@ Figures (median over the repeats):
 - sql_per_sbx: SQL queries executed by the worker processes between two snapshots around the run / N
   (includes the beat sweeps that ran meanwhile).
 - dup_creates: kubesim by_object entries "create <resource> ns/name" with a count > 1 (must be 0).
+
+Every figure is the median over --repeats runs (default 3, or BENCH_RECONCILE_REPEATS; --quick 1), with
+the min-max spread of the headline ones (`*_range`). Both configurations run every N and worker count
+in the same invocation. Each run records the machine's load: the 1-min load average and the CPU busy
+over 2 s just before the commit (`load_before`, `cpu_before_pct`: other people's work, ours is idle then)
+and during the run (`load_max_during`, `cpu_during_pct`); a run that started on a busy machine is marked
+`busy` and the output ends with a loud BUSY MACHINE line.
 """
 
 from __future__ import annotations
@@ -48,11 +55,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     PY,
     ROOT,
+    LoadMonitor,
     bench_env,
+    busy_banner,
     checked_kubeconfig,
     median_runs,
     percentile,
     setup_django,
+    spread,
     stop,
     table,
     write_result,
@@ -270,6 +280,7 @@ def run_burst(kubesim: Any, workers: Workers, n: int, kick: bool, per_user: int)
     try:
         kubesim.reset_stats()
         before = workers.snapshot()
+        load = LoadMonitor()
         commit: list[float] = []
         t0 = time.perf_counter()
         with transaction.atomic():
@@ -278,6 +289,7 @@ def run_burst(kubesim: Any, workers: Workers, n: int, kick: bool, per_user: int)
                 project_create(owner=users[i % len(users)], name=f"Bench {i}", actor=SYSTEM)
         create_s = time.perf_counter() - t0
         complete = wait_running(users, n, timeout=60 + n * 0.3)
+        machine_load = load.finish()
         after = workers.snapshot()
         stats = kubesim.stats()
         events = timeline(users)
@@ -301,6 +313,7 @@ def run_burst(kubesim: Any, workers: Workers, n: int, kick: bool, per_user: int)
             "dup_creates": duplicate_creates(stats),
             "not_running": n - len(running),
             "worker_rss_mb": round(max(x for x in after["rss_kb"] if x) / 1024, 1),
+            **machine_load,
         }
     finally:
         for user, ns in owners:
@@ -311,6 +324,7 @@ def run_trickle(kubesim: Any, workers: Workers, k: int, kick: bool, gap: float =
     settings.RECONCILE_KICK_ON_COMMIT = kick
     user, ns = fresh_user(kubesim)
     try:
+        load = LoadMonitor()
         commits: dict[str, float] = {}
         for i in range(k):
             box: list[float] = []
@@ -320,6 +334,7 @@ def run_trickle(kubesim: Any, workers: Workers, k: int, kick: bool, gap: float =
             commits[str(Sandbox.objects.get(project=project).pk)] = box[0]
             time.sleep(gap)
         wait_running([user], k, timeout=60)
+        machine_load = load.finish()
         events = timeline([user])
         pickup = [e["STARTING"] - commits[rid] for rid, e in events.items() if "STARTING" in e]
         running = [e["RUNNING"] - commits[rid] for rid, e in events.items() if "RUNNING" in e]
@@ -330,9 +345,25 @@ def run_trickle(kubesim: Any, workers: Workers, k: int, kick: bool, gap: float =
             "pickup_max_s": max(pickup) if pickup else None,
             "running_p50_s": percentile(running, 50),
             "running_p95_s": percentile(running, 95),
+            **machine_load,
         }
     finally:
         cleanup(user, ns, kubesim)
+
+
+SPREAD = ("sandboxes_per_s", "running_p95_s", "pickup_p95_s")
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of every figure over the runs, the min-max spread of the headline ones, and whether any
+    run started on a busy machine."""
+    out = median_runs(runs)
+    for key in SPREAD:
+        out[f"{key}_range"] = spread(runs, key)
+    out["busy"] = any(r.get("busy") for r in runs)
+    out["load_before"] = max(r.get("load_before") or 0 for r in runs)
+    out["cpu_before_pct"] = max(r.get("cpu_before_pct") or 0 for r in runs)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -345,12 +376,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=None, help="runs per figure (default 3; quick 1)")
     ap.add_argument("--configs", default="tenter,reference")
     ap.add_argument(
-        "--reference-big-workers",
-        default="4",
-        help="worker counts for which the reference config also runs the N above 100 (default 4: its "
-        "throughput is bound by the sweep chain, not by workers; 'all' for every count)",
-    )
-    ap.add_argument(
         "--per-user",
         type=int,
         default=1000,
@@ -362,7 +387,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     ns_ = [int(x) for x in (args.n or ("10,100" if args.quick else "100,1000")).split(",")]
     ws = [int(x) for x in args.workers.split(",")]
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else int(os.environ.get("BENCH_RECONCILE_REPEATS") or 3))
     trickle_k = args.trickle or (4 if args.quick else 10)
     configs = args.configs.split(",")
 
@@ -388,16 +413,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 try:
                     time.sleep(1.0)  # let beat send its first sweeps
                     for n in ns_:
-                        big = args.reference_big_workers
-                        if cfg == "reference" and n > 100 and big != "all" and str(w) not in big.split(","):
-                            continue
                         runs = []
                         for r in range(repeats):
                             res = run_burst(kubesim, workers, n, kick, args.per_user)
                             print(f"  [{cfg} W={w} N={n} run {r + 1}] {res}", file=sys.stderr, flush=True)
                             raw.append({"config": cfg, "workers": w, "kind": "burst", **res})
                             runs.append(res)
-                        rows.append({"config": cfg, "workers": w, "kind": "burst", **median_runs(runs)})
+                        rows.append({"config": cfg, "workers": w, "kind": "burst", **summary(runs)})
                     if w != max(ws):  # idle pickup does not depend on the worker count
                         continue
                     runs = []
@@ -406,7 +428,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         print(f"  [{cfg} W={w} trickle run {r + 1}] {res}", file=sys.stderr, flush=True)
                         raw.append({"config": cfg, "workers": w, "kind": "trickle", **res})
                         runs.append(res)
-                    rows.append({"config": cfg, "workers": w, "kind": "trickle", **median_runs(runs)})
+                    rows.append({"config": cfg, "workers": w, "kind": "trickle", **summary(runs)})
                 finally:
                     workers.close()
     finally:
@@ -426,9 +448,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "n",
                 "namespaces",
                 "sandboxes_per_s",
+                "sandboxes_per_s_range",
                 "running_p50_s",
                 "running_p95_s",
-                "pickup_p50_s",
+                "running_p95_s_range",
                 "pickup_p95_s",
                 "k8s_req_per_sbx",
                 "sql_per_sbx",
@@ -436,7 +459,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "tasks_per_sbx",
                 "dup_creates",
                 "not_running",
-                "create_s",
+                "load_before",
+                "cpu_before_pct",
+                "load_max_during",
+                "cpu_during_pct",
+                "busy",
                 "runs",
             ],
         )
@@ -451,9 +478,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "n",
                 "pickup_p50_s",
                 "pickup_p95_s",
+                "pickup_p95_s_range",
                 "pickup_max_s",
-                "running_p50_s",
                 "running_p95_s",
+                "load_before",
+                "busy",
                 "runs",
             ],
         )
@@ -474,6 +503,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "n": n,
                         "throughput_ratio": round(a["sandboxes_per_s"] / b["sandboxes_per_s"], 2),
                         "running_p95_ratio": round(b["running_p95_s"] / a["running_p95_s"], 2),
+                        "tenter_per_s": a["sandboxes_per_s"],
+                        "reference_per_s": b["sandboxes_per_s"],
+                        "tenter_p95_s": a["running_p95_s"],
+                        "reference_p95_s": b["running_p95_s"],
+                        "ahead": a["sandboxes_per_s"] > b["sandboxes_per_s"]
+                        and a["running_p95_s"] < b["running_p95_s"],
                     }
                 )
     if ratios:
@@ -481,9 +516,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             table(
                 "tenter vs reference (throughput x, p95 time-to-RUNNING x faster)",
                 ratios,
-                ["workers", "n", "throughput_ratio", "running_p95_ratio"],
+                [
+                    "workers",
+                    "n",
+                    "tenter_per_s",
+                    "reference_per_s",
+                    "throughput_ratio",
+                    "tenter_p95_s",
+                    "reference_p95_s",
+                    "running_p95_ratio",
+                    "ahead",
+                ],
             )
         )
+    print(busy_banner(raw))
     settings_used = {
         "tenter": {k: getattr(settings, k) for k in RECONCILE_KEYS},
         "reference": {**{k: getattr(settings, k) for k in RECONCILE_KEYS}, **REFERENCE},
@@ -498,6 +544,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "settings": settings_used,
             "results": rows,
             "ratios": ratios,
+            "busy": any(r.get("busy") for r in raw),
             "runs": raw,
             "notes": __doc__,
         },

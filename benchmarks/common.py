@@ -240,3 +240,81 @@ def checked_kubeconfig(user: Any, text: str) -> Any:
         server_host=info.server_host,
         check_status=CheckStatus.OK,
     )
+
+
+# --- The machine's load, before and during a measurement ----------------------------------------------
+# Other work on the machine (a test suite, another benchmark) lowers every figure; a run says so.
+BUSY_LOADAVG_PER_CORE = 0.5  # 1-min load average per core before the run above which it is "busy"
+BUSY_CPU_PCT = 25.0  # or CPU busy (all cores) in the seconds before the run above this
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies over all cores from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def cpu_busy_pct(seconds: float = 2.0) -> float:
+    """CPU busy (all cores, %) over the next `seconds`: what the machine does while we do nothing."""
+    b0, t0 = _cpu_times()
+    time.sleep(seconds)
+    b1, t1 = _cpu_times()
+    return round(100.0 * (b1 - b0) / max(1, t1 - t0), 1)
+
+
+class LoadMonitor:
+    """Record the machine's load before a measurement (load average, CPU busy over 2 s of our own
+    idleness) and during it (load average max, CPU busy over the whole measurement). `busy` says whether
+    something else was using the machine before we started."""
+
+    def __init__(self, idle_probe_s: float = 2.0) -> None:
+        self.cores = os.cpu_count() or 1
+        self.loadavg_before = round(os.getloadavg()[0], 2)
+        self.cpu_before = cpu_busy_pct(idle_probe_s)
+        self._start = _cpu_times()
+        self._max_load = self.loadavg_before
+        self._stop = False
+        import threading
+
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop:
+            self._max_load = max(self._max_load, os.getloadavg()[0])
+            time.sleep(0.5)
+
+    def finish(self) -> dict[str, Any]:
+        self._stop = True
+        b1, t1 = _cpu_times()
+        b0, t0 = self._start
+        busy = self.loadavg_before > BUSY_LOADAVG_PER_CORE * self.cores or self.cpu_before > BUSY_CPU_PCT
+        return {
+            "load_before": self.loadavg_before,
+            "cpu_before_pct": self.cpu_before,
+            "load_max_during": round(self._max_load, 2),
+            "cpu_during_pct": round(100.0 * (b1 - b0) / max(1, t1 - t0), 1),
+            "busy": busy,
+        }
+
+
+def busy_banner(rows: Iterable[dict[str, Any]]) -> str:
+    """A loud line when any measurement started on a machine that was already busy."""
+    busy = [r for r in rows if r.get("busy")]
+    if not busy:
+        return "machine: idle before every measurement (load and CPU below the busy thresholds)"
+    return (
+        f"*** BUSY MACHINE: {len(busy)} measurement(s) started while other work used the machine "
+        f"(1-min load > {BUSY_LOADAVG_PER_CORE}/core or CPU > {BUSY_CPU_PCT:.0f}% before the run); "
+        "absolute figures are low, compare ratios from the same run ***"
+    )
+
+
+def spread(runs: list[dict[str, Any]], key: str) -> str | None:
+    """'min-max' of a figure over runs (None when any run lacks it)."""
+    vals = [r.get(key) for r in runs]
+    if not vals or any(not isinstance(v, (int, float)) for v in vals):
+        return None
+    return f"{_fmt(min(vals))}-{_fmt(max(vals))}"  # type: ignore[type-var]
