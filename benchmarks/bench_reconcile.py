@@ -74,12 +74,16 @@ RECONCILE_KEYS = (
     "RECONCILE_SWEEP_SECONDS",
     "RECONCILE_KICK_ON_COMMIT",
     "RECONCILE_POLL_SECONDS",
+    "RECONCILE_USER_CONCURRENCY",
 )
 REFERENCE = {
     "RECONCILE_BATCH_SIZE": "10",
     "RECONCILE_SWEEP_SECONDS": "7",
     "RECONCILE_LEASE_SECONDS": "5",
     "RECONCILE_KICK_ON_COMMIT": "false",
+    # The reference claims whole batches with no per-owner cap: without this, Tenter's fairness cap (4
+    # rows of one owner under lease) would throttle the reference's one-namespace burst to 4 rows a sweep.
+    "RECONCILE_USER_CONCURRENCY": "10",
 }
 
 for _k in RECONCILE_KEYS:  # `tenter` means the settings defaults: don't inherit stray overrides
