@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, bench_env, percentile, setup_django, table, write_result
+from common import ROOT, Load, bench_env, cpu_busy_pct, percentile, setup_django, table, write_result
 
 for _k in (
     "RECONCILE_BATCH_SIZE",
@@ -80,43 +80,6 @@ PREFIX = "bench-scaleout-"
 # bench_reconcile's one-process figure in benchmarks/README.md (1 solo worker, N = 1,000 created in one
 # transaction, one namespace), quoted for comparison: a different shape of load than the HTTP clients here.
 README_ONE_WORKER_PER_S = 28.7
-
-
-class Load:
-    """Samples the 1-minute load average and the CPU busy share of the whole machine."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def cpu() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return sum(fields) - idle, sum(fields)
-
-    @classmethod
-    def busy_over(cls, seconds: float) -> float:
-        (b0, t0) = cls.cpu()
-        time.sleep(seconds)
-        (b1, t1) = cls.cpu()
-        return round(100 * (b1 - b0) / max(1, t1 - t0), 1)
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self.samples.append(os.getloadavg()[0])
-
-    def __enter__(self) -> Load:
-        self._cpu0 = self.cpu()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        b1, t1 = self.cpu()
-        self.busy_pct = round(100 * (b1 - self._cpu0[0]) / max(1, t1 - self._cpu0[1]), 1)
 
 
 def tenants(kubesim: Any, count: int, tag: str) -> tuple[list[User], list[str], list[str]]:
@@ -180,7 +143,7 @@ def run(
     disruptions: list[dict[str, Any]] = []
     failures: list[str] = []
     load_before = round(os.getloadavg()[0], 2)
-    busy_before = Load.busy_over(5)
+    busy_before = cpu_busy_pct(5)
     try:
         fleet.web()
         for b in range(beats):
@@ -232,7 +195,7 @@ def run(
             if disruptor:
                 disruptor.join(600)
             left = harness.wait_all_running(created, timeout=120 + n * 0.3)
-            load_max = round(max(load.samples, default=os.getloadavg()[0]), 2)
+            load_max = load.max
         done = harness.running_at(created)
         t_last = max(done.values(), default=t0)
         to_running = [done[p] - creates.started[p] for p in created if p in done]

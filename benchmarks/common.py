@@ -16,6 +16,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -264,38 +265,54 @@ def cpu_busy_pct(seconds: float = 2.0) -> float:
     return round(100.0 * (b1 - b0) / max(1, t1 - t0), 1)
 
 
+class Load:
+    """While in the block: the 1-minute load average sampled every second and, at its end, the CPU busy
+    share of the whole machine over the block (`busy_pct`)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> Load:
+        self._cpu0 = _cpu_times()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        b1, t1 = _cpu_times()
+        self.busy_pct = round(100 * (b1 - self._cpu0[0]) / max(1, t1 - self._cpu0[1]), 1)
+
+    @property
+    def max(self) -> float:
+        return round(max(self.samples, default=os.getloadavg()[0]), 2)
+
+
 class LoadMonitor:
     """Record the machine's load before a measurement (load average, CPU busy over 2 s of our own
     idleness) and during it (load average max, CPU busy over the whole measurement). `busy` says whether
     something else was using the machine before we started."""
 
     def __init__(self, idle_probe_s: float = 2.0) -> None:
-        self.cores = os.cpu_count() or 1
         self.loadavg_before = round(os.getloadavg()[0], 2)
         self.cpu_before = cpu_busy_pct(idle_probe_s)
-        self._start = _cpu_times()
-        self._max_load = self.loadavg_before
-        self._stop = False
-        import threading
-
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop:
-            self._max_load = max(self._max_load, os.getloadavg()[0])
-            time.sleep(0.5)
+        self._during = Load().__enter__()
 
     def finish(self) -> dict[str, Any]:
-        self._stop = True
-        b1, t1 = _cpu_times()
-        b0, t0 = self._start
-        busy = self.loadavg_before > BUSY_LOADAVG_PER_CORE * self.cores or self.cpu_before > BUSY_CPU_PCT
+        self._during.__exit__()
+        cores = os.cpu_count() or 1
+        busy = self.loadavg_before > BUSY_LOADAVG_PER_CORE * cores or self.cpu_before > BUSY_CPU_PCT
         return {
             "load_before": self.loadavg_before,
             "cpu_before_pct": self.cpu_before,
-            "load_max_during": round(self._max_load, 2),
-            "cpu_during_pct": round(100.0 * (b1 - b0) / max(1, t1 - t0), 1),
+            "load_max_during": max(self.loadavg_before, self._during.max),
+            "cpu_during_pct": self._during.busy_pct,
             "busy": busy,
         }
 
