@@ -4,7 +4,7 @@ Run: python benchmarks/bench_memory.py [--quick] [--steps 1000,10000] [--request
      [--repeats 3] [--only worker|web]
 
 Worker: one `celery worker --pool solo` (benchmarks/celery_counted.py: counts steps = calls of
-reconcile.engine.record, reports its own RSS on SIGUSR2) reconciles 20 sandboxes whose image contains
+reconcile.engine.record_all, reports its own RSS on SIGUSR2) reconciles 20 sandboxes whose image contains
 `kubesim-fail-crashloop`, so on kubesim --simulate their pod runs but never becomes ready and every step
 is a STARTING poll (GET StatefulSet, pod failure lookup, record) with RECONCILE_POLL_SECONDS=0.02, kicks
 on. RSS is read when the worker has done >= the first and >= the second number of steps.

@@ -5,12 +5,12 @@
 It counts, in this worker process (the solo pool runs tasks in the main process):
 - SQL queries, via a `connection.execute_wrapper` installed on every new DB connection
   (`connection_created` signal), in total and per task name;
-- tasks run, per task name; reconcile steps (calls of `reconcile.engine.record`, one per row acted on);
+- tasks run, per task name; reconcile steps (rows recorded by `reconcile.engine.record_all`);
 - RSS of the process.
 
 It writes them as JSON to $BENCH_STATS_DIR/worker-<pid>.json when the worker is ready, when it receives
 SIGUSR2 (a snapshot; the file's "seq" goes up), and at shutdown. App code is not modified; only
-`engine.record` is wrapped in this process to count steps.
+`engine.record_all` is wrapped in this process to count steps.
 """
 
 from __future__ import annotations
@@ -99,16 +99,16 @@ def dump(final: bool = False) -> None:
 def _wrap_record() -> None:
     from reconcile import engine
 
-    original = engine.record
+    original = engine.record_all
     if getattr(original, "_bench_wrapped", False):
         return
 
-    def record(*args: Any, **kwargs: Any) -> Any:
-        _state["steps"] += 1
-        return original(*args, **kwargs)
+    def record_all(model: Any, results: list[Any]) -> Any:
+        _state["steps"] += len(results)
+        return original(model, results)
 
-    record._bench_wrapped = True  # type: ignore[attr-defined]
-    engine.record = record  # run_batch looks `record` up in the module at call time
+    record_all._bench_wrapped = True  # type: ignore[attr-defined]
+    engine.record_all = record_all  # the runner (and engine.record) look it up in the module at call time
 
 
 @worker_ready.connect(weak=False)

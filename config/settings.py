@@ -260,6 +260,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 KICK_BROKER_TIMEOUT = env.float("KICK_BROKER_TIMEOUT", default=1.0)
 KICK_QUEUE_SIZE = env.int("KICK_QUEUE_SIZE", default=1000)
 KICK_BACKOFF_SECONDS = env.float("KICK_BACKOFF_SECONDS", default=5.0)
+# How long a coalesced kick counts as waiting on the broker at most (a lost task costs this, then the
+# next kick is sent; the sweep finds the rows anyway).
+KICK_PENDING_SECONDS = env.int("KICK_PENDING_SECONDS", default=5)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fixup closes the DB connection after every task unless told to reuse it.
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=100)
@@ -272,9 +275,12 @@ RECONCILE_KICK_ON_COMMIT = env.bool("RECONCILE_KICK_ON_COMMIT", default=True)
 RECONCILE_POLL_SECONDS = env.float("RECONCILE_POLL_SECONDS", default=1.0)
 RECONCILE_BACKOFF_BASE_SECONDS = env.float("RECONCILE_BACKOFF_BASE_SECONDS", default=1.0)
 RECONCILE_BACKOFF_MAX_SECONDS = env.float("RECONCILE_BACKOFF_MAX_SECONDS", default=60.0)
-# Fairness: at most this many rows of one owner (per kind) under lease at once, and a time budget for
-# each step (every request of the step shares it) well inside the lease.
+# Fairness: at most this many rows of one owner (per kind) under lease at once while other owners' rows
+# wait (spare room in a batch goes to whoever waited), and as many lanes of a batch on one owner's cluster;
+# a time budget for each step (every request of the step shares it) well inside the lease.
 RECONCILE_USER_CONCURRENCY = env.int("RECONCILE_USER_CONCURRENCY", default=4)
+# How many steps of a claimed batch one worker runs at once (threads doing the Kubernetes requests).
+RECONCILE_ACT_CONCURRENCY = env.int("RECONCILE_ACT_CONCURRENCY", default=8)
 RECONCILE_STEP_BUDGET_SECONDS = env.float("RECONCILE_STEP_BUDGET_SECONDS", default=15.0)
 # How long a resource may stay in a transitional status before it moves to ERROR.
 STATUS_DEADLINES = {

@@ -75,6 +75,13 @@ def record(actor: Actor, action: str, target: models.Model | None = None, **deta
     return entry
 
 
+def record_each(actor: Actor, entries: Iterable[tuple[str, models.Model, dict[str, Any]]]) -> None:
+    """One entry per (action, target, details), in a single INSERT (the reconciler's batch of steps)."""
+    AuditEntry.objects.bulk_create(
+        _entry(actor, action, target, details) for action, target, details in entries
+    )
+
+
 def record_many(
     actor: Actor,
     action: str,

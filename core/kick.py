@@ -25,6 +25,7 @@ from typing import Any
 
 from celery import current_app
 from django.conf import settings
+from django.core.cache import cache
 from django.core.signals import setting_changed
 from django.db import models, transaction
 
@@ -33,6 +34,11 @@ from core import observability
 logger = logging.getLogger(__name__)
 
 KUBECONFIG_CHECK = "reconcile.check_kubeconfig"
+# Tasks whose kick means "claim what is due" (a batch, the kicked row first), not "do this one row": a
+# kick of one of these while another is still waiting to be picked up adds nothing, so it is coalesced
+# (in this process, and across processes through a short-lived flag in Redis that the worker clears as
+# it starts, before it claims: a row committed after that gets a kick of its own).
+COALESCED = frozenset({"reconcile.sandbox", "reconcile.database"})
 
 
 def task_for(resource: models.Model | type[models.Model]) -> str:
@@ -46,6 +52,7 @@ class KickStats:
     sent: int = 0
     failed: int = 0
     dropped: int = 0
+    coalesced: int = 0
     last_error: str = ""
 
 
@@ -57,6 +64,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._pid = 0
         self._queue: queue.Queue[tuple[str, str, float | None, str]] = queue.Queue()
+        self._waiting: set[str] = set()  # coalesced tasks with a kick in the queue
         self._thread: threading.Thread | None = None
         self._connection: Any = None
         self._connection_url = ""
@@ -68,9 +76,18 @@ class Dispatcher:
 
     def submit(self, task_name: str, arg: str, countdown: float | None = None) -> bool:
         self._ensure_started()
+        coalesce = countdown is None and task_name in COALESCED
+        if coalesce:
+            with self._lock:
+                if task_name in self._waiting:
+                    self.stats.coalesced += 1
+                    return True
+                self._waiting.add(task_name)
         try:  # the request id travels with the kick: the publishing thread has no request context
             self._queue.put_nowait((task_name, arg, countdown, observability.request_id.get()))
         except queue.Full:
+            if coalesce:
+                self._waiting.discard(task_name)
             self.stats.dropped += 1
             logger.warning("kick queue full; dropped %s(%s) (the sweep will find it)", task_name, arg)
             return False
@@ -87,6 +104,7 @@ class Dispatcher:
                 return
             if self._pid != pid:  # first use, or a forked child: the parent's thread is not here
                 self._queue = queue.Queue(maxsize=settings.KICK_QUEUE_SIZE)
+                self._waiting = set()
                 self._connection = None
                 self.stats = KickStats()
             self._pid = pid
@@ -100,9 +118,16 @@ class Dispatcher:
             if self._queue.empty():
                 self._idle.set()
             task_name, arg, countdown, request_id = self._queue.get()
+            coalesced = countdown is None and task_name in COALESCED
+            if coalesced:
+                with self._lock:
+                    self._waiting.discard(task_name)
             if time.monotonic() < self._down_until:
                 # The broker just failed: do not spend a timeout per queued kick; the sweep has them.
                 self.stats.dropped += 1
+                continue
+            if coalesced and not _take_pending(task_name):  # a task for it already waits on the broker
+                self.stats.coalesced += 1
                 continue
             try:
                 self._publish(task_name, arg, countdown, request_id)
@@ -112,6 +137,8 @@ class Dispatcher:
                 logger.warning("could not enqueue %s(%s): %s", task_name, arg, exc.__class__.__name__)
                 self._drop_connection()
                 self._down_until = time.monotonic() + settings.KICK_BACKOFF_SECONDS
+                if coalesced:
+                    picked_up(task_name)  # nothing is waiting after all: the next kick must be sent
             else:
                 self.stats.sent += 1
 
@@ -169,6 +196,25 @@ class Dispatcher:
 dispatcher = Dispatcher()
 
 
+def _pending_key(task_name: str) -> str:
+    return f"kick-pending:{settings.CELERY_TASK_DEFAULT_QUEUE}:{task_name}"
+
+
+def _take_pending(task_name: str) -> bool:
+    """Mark a coalesced task as waiting on the broker; False when it already was (nothing to send).
+    Redis unavailable: send (a task too many is harmless, a missing one waits for the sweep)."""
+    try:
+        return bool(cache.add(_pending_key(task_name), 1, timeout=settings.KICK_PENDING_SECONDS))
+    except Exception:
+        return True
+
+
+def picked_up(task_name: str) -> None:
+    """A worker starts a coalesced task: kicks from now on are sent again (call before claiming)."""
+    with contextlib.suppress(Exception):
+        cache.delete(_pending_key(task_name))
+
+
 def _on_setting_changed(setting: str, **kwargs: Any) -> None:
     if setting in ("CELERY_BROKER_URL", "KICK_BROKER_TIMEOUT", "KICK_BACKOFF_SECONDS"):
         dispatcher.reset()
@@ -183,7 +229,7 @@ def stats_delta() -> Iterator[KickStats]:
     before = KickStats(**vars(dispatcher.stats))
     delta = KickStats()
     yield delta
-    for name in ("queued", "sent", "failed", "dropped"):
+    for name in ("queued", "sent", "failed", "dropped", "coalesced"):
         setattr(delta, name, getattr(dispatcher.stats, name) - getattr(before, name))
     delta.last_error = dispatcher.stats.last_error
 
@@ -212,6 +258,12 @@ def send_later(task_name: str, arg: str, delay: float) -> None:
     """Used by the reconciler itself (outside transactions) to come back to a row soon."""
     if settings.RECONCILE_KICK_ON_COMMIT:
         _send(task_name, arg, countdown=delay if delay > 0 else None)
+
+
+def send_now(task_name: str, arg: str = "") -> None:
+    """Used by the reconciler (outside transactions) when more rows are due than it claimed."""
+    if settings.RECONCILE_KICK_ON_COMMIT:
+        _send(task_name, arg)
 
 
 def send(task_name: str, arg: str) -> None:

@@ -7,10 +7,13 @@ then resource, so user actions and the reconciler cannot deadlock each other.
 
 import logging
 import uuid
-from datetime import timedelta
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Case, F, Field, Value, When
 from django.utils import timezone
 
 from core import audit
@@ -37,17 +40,43 @@ def refresh_project_status(project_id: uuid.UUID, project: Project | None = None
         project = Project.objects.filter(pk=project_id).only("id", "status").first()
         if project is None:
             return None
-    sandboxes = Sandbox.objects.filter(project_id=project_id).values_list("status", flat=True)
-    databases = Database.objects.filter(project_id=project_id).values_list("status", flat=True)
-    new_status = aggregate(sandboxes.union(databases, all=True))
-    if new_status == ProjectStatus.TERMINATED:
-        project.delete()
-        return None
-    if new_status != project.status:
+    return refresh_project_statuses([project])[project_id]
+
+
+def refresh_project_statuses(projects: list[Project]) -> dict[uuid.UUID, str | None]:
+    """`refresh_project_status` for locked projects, in a constant number of statements: their resources'
+    statuses in one query, the projects whose status changed in one UPDATE, the emptied ones deleted."""
+    if not projects:
+        return {}
+    ids = [p.pk for p in projects]
+    statuses: dict[uuid.UUID, list[str]] = defaultdict(list)
+    sandboxes = Sandbox.objects.filter(project_id__in=ids).values_list("project_id", "status")
+    databases = Database.objects.filter(project_id__in=ids).values_list("project_id", "status")
+    for project_id, status in sandboxes.union(databases, all=True):
+        statuses[project_id].append(status)
+    result: dict[uuid.UUID, str | None] = {}
+    changed: list[Project] = []
+    gone: list[uuid.UUID] = []
+    for project in projects:
+        new_status = aggregate(statuses[project.pk])
+        if new_status == ProjectStatus.TERMINATED:
+            gone.append(project.pk)
+            result[project.pk] = None
+            continue
+        if new_status != project.status:
+            project.status = new_status
+            changed.append(project)
+        result[project.pk] = new_status
+    if gone:
+        Project.objects.filter(pk__in=gone).delete()
+    if changed:
         now = timezone.now()
-        Project.objects.filter(pk=project_id).update(status=new_status, status_changed_at=now, updated_at=now)
-        project.status = new_status
-    return new_status
+        Project.objects.filter(pk__in=[p.pk for p in changed]).update(
+            status=Case(*(When(pk=p.pk, then=Value(p.status)) for p in changed), default=F("status")),
+            status_changed_at=now,
+            updated_at=now,
+        )
+    return result
 
 
 def add_event(
@@ -60,7 +89,30 @@ def add_event(
     message: str = "",
     project_name: str = "",
 ) -> ResourceEvent:
-    return ResourceEvent.objects.create(
+    event = _event(
+        resource,
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor,
+        reason=reason,
+        message=message,
+        project_name=project_name,
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def _event(
+    resource: Resource,
+    *,
+    from_status: str,
+    to_status: str,
+    actor: Actor,
+    reason: str,
+    message: str,
+    project_name: str,
+) -> ResourceEvent:
+    return ResourceEvent(
         project_id=resource.project_id,  # type: ignore[attr-defined]
         project_name=project_name,
         resource_kind=resource.resource_kind,
@@ -73,6 +125,44 @@ def add_event(
         actor=actor.kind,
         actor_user=actor.user,
     )
+
+
+def status_values(
+    from_status: str,
+    to_status: str,
+    *,
+    message: str,
+    now: datetime,
+    lease_token: uuid.UUID | None,
+    fields: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The columns a move from `from_status` to `to_status` writes (besides the caller's `fields`)."""
+    values: dict[str, Any] = {
+        "status": to_status,
+        "status_reason": message,
+        "updated_at": now,
+        **(fields or {}),
+    }
+    if to_status != from_status:
+        values.update(
+            status_changed_at=now,
+            attempts=0,
+            next_attempt_at=None,
+            waiting_since=None,
+            paused=timedelta(0),
+            # health and the verification baseline belong to the status they were seen in
+            degraded_reason="",
+            degraded_since=None,
+            observed_objects={},
+        )
+    if to_status == ResourceStatus.ERROR:
+        values.setdefault("failed_status", from_status)
+        values["last_error"] = message
+    if lease_token is None:
+        values["lease_token"] = None  # invalidate any lease in flight
+    else:
+        values.update(lease_token=None, locked_until=None)  # release our own lease
+    return values
 
 
 def change_status(
@@ -104,31 +194,9 @@ def change_status(
         if to_status == ResourceStatus.TERMINATED:
             written = rows.delete()[0] > 0
         else:
-            values: dict[str, Any] = {
-                "status": to_status,
-                "status_reason": message,
-                "updated_at": now,
-                **(fields or {}),
-            }
-            if to_status != from_status:
-                values.update(
-                    status_changed_at=now,
-                    attempts=0,
-                    next_attempt_at=None,
-                    waiting_since=None,
-                    paused=timedelta(0),
-                    # health and the verification baseline belong to the status they were seen in
-                    degraded_reason="",
-                    degraded_since=None,
-                    observed_objects={},
-                )
-            if to_status == ResourceStatus.ERROR:
-                values.setdefault("failed_status", from_status)
-                values["last_error"] = message
-            if lease_token is None:
-                values["lease_token"] = None  # invalidate any lease in flight
-            else:
-                values.update(lease_token=None, locked_until=None)  # release our own lease
+            values = status_values(
+                from_status, to_status, message=message, now=now, lease_token=lease_token, fields=fields
+            )
             written = rows.update(**values) > 0
         if not written:
             return False
@@ -147,6 +215,109 @@ def change_status(
             )
         refresh_project_status(project_id, project)
         if to_status == ResourceStatus.RUNNING and model is Sandbox:
-            wake_tasks(project_id=project_id)  # tasks waiting for a running sandbox go now
+            wake_tasks(project_ids=[project_id])  # tasks waiting for a running sandbox go now
     resource.status = to_status
     return True
+
+
+@dataclass
+class Write:
+    """One leased row's result in a batch: a move to `to_status` (with its event), or, with `to_status`
+    None, the columns in `values` alone (a step that stays in its status)."""
+
+    resource: Resource
+    to_status: str | None = None
+    reason: str = ""
+    message: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def write_batch(
+    model: type[Resource], writes: list[Write], *, actor: Actor, lease_token: uuid.UUID
+) -> set[Any]:
+    """Record many rows' results under one lease in one transaction and a constant number of statements:
+    the moved rows' projects locked (in id order, so two batches never deadlock; always before the
+    rows, as everywhere), the rows still holding `lease_token` locked, one UPDATE with per-row values,
+    the TERMINATED rows deleted, their events and audit entries in one INSERT each, and the projects'
+    statuses refreshed together. Rows that lost the lease are left as they are. Returns the pks written.
+    """
+    if not writes:
+        return set()
+    now = timezone.now()
+    moves = [w for w in writes if w.to_status is not None and w.to_status != w.resource.status]
+    with transaction.atomic():
+        project_ids = sorted({w.resource.project_id for w in moves})  # type: ignore[attr-defined]
+        projects = list(Project.objects.select_for_update().filter(pk__in=project_ids).order_by("pk"))
+        held = set(
+            model._default_manager.select_for_update()
+            .filter(pk__in=[w.resource.pk for w in writes], lease_token=lease_token)
+            .values_list("pk", flat=True)
+        )
+        writes = [w for w in writes if w.resource.pk in held]
+        moves = [w for w in moves if w.resource.pk in held]
+        gone = [w.resource.pk for w in moves if w.to_status == ResourceStatus.TERMINATED]
+        columns: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
+        for w in writes:
+            if w.to_status == ResourceStatus.TERMINATED:
+                continue
+            values = w.values
+            if w.to_status is not None:
+                values = status_values(
+                    w.resource.status,
+                    w.to_status,
+                    message=w.message,
+                    now=now,
+                    lease_token=lease_token,
+                    fields=w.values,
+                )
+            for name, value in values.items():
+                columns[name].append((w.resource.pk, value))
+        if columns:
+            model._default_manager.filter(pk__in=held.difference(gone)).update(
+                **{name: _per_row(model, name, pairs) for name, pairs in columns.items()}
+            )
+        if gone:
+            model._default_manager.filter(pk__in=gone).delete()
+        names = {p.pk: p.name for p in projects}
+        ResourceEvent.objects.bulk_create(
+            _event(
+                w.resource,
+                from_status=w.resource.status,
+                to_status=str(w.to_status),
+                actor=actor,
+                reason=w.reason,
+                message=w.message,
+                project_name=names.get(w.resource.project_id, ""),  # type: ignore[attr-defined]
+            )
+            for w in moves
+        )
+        audit.record_each(
+            actor,
+            (
+                (
+                    f"status.{str(w.to_status).lower()}",
+                    w.resource,
+                    {"from_status": w.resource.status, "reason": w.reason},
+                )
+                for w in moves
+            ),
+        )
+        refresh_project_statuses(projects)
+        if model is Sandbox:
+            running = {w.resource.project_id for w in moves if w.to_status == ResourceStatus.RUNNING}  # type: ignore[attr-defined]
+            if running:
+                wake_tasks(project_ids=running)  # tasks waiting for a running sandbox go now
+    for w in moves:
+        w.resource.status = str(w.to_status)
+    return held
+
+
+def _per_row(model: type[Resource], name: str, pairs: list[tuple[Any, Any]]) -> Any:
+    """One column's new value for each row (`CASE pk WHEN ... THEN ...`); rows not listed keep theirs."""
+    column = model._meta.get_field(name)
+    assert isinstance(column, Field)
+    return Case(
+        *(When(pk=pk, then=Value(value, output_field=column)) for pk, value in pairs),
+        default=F(name),
+        output_field=column,
+    )

@@ -17,19 +17,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Count, F, Q, QuerySet, Window
+from django.db import connections, transaction
+from django.db.models import Case, Count, F, Q, QuerySet, Value, When, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from core import observability
 from core.audit import RECONCILER
-from projects.transitions import change_status
+from projects.transitions import Write, write_batch
 from sandboxes.models import TRANSITIONAL, Resource, ResourceStatus
 
 logger = logging.getLogger(__name__)
@@ -117,10 +118,15 @@ def _due(queue: Queue, now: datetime) -> QuerySet[Any]:
     return queue.model._default_manager.filter(queue.due(now))
 
 
-def _fair_candidates(queue: Queue, now: datetime, ids: list[Any] | None, limit: int) -> list[Any]:
-    """Due rows, oldest first, taking at most RECONCILE_USER_CONCURRENCY rows of one owner under lease at
-    once (counting those already leased): one user's slow or failing cluster cannot fill every worker;
-    their other rows wait, holding nothing. Owners are interleaved so the batch serves each in turn."""
+def _fair_candidates(
+    queue: Queue, now: datetime, ids: list[Any] | None, limit: int, prefer: list[Any] | None = None
+) -> list[Any]:
+    """Due rows, oldest first (`prefer`red ones before the others), fair across owners: each owner gets
+    at most RECONCILE_USER_CONCURRENCY rows under lease at once (counting those already leased) while
+    anyone else's rows wait, and owners are interleaved so the batch serves each in turn. Room that is
+    left once every owner has had its share goes to the rows that waited behind the cap, oldest first:
+    one user's burst uses the workers nobody else needs, and a second user's rows are still served
+    first at the next claim (a work-conserving cap)."""
     cap = settings.RECONCILE_USER_CONCURRENCY
     held = dict(
         queue.model._default_manager.filter(locked_until__gt=now)
@@ -128,10 +134,14 @@ def _fair_candidates(queue: Queue, now: datetime, ids: list[Any] | None, limit: 
         .values_list(queue.owner)
         .annotate(n=Count("pk"))
     )
-    qs = _due(queue, now).exclude(**{f"{queue.owner}__in": [o for o, n in held.items() if n >= cap]})
+    due = _due(queue, now)
     if ids is not None:
-        qs = qs.filter(pk__in=ids)
-    oldest_first = (F("next_attempt_at").asc(nulls_first=True), F(queue.age).asc())
+        due = due.filter(pk__in=ids)
+    qs = due.exclude(**{f"{queue.owner}__in": [o for o, n in held.items() if n >= cap]})
+    oldest_first: tuple[Any, ...] = (F("next_attempt_at").asc(nulls_first=True), F(queue.age).asc())
+    if prefer:
+        qs = qs.annotate(preferred=Case(When(pk__in=prefer, then=Value(0)), default=Value(1)))
+        oldest_first = (F("preferred").asc(), *oldest_first)
     turn = Window(RowNumber(), partition_by=[F(queue.owner)], order_by=oldest_first)
     rows = (
         qs.annotate(turn=turn, owner=F(queue.owner))
@@ -139,24 +149,31 @@ def _fair_candidates(queue: Queue, now: datetime, ids: list[Any] | None, limit: 
         .order_by("turn", *oldest_first)
         .values_list("pk", "owner", "turn")[: limit + len(held)]
     )
-    return [pk for pk, owner, turn in rows if turn <= cap - held.get(owner, 0)][:limit]
+    rows = list(rows)
+    chosen = [pk for pk, owner, turn in rows if turn <= cap - held.get(owner, 0)][:limit]
+    capped = any(n >= cap for n in held.values()) or any(turn == cap for _, _, turn in rows)
+    if capped and len(chosen) < limit:  # everyone had their share: the rest goes to who waited
+        waited = due.exclude(pk__in=chosen).order_by(*oldest_first[-2:]).values_list("pk", flat=True)
+        chosen += list(waited[: limit - len(chosen)])
+    return chosen
 
 
 def claim(
     model: type[Any] | Queue,
     *,
     ids: list[Any] | None = None,
+    prefer: list[Any] | None = None,
     limit: int | None = None,
     lease: float | None = None,
 ) -> list[Any]:
     """Claim due rows of `model` (a resource model, or a Queue) fairly across owners and stamp them with
-    a fresh lease. A stopping worker claims nothing."""
+    a fresh lease: only `ids` when given, the rows in `prefer` first. A stopping worker claims nothing."""
     if shutting_down():
         return []
     queue = queue_for(model)
     now = timezone.now()
     limit = limit or settings.RECONCILE_BATCH_SIZE
-    candidates = _fair_candidates(queue, now, ids, limit)
+    candidates = _fair_candidates(queue, now, ids, limit, prefer)
     if not candidates:
         return []
     with transaction.atomic():
@@ -196,57 +213,78 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
 
 
 def record(row: Resource, outcome: Outcome) -> float | None:
-    """Write the outcome of a step while our lease still holds, and release the lease.
+    """Write the outcome of one step while our lease still holds, and release the lease.
 
     Returns the delay in seconds after which the row wants its next step, or None when it has
     reached a stable status (or the lease was lost).
     """
-    token = row.lease_token
-    assert token is not None
-    retry_in: float | None = None
-    kind = _kind(type(row))
-    if outcome.status and outcome.status != row.status:
-        left, in_status = row.status, timezone.now() - row.status_changed_at
-        written = change_status(
-            row,
-            outcome.status,
-            actor=RECONCILER,
-            reason=outcome.reason,
-            message=outcome.message,
-            lease_token=token,
-            fields=outcome.fields,
-        )
-        retry_in = 0.0 if outcome.status in TRANSITIONAL else None
-        if written:
-            observability.TIME_IN_STATUS.labels(kind, left).observe(in_status.total_seconds())
-    else:
-        now = timezone.now()
-        values: dict[str, Any] = {
-            "locked_until": None,
-            "lease_token": None,
-            "updated_at": now,
-            **outcome.fields,
-        }
-        if outcome.message:
-            values["status_reason"] = outcome.message
-        if outcome.failed:
-            attempts = row.attempts + 1
-            retry_in = backoff_seconds(attempts, outcome.retry_in)
-            observability.BACKOFFS.labels(kind).inc()
-            values.update(attempts=attempts, last_error=outcome.message)
+    return record_all(type(row), [(row, outcome)])[0][1]
+
+
+def record_all(
+    model: type[Any], results: list[tuple[Resource, Outcome]]
+) -> list[tuple[Resource, float | None]]:
+    """Write the outcomes of a claimed batch's steps in one transaction and a constant number of
+    statements (`transitions.write_batch`), each only while the row still holds the batch's lease; a row
+    whose lease was lost is dropped (and logged) and the others are kept.
+
+    Returns each row with the delay in seconds after which it wants its next step, or None when it has
+    reached a stable status (or its lease was lost)."""
+    if not results:
+        return []
+    kind = _kind(model)
+    now = timezone.now()
+    by_token: dict[Any, list[Write]] = {}
+    delays: dict[Any, float | None] = {}
+    left: dict[Any, tuple[str, timedelta]] = {}
+    for row, outcome in results:
+        assert row.lease_token is not None
+        if outcome.status and outcome.status != row.status:
+            write = Write(row, outcome.status, outcome.reason, outcome.message, outcome.fields)
+            delays[row.pk] = 0.0 if outcome.status in TRANSITIONAL else None
+            left[row.pk] = (row.status, now - row.status_changed_at)
         else:
-            values["attempts"] = 0  # progress: the next failure starts its backoff afresh
-            retry_in = outcome.retry_in if outcome.retry_in is not None else settings.RECONCILE_POLL_SECONDS
-        values["next_attempt_at"] = now + timedelta(seconds=retry_in)
-        written = type(row)._default_manager.filter(pk=row.pk, lease_token=token).update(**values) > 0
-    if not written:
-        observability.LEASES_LOST.labels(kind).inc()
-        logger.warning(
-            "lease lost on %s %s (%s): result dropped", type(row).__name__.lower(), row.pk, row.status
-        )
-        _release_orphaned(row)
-        return None
-    return retry_in
+            values, delays[row.pk] = _staying(row, outcome, now, kind)
+            write = Write(row, values=values)
+        by_token.setdefault(row.lease_token, []).append(write)
+    written: set[Any] = set()
+    for token, writes in by_token.items():
+        written |= write_batch(model, writes, actor=RECONCILER, lease_token=token)
+    recorded: list[tuple[Resource, float | None]] = []
+    for row, _outcome in results:
+        if row.pk not in written:
+            observability.LEASES_LOST.labels(kind).inc()
+            logger.warning("lease lost on %s %s (%s): result dropped", kind, row.pk, row.status)
+            _release_orphaned(row)
+            recorded.append((row, None))
+            continue
+        if row.pk in left:
+            status, in_status = left[row.pk]
+            observability.TIME_IN_STATUS.labels(kind, status).observe(in_status.total_seconds())
+        recorded.append((row, delays[row.pk]))
+    return recorded
+
+
+def _staying(row: Resource, outcome: Outcome, now: datetime, kind: str) -> tuple[dict[str, Any], float]:
+    """The columns a step that stays in its status writes, and when the row wants its next step."""
+    values: dict[str, Any] = {
+        "locked_until": None,
+        "lease_token": None,
+        "updated_at": now,
+        **outcome.fields,
+    }
+    if outcome.message:
+        values["status_reason"] = outcome.message
+    if outcome.failed:
+        attempts = row.attempts + 1
+        retry_in = backoff_seconds(attempts, outcome.retry_in)
+        observability.BACKOFFS.labels(kind).inc()
+        values.update(attempts=attempts, last_error=outcome.message)
+    else:
+        values["attempts"] = 0  # progress: the next failure starts its backoff afresh
+        retry_in = outcome.retry_in if outcome.retry_in is not None else settings.RECONCILE_POLL_SECONDS
+    values["next_attempt_at"] = now + timedelta(seconds=retry_in)
+    return values, retry_in
 
 
 def _release_orphaned(row: Resource) -> None:
@@ -329,3 +367,81 @@ def run_batch(
 
 def error_outcome(message: str, reason: str = "error") -> Outcome:
     return Outcome(status=ResourceStatus.ERROR, reason=reason, message=message)
+
+
+Step = Callable[[Any], Outcome]
+
+
+def act_all(
+    model: type[Any],
+    step: Step,
+    rows: list[Any],
+    *,
+    lane_of: Callable[[Any], Any],
+    lanes: int,
+    threads: int,
+    lease: float | None = None,
+) -> list[tuple[Any, Outcome]]:
+    """Act on a claimed batch with bounded concurrency: each key of `lane_of` (the owner: their cluster)
+    gets at most `lanes` lanes, each lane takes its rows one after the other, and at most `threads` lanes
+    run at once. Steps must not touch the database (the caller loads what they need first). A lane stops
+    (its rows released) once half the lease is gone or the worker is stopping. Returns each row acted on
+    with its outcome, in claim order; a step's bug becomes a failed outcome."""
+    started = time.monotonic()
+    budget = (lease or lease_seconds()) / 2
+    by_key: dict[Any, list[Any]] = {}
+    for row in rows:
+        by_key.setdefault(lane_of(row), []).append(row)
+    work: list[list[Any]] = []
+    for owned in by_key.values():  # an owner's rows dealt round-robin into its lanes
+        n = min(lanes, len(owned))
+        work += [owned[i::n] for i in range(n)]
+    outcomes: dict[Any, Outcome] = {}
+
+    def run_lane(lane: list[Any]) -> None:
+        try:
+            for row in lane:
+                if time.monotonic() - started > budget or shutting_down():
+                    return
+                outcomes[row.pk] = _act_one(model, step, row)
+        finally:
+            if threading.current_thread() is not main:
+                connections.close_all()  # a step that opened a connection in this thread must not leak it
+
+    main = threading.current_thread()
+    if threads <= 1 or len(work) <= 1:
+        for lane in work:
+            run_lane(lane)
+    else:
+        with ThreadPoolExecutor(max_workers=min(threads, len(work)), thread_name_prefix="tenter-act") as pool:
+            list(pool.map(run_lane, work))
+    unstarted = [row for row in rows if row.pk not in outcomes]
+    if unstarted:
+        if shutting_down():
+            logger.info("worker stopping: released %d claimed %s rows", len(unstarted), _kind(model))
+        model._default_manager.filter(
+            pk__in=[r.pk for r in unstarted], lease_token=unstarted[0].lease_token
+        ).update(locked_until=None, lease_token=None)
+    return [(row, outcomes[row.pk]) for row in rows if row.pk in outcomes]
+
+
+def _act_one(model: type[Any], step: Step, row: Any) -> Outcome:
+    kind, status = _kind(model), row.status
+    context = observability.resource_id.set(f"{kind}:{row.pk}")  # on every line of this step
+    step_started = time.perf_counter()
+    try:
+        try:
+            outcome = step(row)
+            moved = outcome.status not in (None, status)
+            result = "failed" if outcome.failed else "moved" if moved else "ok"
+        except Exception as exc:  # a bug must not wedge the row: back off and keep the reason
+            logger.exception("reconcile step failed on %s %s", kind, row.pk)
+            outcome = Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
+            result = "error"
+        logger.debug("%s step on %s %s: %s", status, kind, row.pk, result)
+        observability.STEP_SECONDS.labels(kind, status.lower(), result).observe(
+            time.perf_counter() - step_started
+        )
+        return outcome
+    finally:
+        observability.resource_id.reset(context)

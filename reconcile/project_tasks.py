@@ -348,7 +348,7 @@ def record(task: ProjectTask, outcome: TaskOutcome) -> float | None:
             ).update(finished_at=now, **outcome.attempt)
         written = ProjectTask.objects.filter(pk=task.pk, lease_token=task.lease_token).update(**values)
         if written and terminal:
-            wake_tasks(project_id=task.project_id)  # the next task of the project may go now
+            wake_tasks(project_ids=[task.project_id])  # the next task of the project may go now
     if not written:
         logger.warning("lease lost on task %s (%s): result dropped", task.pk, outcome.status)
         return None

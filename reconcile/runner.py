@@ -1,6 +1,7 @@
 """Drive one kind of resource: claim due rows, build the owner's client, run a step, map errors."""
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,7 @@ KUBECONFIG_WAIT_SECONDS = 10.0
 SLOW_STEP_SECONDS = 2.0  # a step that failed after this long marks its owner's cluster slow for the batch
 Step = Callable[[Any, Kube], Outcome]
 STEPS: dict[type[Resource], Step] = {Sandbox: sandbox_steps.step, Database: database_steps.step}
+PREPARE: dict[type[Resource], Callable[[list[Any]], None]] = {Sandbox: sandbox_steps.prepare}
 
 
 def egress_policy() -> EgressPolicy:
@@ -54,7 +56,7 @@ def client_for(config: UserConfig) -> Kube:
 
 
 def _kubeconfigs(rows: list[Resource]) -> dict[int, UserConfig]:
-    owners = {row.project.owner_id for row in rows}  # type: ignore[attr-defined]
+    owners = {_owner(row) for row in rows}
     configs = UserConfig.objects.filter(user_id__in=owners, key=ConfigKey.KUBECONFIG)
     return {c.user_id: c for c in configs}
 
@@ -136,17 +138,35 @@ def _outcome(exc: KubeError) -> Outcome:
     return Outcome(failed=True, message=_describe(exc))  # e.g. a KubeNotFound a step did not expect
 
 
-def reconcile(model: type[Resource], *, ids: list[Any] | None = None, limit: int | None = None) -> int:
-    """Claim and process due rows of `model`. Returns how many rows were claimed."""
-    rows = engine.claim(model, ids=ids, limit=limit)
+def reconcile(
+    model: type[Resource],
+    *,
+    ids: list[Any] | None = None,
+    prefer: list[Any] | None = None,
+    limit: int | None = None,
+    chain: bool = True,
+) -> int:
+    """Claim and process due rows of `model` (only `ids`, or any with `prefer` first). Returns how many
+    rows were claimed.
+
+    The batch's steps run concurrently (RECONCILE_ACT_CONCURRENCY lanes, at most
+    RECONCILE_USER_CONCURRENCY of them on one owner's cluster), their outcomes are recorded together,
+    and one kick per distinct delay brings a worker back to the rows that still have work."""
+    limit = limit or settings.RECONCILE_BATCH_SIZE
+    rows = engine.claim(model, ids=ids, prefer=prefer, limit=limit)
     if not rows:
         return 0
+    if chain and ids is None and len(rows) >= limit:
+        kicks.send_now(kicks.task_for(model))  # more is due: another worker starts on it meanwhile
     configs = _kubeconfigs(rows)
+    prepare = PREPARE.get(model)
+    if prepare is not None:
+        prepare(rows)  # what the steps read from the database, loaded here: they run in other threads
     step = STEPS[model]
     slow: set[int] = set()  # owners whose cluster failed slowly in this batch
 
     def fair_act(row: Resource) -> Outcome:
-        owner = row.project.owner_id  # type: ignore[attr-defined]
+        owner = _owner(row)
         if owner in slow:  # don't spend this worker on a cluster that just failed slowly: back off
             return Outcome(
                 failed=True, message="transient: the cluster was slow to answer; trying again later"
@@ -157,17 +177,35 @@ def reconcile(model: type[Resource], *, ids: list[Any] | None = None, limit: int
             slow.add(owner)
         return outcome
 
-    engine.run_batch(model, fair_act, rows, follow_up=lambda row, delay: follow_up(model, row, delay))
+    results = engine.act_all(
+        model,
+        fair_act,
+        rows,
+        lane_of=_owner,
+        lanes=settings.RECONCILE_USER_CONCURRENCY,
+        threads=settings.RECONCILE_ACT_CONCURRENCY,
+    )
+    follow_up(model, [delay for _, delay in engine.record_all(model, results)])
     return len(rows)
 
 
-def follow_up(model: type[Resource], row: Resource, delay: float) -> None:
-    """Come back to a row that still has work after `delay` seconds, without waiting for the sweep."""
-    # A little slack so the kick never arrives before the row is due.
-    kicks.send_later(kicks.task_for(model), str(row.pk), delay + 0.05)
+def _owner(row: Resource) -> int:
+    return row.project.owner_id  # type: ignore[attr-defined]
+
+
+FOLLOW_UP_GRAIN = 0.25  # seconds: rows due within one grain of each other share one kick
+
+
+def follow_up(model: type[Resource], delays: list[float | None]) -> None:
+    """Come back to the rows that still have work without waiting for the sweep: one kick for each
+    distinct delay (rounded up to FOLLOW_UP_GRAIN), which claims every row due by then."""
+    due_in = {math.ceil(d / FOLLOW_UP_GRAIN) * FOLLOW_UP_GRAIN for d in delays if d is not None}
+    for delay in sorted(due_in):
+        # A little slack so the kick never arrives before the rows are due.
+        kicks.send_later(kicks.task_for(model), "", delay + 0.05)
 
 
 def sweep(model: type[Resource]) -> bool:
     """One bounded sweep. True when the batch was full, i.e. more work may remain."""
     limit = settings.RECONCILE_BATCH_SIZE
-    return reconcile(model, limit=limit) >= limit
+    return reconcile(model, limit=limit, chain=False) >= limit  # the sweep task chains itself

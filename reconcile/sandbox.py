@@ -19,17 +19,38 @@ from reconcile.kube.errors import KubeNotFound, shorten
 from reconcile.specs import SandboxSpec
 from sandboxes.models import ResourceStatus as S
 from sandboxes.models import Sandbox
-from userconfig.selectors import agent_env
+from userconfig.selectors import agent_env, agent_envs
 
 logger = logging.getLogger(__name__)
 
 FOREIGN = "name taken by an object Tenter does not manage"
 
 
-def spec_for(sandbox: Sandbox, *, replicas: int = 1) -> SandboxSpec:
+def prepare(sandboxes: list[Sandbox]) -> None:
+    """Load the env of a claimed batch's sandboxes in two queries, before their steps run (in threads
+    that do not touch the database): `spec_for` uses it."""
+    project_env: dict[Any, dict[str, str]] = {}
+    for e in Environment.objects.filter(project_id__in={s.project_id for s in sandboxes}):
+        project_env.setdefault(e.project_id, {})[e.key] = e.value
+    agents = agent_envs(user_ids={s.project.owner_id for s in sandboxes})
+    for sandbox in sandboxes:
+        env = dict(project_env.get(sandbox.project_id, {}))
+        env.update(agents.get(sandbox.project.owner_id, {}))
+        sandbox.prepared_env = env
+
+
+def _env(sandbox: Sandbox) -> dict[str, str]:
+    if sandbox.prepared_env is not None:
+        return sandbox.prepared_env
     project = sandbox.project
     env = {e.key: e.value for e in Environment.objects.filter(project_id=project.pk)}
     env.update(agent_env(user_id=project.owner_id))
+    return env
+
+
+def spec_for(sandbox: Sandbox, *, replicas: int = 1) -> SandboxSpec:
+    project = sandbox.project
+    env = _env(sandbox)
     return SandboxSpec(
         namespace=sandbox.k8s_namespace,
         name=sandbox.k8s_name,

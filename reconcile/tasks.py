@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from core import kick as kicks
 from core.audit import RECONCILER
 from projects.selectors import idle_candidates
 from projects.services import stop_if_idle
@@ -32,13 +33,16 @@ def _worker_stops(**_: Any) -> None:
 
 
 @shared_task(name="reconcile.sandbox", ignore_result=True)
-def reconcile_sandbox_task(sandbox_id: str) -> None:
-    runner.reconcile(Sandbox, ids=[sandbox_id])
+def reconcile_sandbox_task(sandbox_id: str = "") -> None:
+    """A kick: claim a batch of due sandboxes, the kicked one (if any) first."""
+    kicks.picked_up("reconcile.sandbox")
+    runner.reconcile(Sandbox, prefer=[sandbox_id] if sandbox_id else None)
 
 
 @shared_task(name="reconcile.database", ignore_result=True)
-def reconcile_database_task(database_id: str) -> None:
-    runner.reconcile(Database, ids=[database_id])
+def reconcile_database_task(database_id: str = "") -> None:
+    kicks.picked_up("reconcile.database")
+    runner.reconcile(Database, prefer=[database_id] if database_id else None)
 
 
 @shared_task(name="reconcile.sweep_sandboxes", ignore_result=True)

@@ -167,6 +167,8 @@ def _resource_indexes(prefix: str) -> list[models.Index]:
 
 class Sandbox(Resource):
     resource_kind: ClassVar[str] = ResourceKind.SANDBOX
+    # Not a column: the env the reconciler loaded for a claimed batch before its steps ran (None: read it).
+    prepared_env: dict[str, str] | None = None
     project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="sandboxes")
     image = models.CharField(max_length=300)
     public_url = models.CharField(max_length=300, blank=True, default="")

@@ -1,5 +1,6 @@
 """Reads of per-user settings, always scoped to one user."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
@@ -50,16 +51,25 @@ def agent_settings(*, user: User) -> AgentSettings:
     )
 
 
+AGENT_ENV_NAMES = {
+    ConfigKey.ANTHROPIC_API_KEY: "ANTHROPIC_AUTH_TOKEN",
+    ConfigKey.ANTHROPIC_BASE_URL: "ANTHROPIC_BASE_URL",
+    ConfigKey.ANTHROPIC_MODEL: "ANTHROPIC_MODEL",
+    ConfigKey.ANTHROPIC_SMALL_FAST_MODEL: "ANTHROPIC_SMALL_FAST_MODEL",
+}
+
+
 def agent_env(*, user_id: int) -> dict[str, str]:
     """User-level variables projected into sandboxes (override project env, as in the reference)."""
-    names = {
-        ConfigKey.ANTHROPIC_API_KEY: "ANTHROPIC_AUTH_TOKEN",
-        ConfigKey.ANTHROPIC_BASE_URL: "ANTHROPIC_BASE_URL",
-        ConfigKey.ANTHROPIC_MODEL: "ANTHROPIC_MODEL",
-        ConfigKey.ANTHROPIC_SMALL_FAST_MODEL: "ANTHROPIC_SMALL_FAST_MODEL",
-    }
-    rows = UserConfig.objects.filter(user_id=user_id, key__in=list(names))
-    return {names[ConfigKey(r.key)]: r.value for r in rows}
+    return agent_envs(user_ids=[user_id]).get(user_id, {})
+
+
+def agent_envs(*, user_ids: Iterable[int]) -> dict[int, dict[str, str]]:
+    """`agent_env` of many users in one query (the reconciler's batch)."""
+    envs: dict[int, dict[str, str]] = {}
+    for row in UserConfig.objects.filter(user_id__in=list(user_ids), key__in=list(AGENT_ENV_NAMES)):
+        envs.setdefault(row.user_id, {})[AGENT_ENV_NAMES[ConfigKey(row.key)]] = row.value
+    return envs
 
 
 def api_tokens(*, user: User) -> QuerySet[ApiToken]:
