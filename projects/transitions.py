@@ -273,8 +273,9 @@ def write_batch(
             for name, value in values.items():
                 columns[name].append((w.resource.pk, value))
         if columns:
-            model._default_manager.filter(pk__in=held.difference(gone)).update(
-                **{name: _per_row(model, name, pairs) for name, pairs in columns.items()}
+            updated = held.difference(gone)
+            model._default_manager.filter(pk__in=updated).update(
+                **{name: _per_row(model, name, pairs, len(updated)) for name, pairs in columns.items()}
             )
         if gone:
             model._default_manager.filter(pk__in=gone).delete()
@@ -312,12 +313,19 @@ def write_batch(
     return held
 
 
-def _per_row(model: type[Resource], name: str, pairs: list[tuple[Any, Any]]) -> Any:
-    """One column's new value for each row (`CASE pk WHEN ... THEN ...`); rows not listed keep theirs."""
+def _per_row(model: type[Resource], name: str, pairs: list[tuple[Any, Any]], rows: int) -> Any:
+    """One column's new value for each of the `rows` updated rows: the value itself when every row gets
+    the same one, else `CASE WHEN pk IN (...) THEN value ...` with one branch per distinct value (most
+    columns of a batch share a few: the status, the time, a cleared lease); rows not listed keep theirs."""
     column = model._meta.get_field(name)
     assert isinstance(column, Field)
+    groups: dict[str, tuple[Any, list[Any]]] = {}
+    for pk, value in pairs:
+        groups.setdefault(repr(value), (value, []))[1].append(pk)
+    if len(groups) == 1 and len(pairs) == rows:
+        return Value(pairs[0][1], output_field=column)
     return Case(
-        *(When(pk=pk, then=Value(value, output_field=column)) for pk, value in pairs),
+        *(When(pk__in=pks, then=Value(value, output_field=column)) for value, pks in groups.values()),
         default=F(name),
         output_field=column,
     )
