@@ -4,7 +4,8 @@ Run: python benchmarks/bench_reconcile.py [--quick] [--n 100,1000] [--workers 1,
      [--configs tenter,reference]
 
 For each engine configuration (`tenter`: the settings defaults; `reference`: batch 10, sweep 7 s, lease 5 s,
-no kick on commit) and each worker count W, it starts W `celery worker --pool solo` processes (through
+no kick on commit; `serial`, on request: the defaults with one step at a time) and each worker count W, it
+starts W `celery worker --pool solo` processes (through
 benchmarks/celery_counted.py, which counts SQL queries and steps in each worker) and one `celery beat`,
 then for each N:
 
@@ -75,6 +76,7 @@ RECONCILE_KEYS = (
     "RECONCILE_KICK_ON_COMMIT",
     "RECONCILE_POLL_SECONDS",
     "RECONCILE_USER_CONCURRENCY",
+    "RECONCILE_ACT_CONCURRENCY",
 )
 REFERENCE = {
     "RECONCILE_BATCH_SIZE": "10",
@@ -100,10 +102,18 @@ from projects.services import project_create  # noqa: E402
 from sandboxes.models import ResourceEvent, Sandbox  # noqa: E402
 from userconfig.models import User  # noqa: E402
 
+# Not run by default: Tenter's defaults with the batch's steps one after another, which shows what the
+# concurrent act buys (`--configs tenter,serial,reference`).
+SERIAL = {"RECONCILE_ACT_CONCURRENCY": "1"}
+
 
 def config_env(name: str) -> dict[str, str]:
     if name == "reference":
         return dict(REFERENCE)
+    if name == "serial":
+        return dict(SERIAL)
+    if name != "tenter":
+        raise SystemExit(f"unknown configuration {name!r}: tenter, reference or serial")
     return {}
 
 

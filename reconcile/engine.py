@@ -2,9 +2,10 @@
 
 - claim: a short transaction selects due rows FOR UPDATE SKIP LOCKED and stamps a lease
   (`locked_until` + a fresh `lease_token`); the row lock ends at commit.
-- act: outside any transaction, one step per claim, never sleeping.
-- record: a conditional UPDATE on the lease token; zero rows means the lease was lost and the
-  result is dropped (and logged).
+- act: outside any transaction, never sleeping, the batch's steps concurrently in per-owner lanes
+  (`act_all`; project tasks, whose steps are long, one by one in `run_batch`).
+- record: conditional on the lease token, the whole batch in one transaction (`record_all`); a row whose
+  lease was lost is dropped (and logged), the others are kept.
 """
 
 import atexit
