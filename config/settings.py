@@ -303,6 +303,8 @@ TASK_OUTPUT_TAIL_CHARS = env.int("TASK_OUTPUT_TAIL_CHARS", default=4000)
 # A row waiting for a usable kubeconfig (none stored, its check failing, or now pointing at another
 # cluster) stops its status's clock, and gives up after this long.
 KUBECONFIG_WAIT_DEADLINE = timedelta(minutes=env.float("DEADLINE_KUBECONFIG_WAIT_MINUTES", default=30))
+# How often a row waiting for a usable kubeconfig looks again.
+KUBECONFIG_WAIT_RETRY_SECONDS = env.float("KUBECONFIG_WAIT_RETRY_SECONDS", default=10.0)
 KUBECONFIG_CHECK_MINUTES = env.float("KUBECONFIG_CHECK_MINUTES", default=15)
 ORPHAN_DELETE_AFTER_MINUTES = env.float("ORPHAN_DELETE_AFTER_MINUTES", default=0)  # 0 = report only
 # A running sandbox with no activity (dashboard visits, terminal/file opens, "keep running", heartbeats

@@ -31,7 +31,6 @@ from userconfig.models import CheckStatus, ConfigKey, UserConfig
 
 logger = logging.getLogger(__name__)
 
-KUBECONFIG_WAIT_SECONDS = 10.0
 SLOW_STEP_SECONDS = 2.0  # a step that failed after this long marks its owner's cluster slow for the batch
 Step = Callable[[Any, Kube], Outcome]
 STEPS: dict[type[Resource], Step] = {Sandbox: sandbox_steps.step, Database: database_steps.step}
@@ -93,7 +92,9 @@ def act(row: Resource, config: UserConfig | None, step: Step) -> Outcome:
                 f"gave up after waiting {engine.describe_age(now - since)}: {why}", reason="kubeconfig"
             )
         return Outcome(
-            message=f"Waiting: {why}.", retry_in=KUBECONFIG_WAIT_SECONDS, fields={"waiting_since": since}
+            message=f"Waiting: {why}.",
+            retry_in=settings.KUBECONFIG_WAIT_RETRY_SECONDS,
+            fields={"waiting_since": since},
         )
     assert config is not None
     resumed: dict[str, Any] = {}
