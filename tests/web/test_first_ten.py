@@ -9,7 +9,6 @@ from playwright.sync_api import Page, Route, expect
 from tests.web import test_browser as base  # skips this module too when Chromium is missing
 
 make_user, sign_in, SCREENSHOTS = base.make_user, base.sign_in, base.SCREENSHOTS
-browser, page = base.browser, base.page  # the fixtures, shared with test_browser
 NOT_FOUND = "We couldn\u2019t find that page"
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -256,7 +255,14 @@ def test_an_admin_delete_asks_for_confirmation_and_the_owner_sees_it(
     expect(page.locator("[data-role=operator-notice]")).to_have_count(0)
     if Project.objects.filter(pk=project.pk).exists():
         page.goto(f"{live_server.url}/projects/{project.pk}/")
-        expect(page.locator("[data-live=timeline] [data-role=operator]").first).to_have_text("an operator")
+        try:
+            expect(page.locator("[data-live=timeline] [data-role=operator]").first).to_have_text(
+                "an operator"
+            )
+        except AssertionError:
+            # the worker may finish the delete while the page loads: only a project still there must say so
+            if Project.objects.filter(pk=project.pk).exists():
+                raise
 
 
 def test_counts_and_tabs_stay_right_after_creates_and_deletes(
