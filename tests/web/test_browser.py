@@ -12,8 +12,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 import pytest
 
-from tests.web.conftest import CHROMIUM, SCREENSHOTS
-
+CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     message = (
         f"\n{'!' * 78}\n!! BROWSER TESTS SKIPPED: {CHROMIUM} is missing. Install it with:\n"
@@ -22,20 +21,52 @@ if not Path(CHROMIUM).exists():
     sys.stderr.write(message)
     pytest.skip(message, allow_module_level=True)
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
-from core.audit import SYSTEM
-from core.models import AuditEntry
-from projects import services
-from projects.models import Environment, Project, Skill
-from tests.conftest import wait_for
-from tests.factories import UserFactory
-from userconfig import services as userconfig_services
+from core.audit import SYSTEM  # noqa: E402
+from core.models import AuditEntry  # noqa: E402
+from projects import services  # noqa: E402
+from projects.models import Environment, Project, Skill  # noqa: E402
+from tests.conftest import wait_for  # noqa: E402
+from tests.factories import UserFactory  # noqa: E402
+from userconfig import services as userconfig_services  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 PASSWORD = "correct-horse-battery"
 RUNNING_TIMEOUT = 30_000  # ms
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
 
 
 def make_user(kubeconfig_text: str | None = None):

@@ -13,6 +13,7 @@ from tests.web.test_first_ten import no_raw_text
 from userconfig.models import ConfigKey, UserConfig
 
 make_user, sign_in, SCREENSHOTS = base.make_user, base.sign_in, base.SCREENSHOTS
+browser, page = base.browser, base.page  # the fixtures, shared with test_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -7,6 +7,7 @@ from playwright.sync_api import expect
 from tests.web import test_browser as base  # skips this module too when Chromium is missing
 
 make_user, sign_in, SCREENSHOTS = base.make_user, base.sign_in, base.SCREENSHOTS
+browser, page = base.browser, base.page  # the fixtures, shared with test_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

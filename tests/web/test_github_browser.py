@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from fakegithub.cli import DEMO_FILES
 from projects.models import Project, ProjectTask
 from tests.github.helpers import github_settings
-from tests.web.test_browser import SCREENSHOTS, make_user, sign_in
+from tests.web.test_browser import SCREENSHOTS, browser, make_user, page, sign_in  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -23,7 +23,7 @@ def gh(fakegithub, live_server):
         yield fakegithub
 
 
-def test_import_the_demo_repository_through_the_dialog(page, live_server, gh, kubesim, kube_namespace, beat):
+def test_import_the_demo_repository_through_the_dialog(page, live_server, gh, kubesim, kube_namespace, beat):  # noqa: F811
     gh.signed_in = "demo"
     gh.create_repo("demo", "hello-tenter", files=DEMO_FILES)
     gh.create_repo("demo", "other-project")

@@ -9,7 +9,7 @@ from django.test.utils import override_settings
 from playwright.sync_api import expect
 
 from tests.github.helpers import github_settings
-from tests.web.test_browser import SCREENSHOTS, make_user, sign_in
+from tests.web.test_browser import SCREENSHOTS, browser, make_user, page, sign_in  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,7 +20,7 @@ def gh(fakegithub):
         yield fakegithub
 
 
-def test_sign_in_with_github_creates_the_account_when_signup_is_on(page, live_server, gh):
+def test_sign_in_with_github_creates_the_account_when_signup_is_on(page, live_server, gh):  # noqa: F811
     gh.signed_in = "mona"
     gh.ensure_user("mona")
     with override_settings(SIGNUP_ENABLED=True):
@@ -37,7 +37,7 @@ def test_sign_in_with_github_creates_the_account_when_signup_is_on(page, live_se
     assert token_texts and all(t not in page.content() for t in token_texts)
 
 
-def test_link_github_from_settings_then_sign_in_with_it(page, live_server, gh):
+def test_link_github_from_settings_then_sign_in_with_it(page, live_server, gh):  # noqa: F811
     user = make_user()
     sign_in(page, live_server, user)
     page.goto(f"{live_server.url}/settings/")
@@ -63,7 +63,7 @@ def test_link_github_from_settings_then_sign_in_with_it(page, live_server, gh):
     assert not SocialAccount.objects.filter(user=user).exists()
 
 
-def test_signup_closed_says_so_in_the_browser(page, live_server, gh):
+def test_signup_closed_says_so_in_the_browser(page, live_server, gh):  # noqa: F811
     with override_settings(SIGNUP_ENABLED=False):
         page.goto(f"{live_server.url}/login/")
         page.get_by_role("button", name="Sign in with GitHub").click()
