@@ -428,6 +428,12 @@ DIAGNOSTICS_FRESH_SECONDS = env.float("DIAGNOSTICS_FRESH_SECONDS", default=30.0)
 DIAGNOSTICS_KEEP_SECONDS = env.int("DIAGNOSTICS_KEEP_SECONDS", default=600)
 
 # --- Beat schedule: the guarantee behind the on-commit kicks ---------------------------------------
+# The periods of the slower sweeps, in seconds (each task expires after twice its period); the due-row
+# sweeps use RECONCILE_SWEEP_SECONDS and drift VERIFY_SWEEP_SECONDS.
+DEADLINE_SWEEP_SECONDS = env.float("DEADLINE_SWEEP_SECONDS", default=15.0)
+IDLE_SWEEP_SECONDS = env.float("IDLE_SWEEP_SECONDS", default=60.0)
+ORPHAN_SWEEP_SECONDS = env.float("ORPHAN_SWEEP_SECONDS", default=300.0)
+KUBECONFIG_CHECK_SWEEP_SECONDS = env.float("KUBECONFIG_CHECK_SWEEP_SECONDS", default=60.0)
 CELERY_BEAT_SCHEDULE = {
     # Claim due sandboxes/databases in batches; each sweep re-enqueues itself while work remains.
     "sweep-sandboxes": {
@@ -446,20 +452,32 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": RECONCILE_SWEEP_SECONDS * 2},
     },
     # Deadlines, drift and orphans: slower, reads every stable row once a minute at most.
-    "sweep-deadlines": {"task": "reconcile.sweep_deadlines", "schedule": 15.0, "options": {"expires": 30}},
+    "sweep-deadlines": {
+        "task": "reconcile.sweep_deadlines",
+        "schedule": DEADLINE_SWEEP_SECONDS,
+        "options": {"expires": DEADLINE_SWEEP_SECONDS * 2},
+    },
     # Continuous verification (reconcile/verify.py): stable rows against the cluster, a batch per round.
     "sweep-drift": {
         "task": "reconcile.sweep_drift",
         "schedule": VERIFY_SWEEP_SECONDS,
         "options": {"expires": VERIFY_SWEEP_SECONDS * 2},
     },
-    "sweep-idle": {"task": "reconcile.sweep_idle", "schedule": 60.0, "options": {"expires": 120}},
+    "sweep-idle": {
+        "task": "reconcile.sweep_idle",
+        "schedule": IDLE_SWEEP_SECONDS,
+        "options": {"expires": IDLE_SWEEP_SECONDS * 2},
+    },
     # Lists each namespace's Tenter objects (4 calls per user): every 5 minutes is plenty.
-    "sweep-orphans": {"task": "reconcile.sweep_orphans", "schedule": 300.0, "options": {"expires": 600}},
+    "sweep-orphans": {
+        "task": "reconcile.sweep_orphans",
+        "schedule": ORPHAN_SWEEP_SECONDS,
+        "options": {"expires": ORPHAN_SWEEP_SECONDS * 2},
+    },
     "check-kubeconfigs": {
         "task": "reconcile.check_kubeconfigs",
-        "schedule": 60.0,
-        "options": {"expires": 120},
+        "schedule": KUBECONFIG_CHECK_SWEEP_SECONDS,
+        "options": {"expires": KUBECONFIG_CHECK_SWEEP_SECONDS * 2},
     },
 }
 

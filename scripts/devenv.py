@@ -223,7 +223,8 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([PY, "manage.py", *args], env=env, check=True, cwd=ROOT)
 
 
-def start_kubesim(env: dict[str, str]) -> Path:
+def spawn_kubesim(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start kubesim (it writes its kubeconfig once it listens; see wait_kubesim)."""
     kubeconfig = STATE / "kubesim" / "kubeconfig"
     kubeconfig.parent.mkdir(parents=True, exist_ok=True)
     kubeconfig.unlink(missing_ok=True)
@@ -247,21 +248,38 @@ def start_kubesim(env: dict[str, str]) -> Path:
         cwd=ROOT,
     )
     _children.append(proc)
-    for _ in range(200):
-        if kubeconfig.exists() and kubeconfig.stat().st_size > 0:
-            return kubeconfig
+    return proc, kubeconfig
+
+
+def wait_written(proc: subprocess.Popen[bytes], path: Path, what: str, seconds: float) -> None:
+    """Until `proc` has written `path` (what it writes once it is ready)."""
+    for _ in range(int(seconds * 10)):
+        if path.exists() and path.stat().st_size > 0:
+            return
         if proc.poll() is not None:
-            raise SystemExit("kubesim exited before writing its kubeconfig")
+            raise SystemExit(f"{what} exited before writing {path.name}")
         time.sleep(0.1)
-    raise SystemExit("kubesim did not write its kubeconfig in 20 s")
+    raise SystemExit(f"{what} did not write {path.name} in {seconds:.0f} s")
+
+
+def wait_kubesim(started: tuple[subprocess.Popen[bytes], Path]) -> Path:
+    proc, kubeconfig = started
+    wait_written(proc, kubeconfig, "kubesim", 20)
+    return kubeconfig
+
+
+def start_kubesim(env: dict[str, str]) -> Path:
+    return wait_kubesim(spawn_kubesim(env))
 
 
 DEMO_REPOSITORY = "demo/hello-tenter"
 
 
-def start_fakegithub(env: dict[str, str], web_url: str = "http://127.0.0.1:8000") -> dict[str, str]:
-    """The fake GitHub (fakegithub/README.md) with one installation holding a demo repository. Sets the
-    GITHUB_* settings in `env` for web and worker; returns what it wrote (with demo_installation_id)."""
+def spawn_fakegithub(
+    env: dict[str, str], web_url: str = "http://127.0.0.1:8000"
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start the fake GitHub (fakegithub/README.md) with one installation holding a demo repository
+    (it writes its settings once it listens; see wait_fakegithub)."""
     settings_file = STATE / "fakegithub" / "settings.json"
     settings_file.parent.mkdir(parents=True, exist_ok=True)
     settings_file.unlink(missing_ok=True)
@@ -287,25 +305,34 @@ def start_fakegithub(env: dict[str, str], web_url: str = "http://127.0.0.1:8000"
         cwd=ROOT,
     )
     _children.append(proc)
-    for _ in range(300):
-        if settings_file.exists() and settings_file.stat().st_size > 0:
-            values = json.loads(settings_file.read_text())
-            env.update({k: str(v) for k, v in values.items() if k.startswith("GITHUB_")})
-            # Tenter's calls to the fake go to 127.0.0.1: allowed explicitly, as for kubesim.
-            env.setdefault("GITHUB_EGRESS_ALLOW_CIDRS", LOOPBACK_CIDRS)
-            return {k: str(v) for k, v in values.items()}
-        if proc.poll() is not None:
-            raise SystemExit("fakegithub exited before writing its settings")
-        time.sleep(0.1)
-    raise SystemExit("fakegithub did not write its settings in 30 s")
+    return proc, settings_file
+
+
+def wait_fakegithub(env: dict[str, str], started: tuple[subprocess.Popen[bytes], Path]) -> dict[str, str]:
+    """Sets the GITHUB_* settings in `env` for web and worker; returns what the fake wrote (with
+    demo_installation_id)."""
+    proc, settings_file = started
+    wait_written(proc, settings_file, "fakegithub", 30)
+    values = json.loads(settings_file.read_text())
+    env.update({k: str(v) for k, v in values.items() if k.startswith("GITHUB_")})
+    # Tenter's calls to the fake go to 127.0.0.1: allowed explicitly, as for kubesim.
+    env.setdefault("GITHUB_EGRESS_ALLOW_CIDRS", LOOPBACK_CIDRS)
+    return {k: str(v) for k, v in values.items()}
+
+
+def start_fakegithub(env: dict[str, str], web_url: str = "http://127.0.0.1:8000") -> dict[str, str]:
+    """The fake GitHub, started and ready (see spawn_fakegithub and wait_fakegithub)."""
+    return wait_fakegithub(env, spawn_fakegithub(env, web_url))
 
 
 def run(env: dict[str, str]) -> int:
     ensure_database(env)
+    # kubesim and fakegithub start while the database is migrated (each takes seconds to start)
+    kubesim, fakegithub = spawn_kubesim(env), spawn_fakegithub(env)
     manage(env, "migrate", "--noinput")
     manage(env, "collectstatic", "--noinput", "-v", "0")
-    kubeconfig = start_kubesim(env)
-    github = start_fakegithub(env)
+    kubeconfig = wait_kubesim(kubesim)
+    github = wait_fakegithub(env, fakegithub)
     manage(
         env,
         "demo_setup",

@@ -70,7 +70,7 @@ def wait_for(what: str, timeout: float, probe: Any) -> Any:
             done, last = False, exc.__class__.__name__
         if done:
             return last
-        time.sleep(1)
+        time.sleep(0.25)
     raise SystemExit(f"[smoke] FAILED: {what} within {timeout:.0f} s (last seen: {last})")
 
 

@@ -16,8 +16,14 @@ from userconfig import services as userconfig_services
 # Kicks sent by services during tests go to a queue of this test session, purged at the end.
 os.environ.setdefault("CELERY_QUEUE", f"tenter-test-{uuid.uuid4().hex[:8]}")
 # kubesim listens on 127.0.0.1: the tests allow loopback explicitly (production allows nothing private).
-os.environ.setdefault("KUBE_EGRESS_ALLOW_CIDRS", "127.0.0.0/8")
-os.environ.setdefault("GITHUB_EGRESS_ALLOW_CIDRS", "127.0.0.0/8")  # and fakegithub
+# pytest-django has loaded the settings before this file, so an egress policy left unset in the
+# environment is also set for this process's settings, for the session (see _loopback_egress).
+LOOPBACK = "127.0.0.0/8"
+EGRESS_UNSET = [
+    key for key in ("KUBE_EGRESS_ALLOW_CIDRS", "GITHUB_EGRESS_ALLOW_CIDRS") if key not in os.environ
+]
+for key in EGRESS_UNSET:  # and for the processes tests start (fakegithub for GITHUB_)
+    os.environ[key] = LOOPBACK
 # Rate limits (API throttles, sign-in attempts) count in the cache: a fresh key prefix per test session
 # (the environment, for processes tests start; the settings are already loaded in this one, see below).
 CACHE_KEY_PREFIX = os.environ.setdefault("CACHE_KEY_PREFIX", f"tenter-test-{uuid.uuid4().hex[:8]}")
@@ -36,6 +42,27 @@ def _private_cache_prefix():
     caches = copy.deepcopy(settings.CACHES)
     caches["default"]["KEY_PREFIX"] = CACHE_KEY_PREFIX
     with override_settings(CACHES=caches):
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_egress():
+    """`pytest` run without scripts/devenv.py: allow loopback (kubesim, fakegithub) for the session."""
+    from django.test.utils import override_settings
+
+    with override_settings(**{key: [LOOPBACK] for key in EGRESS_UNSET}):
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """Test users' passwords are hashed with a fast hasher (PBKDF2's million rounds cost a quarter of a
+    second of CPU per user created or signed in); the production hashers still check what they made."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    fast = "django.contrib.auth.hashers.MD5PasswordHasher"
+    with override_settings(PASSWORD_HASHERS=[fast, *settings.PASSWORD_HASHERS]):
         yield
 
 
@@ -78,6 +105,9 @@ def anon():
     return APIClient()
 
 
+QUIESCE_SECONDS = 3.0  # at most this long for the steps in flight at the end of a test
+
+
 def quiesce() -> None:
     """Park every resource so the session's worker stops touching the database before the test's
     tables are flushed (TRUNCATE would otherwise deadlock with a step in flight)."""
@@ -90,10 +120,22 @@ def quiesce() -> None:
 
     if not WORKER["started"]:
         return
-    parked = {"next_attempt_at": timezone.now() + timedelta(days=1), "lease_token": None}
-    for model in (Sandbox, Database, ProjectTask):
-        model.objects.update(**parked)
-    time.sleep(0.3)  # let a step already in flight finish (its result is dropped: no lease)
+    models = (Sandbox, Database, ProjectTask)
+    deadline = time.monotonic() + QUIESCE_SECONDS
+    while True:
+        # No row is due any more (parked again: a step that just finished may have rescheduled its row),
+        # then wait while a step is in flight: a row still under a live lease.
+        later = timezone.now() + timedelta(days=1)
+        for model in models:
+            model.objects.update(next_attempt_at=later)
+        now = timezone.now()
+        busy = any(m.objects.filter(lease_token__isnull=False, locked_until__gt=now).exists() for m in models)
+        if not busy or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    # A step still in flight after that (a hung cluster call) loses its lease: its result is dropped.
+    for model in models:
+        model.objects.filter(lease_token__isnull=False).update(lease_token=None)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ it claimed but has not reached."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
@@ -14,11 +15,14 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import redis
 from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 
 from core.management.commands.migrate_locked import MIGRATE_LOCK_KEY
@@ -28,9 +32,16 @@ from sandboxes.models import ResourceStatus, Sandbox
 from tests.factories import SandboxFactory
 
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP = 2.0  # the sweeps' period in the beat test
-TTL = 5.0  # the leader lock's expiry in the beat test
-RUN_SECONDS = float(os.environ.get("BEAT_TEST_SECONDS", "60"))
+SWEEP = 1.0  # the period of the due-row and deadline sweeps in the beat test
+TTL = 3.0  # the leader lock's expiry in the beat test
+SENDS = 3  # sends of each short-period sweep seen while both beats run, and again after the takeover
+WAIT = 60.0  # at most this long for each of those (a busy machine starts a beat slowly)
+SHORT = (  # the periodic tasks with the period SWEEP in the beats of the test (its environment below)
+    "reconcile.sweep_sandboxes",
+    "reconcile.sweep_databases",
+    "reconcile.sweep_project_tasks",
+    "reconcile.sweep_deadlines",
+)
 
 
 def _beat(tmp_path: Path, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -42,17 +53,32 @@ def _beat(tmp_path: Path, name: str, env: dict[str, str]) -> subprocess.Popen[by
     )  # fmt: skip
 
 
+def _periods() -> dict[str, float]:
+    """Each periodic task's period in the beats of the test (the test's environment below)."""
+    periods = {e["task"]: float(e["schedule"]) for e in settings.CELERY_BEAT_SCHEDULE.values()}
+    for task in SHORT:
+        periods[task] = SWEEP
+    return periods
+
+
 def _sends(client: redis.Redis, queue: str) -> dict[str, list[float]]:
-    """When each periodic task was sent, from the messages left in the queue (the sweeps' `expires`
-    option is a fixed time after the send)."""
-    expires_after = {e["task"]: e["options"]["expires"] for e in settings.CELERY_BEAT_SCHEDULE.values()}
-    expires_after["reconcile.sweep_sandboxes"] = expires_after["reconcile.sweep_databases"] = SWEEP * 2
+    """When each periodic task was sent, from the messages left in the queue (every periodic task's
+    `expires` option is twice its period after the send)."""
+    periods = _periods()
     out: dict[str, list[float]] = {}
     for raw in client.lrange(queue, 0, -1):
         headers = json.loads(raw)["headers"]
-        sent = datetime.fromisoformat(headers["expires"]).timestamp() - expires_after[headers["task"]]
+        sent = datetime.fromisoformat(headers["expires"]).timestamp() - 2 * periods[headers["task"]]
         out.setdefault(headers["task"], []).append(sent)
     return {task: sorted(times) for task, times in out.items()}
+
+
+def _until(predicate, what: str, logs) -> Any:
+    deadline = time.monotonic() + WAIT
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"no {what} within {WAIT:.0f} s: {logs()}"
+        time.sleep(0.2)
+    return value
 
 
 @pytest.mark.e2e
@@ -62,54 +88,64 @@ def test_two_beats_send_each_periodic_job_once_per_period_across_a_takeover(tmp_
         os.environ,
         CELERY_QUEUE=queue,
         RECONCILE_SWEEP_SECONDS=str(SWEEP),
+        DEADLINE_SWEEP_SECONDS=str(SWEEP),
         BEAT_LEADER_TTL_SECONDS=str(TTL),
         DJANGO_SETTINGS_MODULE="config.settings",
         PYTHONUNBUFFERED="1",
     )
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     lock_key = f"tenter:beat-leader:{queue}"
+    started_at = time.time()
     beats = {"a": _beat(tmp_path, "a", env), "b": _beat(tmp_path, "b", env)}
+
+    def logs() -> str:
+        return "".join((tmp_path / f"{n}.log").read_text()[-3000:] for n in beats)
+
+    def sent_since(since: float) -> dict[str, int]:
+        sends = _sends(client, queue)
+        return {task: len([t for t in sends.get(task, []) if t > since]) for task in SHORT}
+
     try:
-        time.sleep(RUN_SECONDS / 2)
-        holder, deadline = client.get(lock_key), time.monotonic() + 20
-        while holder is None and time.monotonic() < deadline:  # under load a stalled leader may lapse
-            time.sleep(0.2)
-            holder = client.get(lock_key)
-        logs = "".join((tmp_path / f"{n}.log").read_text()[-3000:] for n in beats)
-        assert holder, "no beat holds the leader lock: " + logs
+        # both beats tick (each would send every job), then each short-period job goes out a few times
+        _until(lambda: logs().count("beat: Starting...") == 2, "start of both beats", logs)
+        both_up = time.time()
+        _until(lambda: min(sent_since(both_up).values()) >= SENDS, f"{SENDS} sends of each sweep", logs)
+        holder = _until(lambda: client.get(lock_key), "holder of the leader lock", logs)
         leader_pid = int(holder.decode().split(":")[1])
         (leader,) = [name for name, p in beats.items() if p.pid == leader_pid]
         beats[leader].send_signal(signal.SIGKILL)  # dies holding the lock: the other takes over on expiry
         beats[leader].wait(10)
         killed_at = time.time()
-        time.sleep(RUN_SECONDS / 2)
         survivor = next(p for name, p in beats.items() if name != leader)
+        # the survivor takes the lock once it expires and keeps the sweeps going
+        _until(
+            lambda: int((client.get(lock_key) or b"-:0").decode().split(":")[1]) == survivor.pid,
+            "takeover by the survivor",
+            logs,
+        )
+        _until(
+            lambda: min(sent_since(killed_at + TTL).values()) >= SENDS,
+            f"{SENDS} sends of each sweep after the takeover",
+            logs,
+        )
         assert survivor.poll() is None
-        assert int(client.get(lock_key).decode().split(":")[1]) == survivor.pid
     finally:
         for p in beats.values():
             if p.poll() is None:
                 p.terminate()
                 p.wait(15)
+    ran_for = time.time() - started_at
     sends = _sends(client, queue)
     client.delete(queue, lock_key, f"{lock_key}:last-runs")
-    periods = {e["task"]: float(e["schedule"]) for e in settings.CELERY_BEAT_SCHEDULE.values()}
-    periods["reconcile.sweep_sandboxes"] = periods["reconcile.sweep_databases"] = SWEEP
-    assert set(sends) >= {
-        "reconcile.sweep_sandboxes",
-        "reconcile.sweep_databases",
-        "reconcile.sweep_deadlines",
-    }
+    periods = _periods()
     for task, times in sends.items():
         period = periods[task]
         gaps = [b - a for a, b in itertools.pairwise(times)]
         # once per period: never two sends of one job within a fraction of its period (two uncoordinated
-        # beats would send each job twice per period, at nearly the same moment)
+        # beats would send each job twice per period, at nearly the same moment; a takeover that repeated
+        # the last runs would send early)
         assert all(gap > period * 0.6 for gap in gaps), (task, gaps)
-        assert len(times) <= RUN_SECONDS / period + 2, (task, len(times))
-    # and the survivor kept the sweeps going after the takeover
-    after = [t for t in sends["reconcile.sweep_sandboxes"] if t > killed_at + TTL + 1]
-    assert len(after) >= (RUN_SECONDS / 2 - TTL - 2) / SWEEP / 2
+        assert len(times) <= ran_for / period + 2, (task, len(times), ran_for)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -118,7 +154,7 @@ def test_migrate_locked_waits_for_the_migration_lock_holder():
     url = (
         f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     )
-    env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings")
+    env = dict(os.environ, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="config.settings", PYTHONUNBUFFERED="1")
     holder = psycopg.connect(
         host=db["HOST"] or "127.0.0.1",
         port=db["PORT"] or 5432,
@@ -127,20 +163,28 @@ def test_migrate_locked_waits_for_the_migration_lock_holder():
     )
     try:
         holder.execute("SELECT pg_advisory_lock(%s)", [MIGRATE_LOCK_KEY])
-        blocked = subprocess.run(
-            [sys.executable, "manage.py", "migrate_locked", "--noinput", "--lock-timeout", "2"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        # one that cannot wait that long gives up, saying why (this process's own database session)
+        out = io.StringIO()
+        with pytest.raises(CommandError, match="Another process held the migration lock"):
+            call_command("migrate_locked", interactive=False, lock_timeout=0, stdout=out)
+        assert "Another process is migrating" in out.getvalue()
+        # another process waits while the lock is held, then migrates once it is released
+        waiting = subprocess.Popen(
+            [sys.executable, "manage.py", "migrate_locked", "--noinput", "--lock-timeout", "60"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        assert blocked.returncode != 0
-        assert "Another process is migrating" in blocked.stdout
-        assert "held the migration lock" in blocked.stderr
-        holder.execute("SELECT pg_advisory_unlock(%s)", [MIGRATE_LOCK_KEY])
-        done = subprocess.run(
-            [sys.executable, "manage.py", "migrate_locked", "--noinput", "--lock-timeout", "30"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "No migrations to apply" in done.stdout
+        try:
+            assert waiting.stdout is not None
+            first = waiting.stdout.readline()  # printed once it has found the lock taken
+            assert "Another process is migrating" in first, first + waiting.stderr.read()
+            holder.execute("SELECT pg_advisory_unlock(%s)", [MIGRATE_LOCK_KEY])
+            rest, errors = waiting.communicate(timeout=120)
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.wait()
+        assert waiting.returncode == 0, first + rest + errors
+        assert "No migrations to apply" in rest
     finally:
         holder.close()
 

@@ -53,7 +53,11 @@ def test_processes_on_one_database_bring_every_project_up_through_restarts(kubes
         for name in ("w1", "w2"):
             fleet.wait_ready(name)
         creates, clients = harness.create_projects(port, tokens, PER_USER)
-        time.sleep(3)
+        # the workers are at work (objects going onto the cluster) when one is stopped and one killed
+        deadline = time.monotonic() + 60
+        while not harness.duplicate_creates(kubesim.stats(), namespaces)[0]:
+            assert time.monotonic() < deadline, "no object created on the cluster within 60 s"
+            time.sleep(0.2)
         # a rolling update: finish the step, release, exit
         assert fleet.terminate("w1") == 0, fleet.log("w1")[-3000:]
         fleet.worker("w1")

@@ -53,10 +53,17 @@ def test_a_project_whose_kubeconfig_was_removed_is_forgotten_and_nothing_on_the_
 
 
 def test_a_failing_kubeconfig_allows_forgetting_and_another_users_project_is_a_404(
-    cluster_api, cluster_user, other_user
+    cluster_api, cluster_user, other_user, celery_worker
 ):
-    from userconfig.models import UserConfig
+    from userconfig.models import CheckStatus, UserConfig
 
+    # the check of the saved kubeconfig runs in the worker: let it finish before marking the cluster down
+    wait_for(
+        lambda: (
+            UserConfig.objects.exclude(check_status=CheckStatus.PENDING).filter(user=cluster_user).first()
+        ),
+        what="the kubeconfig check",
+    )
     UserConfig.objects.filter(user=cluster_user).update(check_status="UNREACHABLE", check_message="down.")
     mine = ProjectFactory(owner=cluster_user)
     SandboxFactory(project=mine, status="RUNNING")

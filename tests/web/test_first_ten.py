@@ -256,7 +256,14 @@ def test_an_admin_delete_asks_for_confirmation_and_the_owner_sees_it(
     expect(page.locator("[data-role=operator-notice]")).to_have_count(0)
     if Project.objects.filter(pk=project.pk).exists():
         page.goto(f"{live_server.url}/projects/{project.pk}/")
-        expect(page.locator("[data-live=timeline] [data-role=operator]").first).to_have_text("an operator")
+        try:
+            expect(page.locator("[data-live=timeline] [data-role=operator]").first).to_have_text(
+                "an operator"
+            )
+        except AssertionError:
+            # the worker may finish the delete while the page loads: only a project still there must say so
+            if Project.objects.filter(pk=project.pk).exists():
+                raise
 
 
 def test_counts_and_tabs_stay_right_after_creates_and_deletes(
