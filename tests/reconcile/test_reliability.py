@@ -184,13 +184,13 @@ def test_an_object_we_do_not_manage_is_not_adopted(cluster_user, kubesim, kube_n
 
 
 def test_rows_wait_while_the_kubeconfig_check_fails(
-    transactional_db, kubesim, kube_namespace, beat, monkeypatch
+    transactional_db, kubesim, kube_namespace, beat, settings
 ):
     from tests.factories import KubeconfigFactory
     from userconfig.models import UserConfig
 
-    # A waiting row looks again every KUBECONFIG_WAIT_SECONDS (10 s): sooner here, in this process's worker.
-    monkeypatch.setattr(runner, "KUBECONFIG_WAIT_SECONDS", 1.0)
+    # A waiting row looks again every KUBECONFIG_WAIT_RETRY_SECONDS (10 s): sooner here.
+    settings.KUBECONFIG_WAIT_RETRY_SECONDS = 1.0
     config = KubeconfigFactory(value=kubesim.kubeconfig(kube_namespace), namespace=kube_namespace)
     kubesim.reset_stats()
     # Creating is refused while the check fails: the check starts failing after the intent is recorded,
