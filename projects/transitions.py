@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def lock_project(project_id: uuid.UUID) -> Project | None:
-    return Project.objects.select_for_update().filter(pk=project_id).first()
+    return Project.all_objects.select_for_update().filter(pk=project_id).first()
 
 
 def refresh_project_status(project_id: uuid.UUID, project: Project | None = None) -> str | None:
@@ -34,7 +34,7 @@ def refresh_project_status(project_id: uuid.UUID, project: Project | None = None
     row as `project` to save a query). Returns the new status, or None when the project is gone.
     """
     if project is None:
-        project = Project.objects.filter(pk=project_id).only("id", "status").first()
+        project = Project.all_objects.filter(pk=project_id).only("id", "status").first()
         if project is None:
             return None
     sandboxes = Sandbox.objects.filter(project_id=project_id).values_list("status", flat=True)
@@ -45,7 +45,9 @@ def refresh_project_status(project_id: uuid.UUID, project: Project | None = None
         return None
     if new_status != project.status:
         now = timezone.now()
-        Project.objects.filter(pk=project_id).update(status=new_status, status_changed_at=now, updated_at=now)
+        Project.all_objects.filter(pk=project_id).update(
+            status=new_status, status_changed_at=now, updated_at=now
+        )
         project.status = new_status
     return new_status
 

@@ -54,6 +54,9 @@ def spec_for(sandbox: Sandbox, *, replicas: int = 1) -> SandboxSpec:
         ingress_annotations=settings.INGRESS_ANNOTATIONS,
         storage_class=settings.SANDBOX_STORAGE_CLASS,
         image_pull_secrets=settings.RUNTIME_IMAGE_PULL_SECRETS,
+        pool_id=str(project.pool_id or ""),
+        template_pool=sandbox.pool_label if sandbox.pinned_checksum else "",
+        pinned_checksum=sandbox.pinned_checksum,
     )
 
 
@@ -346,6 +349,15 @@ def _failed_fast(k: Kube, sandbox: Sandbox) -> Outcome | None:
 
 
 def _update(sandbox: Sandbox, k: Kube) -> Outcome:
+    if sandbox.binding:  # a warm pool sandbox a create just claimed (reconcile/warm.py)
+        from reconcile import warm
+
+        return warm.bind(sandbox, k)
+    # A bound warm sandbox keeps the pool's pod template until its configuration changes: then it rolls
+    # into its project's own template, as any sandbox does.
+    unpinned = {"pinned_checksum": ""} if sandbox.pinned_checksum and not sandbox.project.pool_id else {}
+    if unpinned:
+        sandbox.pinned_checksum = ""
     apply_all(k, sandbox, replicas=1, converge=True)
     # A StatefulSet (OrderedReady) never replaces a pod that is failing, so a fix to the configuration
     # would never reach it: delete the broken pod and let the controller create it from the new template.
@@ -356,7 +368,7 @@ def _update(sandbox: Sandbox, k: Kube) -> Outcome:
         status=S.STARTING,
         reason="updated",
         message="New configuration applied; the pod is rolling.",
-        fields={"observed_generation": sandbox.generation},
+        fields={"observed_generation": sandbox.generation, **unpinned},
     )
 
 

@@ -1,0 +1,218 @@
+"""Warm pools: keeping each opted-in user's pool at its policy's target, opting in and out, and setting
+policies. A pool's idle member is a hidden project (Project.pool set) whose one sandbox is started like
+any other (CREATING -> STARTING -> RUNNING) but labelled as the pool's, with no Ingresses and a pinned
+pod template (reconcile/manifests.py). Creates take members in projects/services.py (`_claim_warm`);
+the reconciler binds them (reconcile/warm.py). A member is bound once and never returns to the pool.
+
+Decisions: users are opted in by default (User.warm_pool), which only has an effect where an operator
+defined a policy; members count against the user's quota (sandboxes, CPU, memory; not projects, they are
+not projects yet), so refilling never takes a user over it and a create that binds a member counts only
+the project; refill needs a kubeconfig whose cluster check passed.
+"""
+
+import secrets
+import string
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from core import audit
+from core import kick as kicks
+from core.audit import Actor
+from core.errors import InvalidState, QuotaExceeded, ValidationFailed
+from core.quantities import bytes_of, millicores
+from projects import services
+from projects.models import Environment, PoolPolicy, Project
+from projects.transitions import add_event
+from reconcile import manifests, names
+from sandboxes.models import ResourceStatus, Sandbox
+from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
+
+# At most this many members are created per user and policy in one refill round (the sweep comes back).
+REFILL_BATCH = 4
+# Statuses of a member that will become (or is) an idle RUNNING sandbox: they count towards the target.
+FILLING = (ResourceStatus.CREATING, ResourceStatus.STARTING, ResourceStatus.RUNNING, ResourceStatus.UPDATING)
+
+
+def _member_name() -> str:
+    # Not a name a user can give a project (they start with a letter), so it never takes one of theirs.
+    return "~warm " + "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
+
+
+def idle_members(*, user: User | None = None, policy: PoolPolicy | None = None) -> Any:
+    """The hidden projects of pools (with their owner), optionally of one user or policy."""
+    rows = Project.all_objects.filter(pool__isnull=False)
+    if user is not None:
+        rows = rows.filter(owner=user)
+    if policy is not None:
+        rows = rows.filter(pool=policy)
+    return rows
+
+
+def idle_counts() -> dict[int, int]:
+    """Idle RUNNING members per policy id (admin and /metrics)."""
+    rows = (
+        Sandbox.objects.filter(project__pool__isnull=False, status=ResourceStatus.RUNNING, binding=False)
+        .values("project__pool")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {row["project__pool"]: row["n"] for row in rows}
+
+
+def refill_user(*, user: User, policy: PoolPolicy, actor: Actor, batch: int = REFILL_BATCH) -> int:
+    """Create members for `user` up to the policy's target (at most `batch`), within their quota.
+    Returns how many were created."""
+    kubeconfig = (
+        UserConfig.objects.filter(user=user, key=ConfigKey.KUBECONFIG, check_status=CheckStatus.OK)
+        .defer("value")
+        .first()
+    )
+    if kubeconfig is None or not user.warm_pool or not policy.enabled:
+        return 0
+    size_name, resources = services.sandbox_size(policy.size)
+    domain = names.ingress_domain(kubeconfig.server, settings.INGRESS_DOMAIN)
+    created = 0
+    with transaction.atomic():
+        services.lock_quota(user.pk)
+        have = (
+            Sandbox.objects.filter(project__owner=user, project__pool=policy, status__in=FILLING)
+            .values("pk")
+            .count()
+        )
+        for _ in range(min(batch, max(0, policy.target - have))):
+            try:
+                services.check_quota(
+                    user.pk,
+                    running_sandboxes=1,
+                    cpu=millicores(resources["cpu_request"]),
+                    memory=bytes_of(resources["memory_request"]),
+                )
+            except QuotaExceeded:
+                break
+            try:
+                with transaction.atomic():
+                    _create_member(user, policy, kubeconfig, domain, size_name, resources, actor)
+            except IntegrityError:  # a name drawn twice: practically never; the next round retries
+                break
+            created += 1
+    return created
+
+
+def _create_member(
+    user: User,
+    policy: PoolPolicy,
+    kubeconfig: UserConfig,
+    domain: str,
+    size_name: str,
+    resources: dict[str, str],
+    actor: Actor,
+) -> Sandbox:
+    project = Project.all_objects.create(owner=user, name=_member_name(), pool=policy)
+    k8s_name = names.resource_name("warm")
+    sandbox = Sandbox.objects.create(
+        project=project,
+        name=k8s_name,
+        k8s_namespace=kubeconfig.namespace,
+        k8s_server=kubeconfig.server_host,
+        k8s_name=k8s_name,
+        image=policy.image,
+        ingress_domain=domain,
+        **manifests.urls(k8s_name, domain),
+        size=size_name,
+        pool_policy=policy,
+        pool_label=str(policy.pk),
+        pinned_checksum=secrets.token_hex(8),
+        **resources,
+    )
+    Environment.objects.bulk_create(
+        Environment(project=project, key=k, value=v, category=c, is_secret=s, is_system=True)
+        for k, v, c, s in services._system_env()
+    )
+    add_event(
+        sandbox,
+        from_status="",
+        to_status=ResourceStatus.CREATING,
+        actor=actor,
+        reason="pool_refill",
+        message="Warm pool sandbox requested.",
+        project_name="",
+    )
+    kicks.kick(sandbox)
+    return sandbox
+
+
+def refill_all(*, actor: Actor, hour: int | None = None, limit: int = 50) -> int:
+    """One refill round over every enabled policy in its schedule and every opted-in user with a
+    checked kubeconfig whose pool is below target (at most `limit` users per policy). Returns how many
+    members it created."""
+    hour = timezone.now().hour if hour is None else hour
+    created = 0
+    for policy in PoolPolicy.objects.filter(enabled=True):
+        if not policy.in_schedule(hour) or policy.target == 0:
+            continue
+        users = (
+            User.objects.filter(
+                is_active=True,
+                warm_pool=True,
+                configs__key=ConfigKey.KUBECONFIG,
+                configs__check_status=CheckStatus.OK,
+            )
+            .annotate(members=Count("projects", filter=Q(projects__pool=policy), distinct=True))
+            .filter(members__lt=policy.target)
+            .order_by("pk")[:limit]
+        )
+        for user in users:
+            created += refill_user(user=user, policy=policy, actor=actor)
+    return created
+
+
+def set_warm_pool(*, user: User, enabled: Any, actor: Actor) -> User:
+    """Opt in or out. Opting out deletes the user's idle pool sandboxes (through the normal delete)."""
+    if not isinstance(enabled, bool):
+        raise ValidationFailed("warm_pool must be true or false.", code="invalid")
+    User.objects.filter(pk=user.pk).update(warm_pool=enabled)
+    user.warm_pool = enabled
+    audit.record(actor, "user.warm_pool", user)
+    if not enabled:
+        drain(user=user, actor=actor)
+    return user
+
+
+def drain(*, user: User, actor: Actor, policy: PoolPolicy | None = None) -> int:
+    """Delete the idle members of a user's pools (or of one policy). Returns how many."""
+    n = 0
+    for pk in list(idle_members(user=user, policy=policy).values_list("pk", flat=True)):
+        with transaction.atomic():
+            # Locked, and still a member: a create may have bound it since (then it is theirs to keep).
+            project = (
+                Project.all_objects.select_for_update(skip_locked=True)
+                .filter(pk=pk, pool__isnull=False)
+                .first()
+            )
+            if project is None:
+                continue
+            try:
+                services.project_delete(project=project, actor=actor)
+            except InvalidState:  # already being deleted
+                continue
+        n += 1
+    return n
+
+
+def policy_set(*, image: Any, size: Any, target: Any, enabled: bool = True) -> PoolPolicy:
+    """Create or update the policy of (image, size) (`manage.py warm_pool`)."""
+    if not isinstance(image, str) or not image.strip() or len(image) > 300:
+        raise ValidationFailed(
+            "The image must be a non-empty name of at most 300 characters.", code="invalid"
+        )
+    size_name, _ = services.sandbox_size(size)
+    if not isinstance(target, int) or isinstance(target, bool) or not 0 <= target <= 100:
+        raise ValidationFailed("The target must be a whole number from 0 to 100.", code="invalid")
+    policy, _ = PoolPolicy.objects.update_or_create(
+        image=image.strip(), size=size_name, defaults={"target": target, "enabled": enabled}
+    )
+    return policy
