@@ -117,6 +117,7 @@ dashboard = [
     ),
     path("settings/agent", user_views.agent_save, name="agent-save"),
     path("settings/idle-stop", user_views.idle_stop_save, name="idle-stop-default"),
+    path("settings/warm-pool", user_views.warm_pool_save, name="warm-pool"),
     path("settings/github/unlink", user_views.github_unlink, name="github-unlink"),
     path("settings/tokens", user_views.token_create, name="token-create"),
     path("settings/tokens/<int:token_id>/revoke", user_views.token_revoke, name="token-revoke"),

@@ -6,8 +6,9 @@ the reconciler binds them (reconcile/warm.py). A member is bound once and never 
 
 Decisions: users are opted in by default (User.warm_pool), which only has an effect where an operator
 defined a policy; members count against the user's quota (sandboxes, CPU, memory; not projects, they are
-not projects yet), so refilling never takes a user over it and a create that binds a member counts only
-the project; refill needs a kubeconfig whose cluster check passed.
+not projects yet); refilling leaves room for one more sandbox of the policy's size, so a create the pool
+cannot serve still fits, and a create that binds a member counts only the project (its sandbox is already
+counted); refill needs a kubeconfig whose cluster check passed.
 """
 
 import secrets
@@ -40,6 +41,11 @@ FILLING = (ResourceStatus.CREATING, ResourceStatus.STARTING, ResourceStatus.RUNN
 def _member_name() -> str:
     # Not a name a user can give a project (they start with a letter), so it never takes one of theirs.
     return "~warm " + "".join(secrets.choice(string.ascii_lowercase) for _ in range(8))
+
+
+def offered() -> bool:
+    """Is any warm pool policy enabled (the Settings page says so)?"""
+    return PoolPolicy.objects.filter(enabled=True, target__gt=0).exists()
 
 
 def idle_members(*, user: User | None = None, policy: PoolPolicy | None = None) -> Any:
@@ -85,11 +91,13 @@ def refill_user(*, user: User, policy: PoolPolicy, actor: Actor, batch: int = RE
         )
         for _ in range(min(batch, max(0, policy.target - have))):
             try:
+                # Room for this member and one sandbox more: a pool never takes the last of a user's
+                # quota, so a create the pool cannot serve (another size, an empty pool) still fits.
                 services.check_quota(
                     user.pk,
-                    running_sandboxes=1,
-                    cpu=millicores(resources["cpu_request"]),
-                    memory=bytes_of(resources["memory_request"]),
+                    running_sandboxes=2,
+                    cpu=2 * millicores(resources["cpu_request"]),
+                    memory=2 * bytes_of(resources["memory_request"]),
                 )
             except QuotaExceeded:
                 break
@@ -203,7 +211,7 @@ def drain(*, user: User, actor: Actor, policy: PoolPolicy | None = None) -> int:
     return n
 
 
-def policy_set(*, image: Any, size: Any, target: Any, enabled: bool = True) -> PoolPolicy:
+def policy_set(*, image: Any, size: Any, target: Any, actor: Actor, enabled: bool = True) -> PoolPolicy:
     """Create or update the policy of (image, size) (`manage.py warm_pool`)."""
     if not isinstance(image, str) or not image.strip() or len(image) > 300:
         raise ValidationFailed(
@@ -215,4 +223,20 @@ def policy_set(*, image: Any, size: Any, target: Any, enabled: bool = True) -> P
     policy, _ = PoolPolicy.objects.update_or_create(
         image=image.strip(), size=size_name, defaults={"target": target, "enabled": enabled}
     )
+    audit.record(actor, "pool_policy.save", policy)
     return policy
+
+
+def policy_save(*, policy: PoolPolicy, actor: Actor) -> PoolPolicy:
+    """Save a policy edited in the admin (its size must be one of settings.SANDBOX_SIZES)."""
+    services.sandbox_size(policy.size)
+    policy.full_clean()
+    policy.save()
+    audit.record(actor, "pool_policy.save", policy)
+    return policy
+
+
+def drain_policy(*, policy: PoolPolicy, actor: Actor) -> int:
+    """Delete every user's idle members of one policy (admin action). Returns how many."""
+    owners = User.objects.filter(projects__pool=policy).distinct()
+    return sum(drain(user=owner, actor=actor, policy=policy) for owner in owners)
