@@ -81,6 +81,11 @@ def refill_user(*, user: User, policy: PoolPolicy, actor: Actor, batch: int = RE
         return 0
     size_name, resources = services.sandbox_size(policy.size)
     domain = names.ingress_domain(kubeconfig.server, settings.INGRESS_DOMAIN)
+    # A member that failed (ERROR: its deadline passed, its pod cannot start) is of no use: delete it, so
+    # it neither holds quota nor counts towards the target.
+    failed = idle_members(user=user, policy=policy).filter(sandboxes__status=ResourceStatus.ERROR)
+    for pk in list(failed.values_list("pk", flat=True)):
+        _delete_member(pk, actor)
     created = 0
     with transaction.atomic():
         services.lock_quota(user.pk)
@@ -192,23 +197,25 @@ def set_warm_pool(*, user: User, enabled: Any, actor: Actor) -> User:
 
 def drain(*, user: User, actor: Actor, policy: PoolPolicy | None = None) -> int:
     """Delete the idle members of a user's pools (or of one policy). Returns how many."""
-    n = 0
-    for pk in list(idle_members(user=user, policy=policy).values_list("pk", flat=True)):
-        with transaction.atomic():
-            # Locked, and still a member: a create may have bound it since (then it is theirs to keep).
-            project = (
-                Project.all_objects.select_for_update(skip_locked=True)
-                .filter(pk=pk, pool__isnull=False)
-                .first()
-            )
-            if project is None:
-                continue
-            try:
-                services.project_delete(project=project, actor=actor)
-            except InvalidState:  # already being deleted
-                continue
-        n += 1
-    return n
+    members = list(idle_members(user=user, policy=policy).values_list("pk", flat=True))
+    return sum(_delete_member(pk, actor) for pk in members)
+
+
+def _delete_member(pk: Any, actor: Actor) -> bool:
+    """Delete one member through the normal project delete; False when it is gone, already going, or a
+    create took it in the meantime (then it is that user's project to keep)."""
+    with transaction.atomic():
+        # Locked, and still a member: a create may have bound it since.
+        project = (
+            Project.all_objects.select_for_update(skip_locked=True).filter(pk=pk, pool__isnull=False).first()
+        )
+        if project is None:
+            return False
+        try:
+            services.project_delete(project=project, actor=actor)
+        except InvalidState:  # already being deleted
+            return False
+    return True
 
 
 def policy_set(*, image: Any, size: Any, target: Any, actor: Actor, enabled: bool = True) -> PoolPolicy:

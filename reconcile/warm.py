@@ -18,7 +18,7 @@ from reconcile import manifests, names
 from reconcile.engine import Outcome
 from reconcile.kube.client import Kube, sh
 from reconcile.kube.errors import KubeNotFound, KubePermanent
-from reconcile.sandbox import apply_all, ensure, spec_for
+from reconcile.sandbox import apply_all, spec_for
 from sandboxes.models import ResourceStatus as S
 from sandboxes.models import Sandbox
 
@@ -53,14 +53,13 @@ def bind(sandbox: Sandbox, k: Kube) -> Outcome:
     env = {**spec.env, "PROJECT_NAME": spec.project_name}
     fb = f"{env.get(manifests.FILE_BROWSER_USERNAME, '')}:{env.get(manifests.FILE_BROWSER_PASSWORD, '')}"
     token = env.get("TTYD_ACCESS_TOKEN", "")
-    # The Secret (the project's env), the StatefulSet (labels only: the template is pinned), Ingresses.
+    # The Secret (the project's env), the StatefulSet (labels only: the template is pinned), and the
+    # Ingresses (the spec is no longer a pool member's, so it has them).
     apply_all(k, sandbox, replicas=1, converge=True)
     wanted = manifests.labels(spec, "sandbox")
     _relabel(k, "Service", names.service_name(spec.name), wanted)
     _relabel(k, "PersistentVolumeClaim", names.pvc_name(spec.name), wanted)
     _relabel(k, "Pod", pod, wanted)
-    for ingress in manifests.ingresses(spec):
-        ensure(k, ingress, str(sandbox.pk), converge=False)
     try:
         result = k.exec(
             pod,

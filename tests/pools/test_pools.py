@@ -167,3 +167,29 @@ def test_settings_page_opts_out_and_drains_the_pool(owner, policy, client):
     client.post(reverse("dashboard:warm-pool"), {"warm_pool": "on"})
     owner.refresh_from_db()
     assert owner.warm_pool is True
+
+
+def test_idle_stop_leaves_pool_sandboxes_alone(owner, policy, settings):
+    settings.IDLE_STOP_MINUTES = 1
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from projects.selectors import idle_candidates
+
+    members = started(owner, policy)
+    real = SandboxFactory(
+        project=ProjectFactory(owner=owner, name="Real", status="RUNNING"), status="RUNNING"
+    )
+    long_ago = timezone.now() - timedelta(hours=1)
+    Sandbox.objects.update(status_changed_at=long_ago, last_activity_at=long_ago)
+    candidates = idle_candidates()
+    assert real.project_id in candidates
+    assert not {m.project_id for m in members} & set(candidates)
+
+
+def test_a_failed_member_is_deleted_and_replaced(owner, policy):
+    members = started(owner, policy)
+    Sandbox.objects.filter(pk=members[0].pk).update(status="ERROR")
+    assert pools.refill_user(user=owner, policy=policy, actor=SYSTEM) == 1
+    assert Sandbox.objects.get(pk=members[0].pk).status == "TERMINATING"
