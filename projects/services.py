@@ -1046,7 +1046,8 @@ def _refuse_stranding(user: User | int, namespace: str, server_host: str) -> Non
     one: the reconciler operates every object where it was created, so those would be stranded (the
     user deletes them first, or keeps the kubeconfig). The refusal lists them."""
     owner = Q(project__owner_id=user) if isinstance(user, int) else Q(project__owner=user)
-    elsewhere = owner & ~Q(status=ResourceStatus.TERMINATED)
+    # (a warm pool's idle sandboxes are not the user's to delete: `_drain_pool_elsewhere` deletes them)
+    elsewhere = owner & ~Q(status=ResourceStatus.TERMINATED) & Q(project__pool=None)
     elsewhere &= ~Q(k8s_namespace=namespace) | (~Q(k8s_server=server_host) & ~Q(k8s_server=""))
     stranded = [
         f"{row.resource_kind} {row.k8s_namespace}/{row.k8s_name} on {row.k8s_server or 'the current cluster'}"
@@ -1069,7 +1070,26 @@ def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
     working one it is stored as pending until its check passes (userconfig.services.kubeconfig_save)."""
     info = userconfig_services.kubeconfig_parse(text)
     _refuse_stranding(user, info.namespace, info.server_host)
+    _drain_pool_elsewhere(user, info.namespace, info.server_host, actor)
     return userconfig_services.kubeconfig_save(user=user, text=text, actor=actor)
+
+
+def _drain_pool_elsewhere(user: User, namespace: str, server_host: str, actor: Actor) -> None:
+    """Delete the user's idle warm pool sandboxes that are not where a new kubeconfig points (the pool
+    refills there once it is in use). Through the normal delete, while the current kubeconfig still
+    works (a new one over a working one waits as pending until its check passes)."""
+    elsewhere = ~Q(k8s_namespace=namespace) | (~Q(k8s_server=server_host) & ~Q(k8s_server=""))
+    members = Sandbox.objects.filter(elsewhere, project__owner=user, project__pool__isnull=False)
+    for project_id in list(members.values_list("project_id", flat=True)):
+        with transaction.atomic():
+            project = (
+                Project.all_objects.select_for_update(skip_locked=True)
+                .filter(pk=project_id, pool__isnull=False)
+                .first()
+            )
+            if project is None or project.status == ProjectStatus.TERMINATING:
+                continue
+            project_delete(project=project, actor=actor)
 
 
 def kubeconfig_pending_accept(*, user: User, actor: Actor) -> UserConfig:

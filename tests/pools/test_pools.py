@@ -193,3 +193,25 @@ def test_a_failed_member_is_deleted_and_replaced(owner, policy):
     Sandbox.objects.filter(pk=members[0].pk).update(status="ERROR")
     assert pools.refill_user(user=owner, policy=policy, actor=SYSTEM) == 1
     assert Sandbox.objects.get(pk=members[0].pk).status == "TERMINATING"
+
+
+def test_a_kubeconfig_for_another_namespace_is_not_refused_for_pool_sandboxes(owner, policy):
+    from tests.factories import KUBECONFIG_TEMPLATE
+
+    started(owner, policy)
+    real = create(owner, "Lives Here")  # bound to one of the two members
+    (idle,) = Sandbox.objects.filter(project__pool=policy)
+    own = Sandbox.objects.get(project=real)
+    elsewhere = KUBECONFIG_TEMPLATE.format(namespace="ns-elsewhere")
+    # a real project still there: refused, and only the user's own resources are listed
+    with pytest.raises(Exception, match="delete their projects first") as refused:
+        services.kubeconfig_change(user=owner, text=elsewhere, actor=SYSTEM)
+    listed = refused.value.details["resources"]
+    assert len(listed) == 1 and own.k8s_name in listed[0] and idle.k8s_name not in listed[0]
+    # without it, the change goes through and the pool's sandboxes are deleted (the pool refills there)
+    services.project_delete(project=real, actor=SYSTEM)
+    Sandbox.objects.filter(project=real).delete()
+    services.kubeconfig_change(user=owner, text=elsewhere, actor=SYSTEM)
+    assert set(Sandbox.objects.filter(project__owner=owner).values_list("status", flat=True)) == {
+        "TERMINATING"
+    }
