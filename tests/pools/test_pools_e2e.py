@@ -204,3 +204,20 @@ def test_an_empty_pool_is_a_miss_and_a_cold_start(checked, policy, beat):
     policy.refresh_from_db()
     assert (policy.claims, policy.misses) == (0, 1)
     wait_for(lambda: Project.objects.get(pk=project.pk).status == "RUNNING", what="cold RUNNING")
+
+
+def test_verification_finds_no_drift_in_pool_sandboxes_nor_in_a_bound_one(
+    checked, policy, beat, kubesim, kube_namespace
+):
+    from reconcile import verify
+
+    members = fill(checked, policy)
+    project = create(checked, "Verified")
+    wait_for(lambda: Project.objects.get(pk=project.pk).status == "RUNNING", what="bound RUNNING")
+    core, _, net = apis(kubesim, kube_namespace)
+    pod_uid = core.read_namespaced_pod(f"{members[0].k8s_name}-0", kube_namespace).metadata.uid
+    for _ in range(2):  # the first round takes the baselines, the second compares with them
+        result = verify.verify_round(batch=10)
+        assert result.drifted == [] and result.failed == 0
+    assert len(net.list_namespaced_ingress(kube_namespace).items) == 3  # the bound one's only
+    assert core.read_namespaced_pod(f"{members[0].k8s_name}-0", kube_namespace).metadata.uid == pod_uid
