@@ -309,10 +309,12 @@ def _claim_warm(
         **(_github_fields(repository) if repository else {}),
     )
     project = Project.objects.get(pk=member.pk)
-    # Fresh credentials: none of the pool's terminal or file manager credentials stays valid.
+    # Fresh credentials: none of the pool's terminal or file manager credentials stays valid. The
+    # heartbeat token stays: only the sandbox itself ever had it, and its running processes send it.
+    kept = dict(Environment.objects.filter(project=project, key=HEARTBEAT_TOKEN).values_list("key", "value"))
     Environment.objects.filter(project=project).delete()
     env_rows = Environment.objects.bulk_create(
-        Environment(project=project, key=k, value=v, category=c, is_secret=s, is_system=True)
+        Environment(project=project, key=k, value=kept.get(k, v), category=c, is_secret=s, is_system=True)
         for k, v, c, s in _system_env()
     )
     if repository:

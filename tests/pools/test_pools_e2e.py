@@ -124,6 +124,11 @@ def test_a_create_binds_a_warm_sandbox_without_restarting_it(checked, policy, be
     env = {e.key: e.value for e in Environment.objects.filter(project=project)}
     for key in ("TTYD_ACCESS_TOKEN", "FILE_BROWSER_USERNAME", "FILE_BROWSER_PASSWORD"):
         assert env[key] and env[key] != pool_env[key]
+    # the heartbeat token stays what the running pod has, so its activity reports keep counting
+    assert env["TENTER_HEARTBEAT_TOKEN"] == pool_env["TENTER_HEARTBEAT_TOKEN"]
+    heartbeat = in_pod(sandbox, 'printf %s "$TENTER_HEARTBEAT_TOKEN"').stdout
+    services.heartbeat(sandbox_id=sandbox.pk, token=heartbeat)
+    assert Sandbox.objects.get(pk=sandbox.pk).last_activity_at is not None
     assert base64.b64decode(secret.data["TTYD_ACCESS_TOKEN"]).decode() == env["TTYD_ACCESS_TOKEN"]
     files = in_pod(sandbox, 'cat "$HOME/.tenter/ttyd-token"; echo; cat "$HOME/.tenter/filebrowser"')
     assert files.stdout.splitlines() == [
