@@ -247,6 +247,25 @@ WARM_TTYD_PROBE_SCRIPT = (
     f'curl -fsS -o /dev/null --max-time 2 -u "{TTYD_USER}:$T" http://127.0.0.1:{TTYD_PORT}/'
 )
 
+# The runtime image's own start (its entrypoint runs `ttyd -T xterm-256color -W -a -c "user:$TOKEN"
+# /usr/local/bin/ttyd-startup.sh`), with the token read from the file binding writes, and ttyd restarted
+# when that file changes (nobody is connected to a pool sandbox when it is bound).
+_WARM_RUNTIME_SCRIPT = f"""set -u
+F="{HOME_DIR}/{WARM_TTYD_FILE}"
+token() {{ cat "$F" 2>/dev/null || printf %s "$TTYD_ACCESS_TOKEN"; }}
+while true; do
+  T=$(token)
+  ttyd -T xterm-256color -W -a -c "{TTYD_USER}:$T" /usr/local/bin/ttyd-startup.sh &
+  PID=$!
+  while kill -0 "$PID" 2>/dev/null; do
+    sleep 1
+    if [ "$(token)" != "$T" ]; then kill "$PID"; fi
+  done
+  wait "$PID" 2>/dev/null
+  sleep 1
+done
+"""
+
 _WARM_FILEBROWSER_SCRIPT = r"""set -u
 CREDS=/srv/.tenter/filebrowser
 DB=/database/filebrowser.db
@@ -318,6 +337,7 @@ def statefulset(spec: SandboxSpec) -> Manifest:
         "envFrom": [{"secretRef": {"name": secret}}],
         # a pool's pod learns its project's name from the env file when bound
         "env": [] if spec.pinned_checksum else [{"name": "PROJECT_NAME", "value": spec.project_name}],
+        **({"command": ["sh", "-c", _WARM_RUNTIME_SCRIPT]} if spec.pinned_checksum else {}),
         "resources": _resources(spec.cpu_request, spec.memory_request, spec.cpu_limit, spec.memory_limit),
         "readinessProbe": (
             {"exec": {"command": ["sh", "-c", WARM_TTYD_PROBE_SCRIPT]}, **_PROBE_TIMING}

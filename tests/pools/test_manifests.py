@@ -71,3 +71,24 @@ def test_the_env_file_quotes_every_value_so_nothing_is_expanded() -> None:
     assert out == "x|it's|$HOME `id` $(id)|a\nb|"
     with pytest.raises(ValueError):
         manifests.env_file({"BAD-KEY": "x"})
+
+
+def test_a_pool_pod_reads_its_terminal_and_file_manager_credentials_from_files() -> None:
+    pool_sts = manifests.statefulset(member())["spec"]["template"]["spec"]["containers"]
+    plain_sts = manifests.statefulset(sandbox_spec())["spec"]["template"]["spec"]["containers"]
+    main, filebrowser = pool_sts
+    assert manifests.WARM_TTYD_FILE in main["command"][2] and "ttyd" in main["command"][2]
+    assert manifests.WARM_TTYD_FILE in main["readinessProbe"]["exec"]["command"][2]
+    assert ".tenter/filebrowser" in filebrowser["command"][2]
+    assert "command" not in plain_sts[0]  # an ordinary sandbox runs the image's own start
+    assert ".tenter" not in plain_sts[1]["command"][2]
+
+
+def test_the_pool_scripts_are_valid_shell() -> None:
+    containers = manifests.statefulset(member())["spec"]["template"]["spec"]["containers"]
+    for script in (
+        containers[0]["command"][2],
+        containers[1]["command"][2],
+        manifests.WARM_TTYD_PROBE_SCRIPT,
+    ):
+        subprocess.run(["sh", "-n", "-c", script], check=True)
