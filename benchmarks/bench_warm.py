@@ -15,7 +15,8 @@ Scenarios:
 - cold, one at a time: the same user with warm pools off, `--cold` creates in a row;
 - burst: the pool full, 2 x `--pool` creates at once (threads): the pool's share is warm, the rest cold.
 
-Figures: p50/p95 of each (and of the create call itself, `create`), and how many of a burst were warm. The target of issue 19: warm p95 < 1 s.
+Figures: p50/p95 of each (and of the create call itself, `create`), and how many of a burst were
+warm. The target of issue 19: warm p95 < 1 s.
 """
 
 from __future__ import annotations
