@@ -29,6 +29,7 @@ api_v1 = [
     path("me/tokens/<str:token_id>", user_api.ApiTokenDetailApi.as_view(), name="token"),
     path("me/quota", project_api.QuotaApi.as_view(), name="quota"),
     path("me/idle-stop", user_api.IdleStopDefaultApi.as_view(), name="idle-stop"),
+    path("me/warm-pool", user_api.WarmPoolApi.as_view(), name="warm-pool"),
     path("projects", project_api.ProjectListApi.as_view(), name="projects"),
     path("projects/import", project_api.ProjectImportApi.as_view(), name="project-import"),
     path("projects/<str:project_id>", project_api.ProjectDetailApi.as_view(), name="project"),

@@ -58,6 +58,13 @@ def idle_members(*, user: User | None = None, policy: PoolPolicy | None = None) 
     return rows
 
 
+def idle_count(*, user: User) -> int:
+    """The user's idle RUNNING members, all policies."""
+    return Sandbox.objects.filter(
+        project__owner=user, project__pool__isnull=False, status=ResourceStatus.RUNNING, binding=False
+    ).count()
+
+
 def idle_counts() -> dict[int, int]:
     """Idle RUNNING members per policy id (admin and /metrics)."""
     rows = (

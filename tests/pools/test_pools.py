@@ -215,3 +215,18 @@ def test_a_kubeconfig_for_another_namespace_is_not_refused_for_pool_sandboxes(ow
     assert set(Sandbox.objects.filter(project__owner=owner).values_list("status", flat=True)) == {
         "TERMINATING"
     }
+
+
+def test_the_api_shows_and_switches_warm_sandboxes(owner, policy):
+    started(owner, policy)
+    api = APIClient()
+    api.force_authenticate(owner)
+    assert api.get("/api/v1/me/warm-pool").json() == {"enabled": True, "offered": True, "idle": 2}
+    bad = api.put("/api/v1/me/warm-pool", {"enabled": "maybe"}, format="json")
+    assert bad.status_code == 400 and bad.json()["code"]
+    off = api.put("/api/v1/me/warm-pool", {"enabled": False}, format="json")
+    assert off.status_code == 200 and off.json() == {"enabled": False, "offered": True, "idle": 0}
+    assert set(Sandbox.objects.filter(project__owner=owner).values_list("status", flat=True)) == {
+        "TERMINATING"
+    }
+    assert APIClient().get("/api/v1/me/warm-pool").status_code in (401, 403)
