@@ -8,6 +8,7 @@ on its home volume, written with exec: the env (sourced by the shell and the age
 token and FileBrowser's credentials (new ones: nothing of the pool's credentials stays valid).
 """
 
+import base64
 import contextlib
 import logging
 from typing import Any
@@ -26,15 +27,23 @@ logger = logging.getLogger(__name__)
 
 BIND_EXEC_TIMEOUT = 20.0
 
-# $1 the env file, $2 the terminal token, $3 "user:password" of FileBrowser. Files are replaced whole
+# stdin: the env file, base64 on one line (secrets never go in argv, which API servers may log). The
+# terminal token and FileBrowser's "user:password" files are taken from it. Files are replaced whole
 # (write then rename), readable by the sandbox's user only; .bashrc sources the env file once.
 _BIND_SCRIPT = f"""set -eu
 umask 077
 D="$HOME/{manifests.WARM_DIR}"
 mkdir -p "$D"
-printf %s "$1" > "$D/env.new" && mv "$D/env.new" "$HOME/{manifests.WARM_ENV_FILE}"
-printf %s "$2" > "$D/ttyd.new" && mv "$D/ttyd.new" "$HOME/{manifests.WARM_TTYD_FILE}"
-printf %s "$3" > "$D/fb.new" && mv "$D/fb.new" "$HOME/{manifests.WARM_FILEBROWSER_FILE}"
+IFS= read -r B || true
+printf %s "$B" | base64 -d > "$D/env.new"
+(
+  . "$D/env.new"
+  printf %s "${{TTYD_ACCESS_TOKEN:-}}" > "$D/ttyd.new"
+  printf '%s:%s' "${{FILE_BROWSER_USERNAME:-}}" "${{FILE_BROWSER_PASSWORD:-}}" > "$D/fb.new"
+)
+mv "$D/env.new" "$HOME/{manifests.WARM_ENV_FILE}"
+mv "$D/ttyd.new" "$HOME/{manifests.WARM_TTYD_FILE}"
+mv "$D/fb.new" "$HOME/{manifests.WARM_FILEBROWSER_FILE}"
 LINE='[ -f "$HOME/{manifests.WARM_ENV_FILE}" ] && . "$HOME/{manifests.WARM_ENV_FILE}"'
 grep -qsF "$LINE" "$HOME/.bashrc" || printf '\\n%s\\n' "$LINE" >> "$HOME/.bashrc"
 """
@@ -51,8 +60,7 @@ def bind(sandbox: Sandbox, k: Kube) -> Outcome:
     spec = spec_for(sandbox)
     pod = names.pod_name(sandbox.k8s_name)
     env = {**spec.env, "PROJECT_NAME": spec.project_name}
-    fb = f"{env.get(manifests.FILE_BROWSER_USERNAME, '')}:{env.get(manifests.FILE_BROWSER_PASSWORD, '')}"
-    token = env.get("TTYD_ACCESS_TOKEN", "")
+    payload = base64.b64encode(manifests.env_file(env).encode()).decode("ascii") + "\n"
     # The Secret (the project's env), the StatefulSet (labels only: the template is pinned), and the
     # Ingresses (the spec is no longer a pool member's, so it has them).
     apply_all(k, sandbox, replicas=1, converge=True)
@@ -63,7 +71,8 @@ def bind(sandbox: Sandbox, k: Kube) -> Outcome:
     try:
         result = k.exec(
             pod,
-            sh(_BIND_SCRIPT, manifests.env_file(env), token, fb),
+            sh(_BIND_SCRIPT),
+            stdin=payload,
             timeout=BIND_EXEC_TIMEOUT,
             container=spec.name,
             redact=[v for v in env.values() if len(v) >= 4],
