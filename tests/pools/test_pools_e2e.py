@@ -226,3 +226,33 @@ def test_verification_finds_no_drift_in_pool_sandboxes_nor_in_a_bound_one(
         assert result.drifted == [] and result.failed == 0
     assert len(net.list_namespaced_ingress(kube_namespace).items) == 3  # the bound one's only
     assert core.read_namespaced_pod(f"{members[0].k8s_name}-0", kube_namespace).metadata.uid == pod_uid
+
+
+def test_a_warm_sandbox_whose_pod_is_gone_is_bound_cold(checked, policy, beat, kubesim, kube_namespace):
+    from sandboxes.models import ResourceEvent
+
+    member = fill(checked, policy, 1)[0]
+    core, apps, _ = apis(kubesim, kube_namespace)
+    apps.patch_namespaced_stateful_set(member.k8s_name, kube_namespace, {"spec": {"replicas": 0}})
+    wait_for(
+        lambda: (
+            not [
+                p
+                for p in core.list_namespaced_pod(kube_namespace).items
+                if p.metadata.name.startswith(member.k8s_name)
+            ]
+        ),
+        what="pod gone",
+    )
+    project = create(checked, "Late")
+    assert project.pk == member.project_id
+    wait_for(lambda: Project.objects.get(pk=project.pk).status == "RUNNING", what="RUNNING")
+    reasons = list(ResourceEvent.objects.filter(resource_id=member.pk).values_list("reason", flat=True))
+    assert "bound_cold" in reasons
+    sandbox = Sandbox.objects.get(pk=member.pk)
+    assert sandbox.pinned_checksum == "" and not sandbox.binding
+    sts = apps.read_namespaced_stateful_set(member.k8s_name, kube_namespace)
+    assert sts.spec.replicas == 1
+    assert sts.spec.template.metadata.labels[PROJECT] == str(project.pk)  # its project's own template
+    shown = in_pod(sandbox, 'printf %s "$PROJECT_NAME"')
+    assert shown.stdout == "Late"
