@@ -233,7 +233,8 @@ def pod_template_annotations(spec: SandboxSpec) -> dict[str, str]:
 # -- warm pools -----------------------------------------------------------------------------------
 # A pool sandbox is started before it has a project, so what a project changes reaches the running pod
 # through files on its home volume (written with exec when it is bound), never through the pod template:
-# - $HOME/.tenter/env: `export KEY='value'` lines, sourced by the shell (.bashrc) and the agent;
+# - $HOME/.tenter/env: `export KEY='value'` lines, sourced by the shell (.bashrc) and the agent while
+#   the pod is the pool's (TENTER_WARM set; a pod from the project's own template has its env itself);
 # - $HOME/.tenter/ttyd-token: the terminal's credential (the probe checks with it; the runtime reads it);
 # - $HOME/.tenter/filebrowser: "username:password"; FileBrowser's loop below re-reads it and restarts
 #   FileBrowser with it (its database keeps one admin user).
@@ -241,6 +242,7 @@ WARM_DIR = ".tenter"
 WARM_ENV_FILE = f"{WARM_DIR}/env"
 WARM_TTYD_FILE = f"{WARM_DIR}/ttyd-token"
 WARM_FILEBROWSER_FILE = f"{WARM_DIR}/filebrowser"
+WARM_MARKER = "TENTER_WARM"
 
 WARM_TTYD_PROBE_SCRIPT = (
     f'T=$(cat "{HOME_DIR}/{WARM_TTYD_FILE}" 2>/dev/null || printf %s "$TTYD_ACCESS_TOKEN"); '
@@ -335,8 +337,13 @@ def statefulset(spec: SandboxSpec) -> Manifest:
             {"name": "port-7681", "containerPort": TTYD_PORT, "protocol": "TCP"},
         ],
         "envFrom": [{"secretRef": {"name": secret}}],
-        # a pool's pod learns its project's name from the env file when bound
-        "env": [] if spec.pinned_checksum else [{"name": "PROJECT_NAME", "value": spec.project_name}],
+        # a pool's pod learns its project's name from the env file when bound, and only a pool's pod
+        # reads that file (WARM_MARKER): a pod started from the project's own template has its env
+        "env": (
+            [{"name": WARM_MARKER, "value": "1"}]
+            if spec.pinned_checksum
+            else [{"name": "PROJECT_NAME", "value": spec.project_name}]
+        ),
         **({"command": ["sh", "-c", _WARM_RUNTIME_SCRIPT]} if spec.pinned_checksum else {}),
         "resources": _resources(spec.cpu_request, spec.memory_request, spec.cpu_limit, spec.memory_limit),
         "readinessProbe": (

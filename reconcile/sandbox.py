@@ -304,19 +304,31 @@ def _create(sandbox: Sandbox, k: Kube) -> Outcome:
     )
 
 
+def _unpin(sandbox: Sandbox) -> dict[str, str]:
+    """A bound warm sandbox whose pod is about to be (re)created anyway takes its project's own pod
+    template (the pool's one is only kept so that binding does not restart the pod)."""
+    if sandbox.pinned_checksum and not sandbox.project.pool_id:
+        sandbox.pinned_checksum = ""
+        return {"pinned_checksum": ""}
+    return {}
+
+
 def _start(sandbox: Sandbox, k: Kube) -> Outcome:
     try:
         sts = k.get("StatefulSet", sandbox.k8s_name)
     except KubeNotFound:
+        unpinned = _unpin(sandbox)
         apply_all(k, sandbox, replicas=1, converge=True)
         return Outcome(
-            message="StatefulSet was missing; re-created.", fields={"observed_generation": sandbox.generation}
+            message="StatefulSet was missing; re-created.",
+            fields={"observed_generation": sandbox.generation, **unpinned},
         )
     if sandbox.generation > sandbox.observed_generation or (sts.get("spec") or {}).get("replicas") != 1:
+        unpinned = _unpin(sandbox)
         apply_all(k, sandbox, replicas=1, converge=True)
         return Outcome(
             message="Configuration applied; waiting for the pod.",
-            fields={"observed_generation": sandbox.generation},
+            fields={"observed_generation": sandbox.generation, **unpinned},
         )
     if manifests.statefulset_ready(sts):
         return Outcome(
@@ -355,9 +367,7 @@ def _update(sandbox: Sandbox, k: Kube) -> Outcome:
         return warm.bind(sandbox, k)
     # A bound warm sandbox keeps the pool's pod template until its configuration changes: then it rolls
     # into its project's own template, as any sandbox does.
-    unpinned = {"pinned_checksum": ""} if sandbox.pinned_checksum and not sandbox.project.pool_id else {}
-    if unpinned:
-        sandbox.pinned_checksum = ""
+    unpinned = _unpin(sandbox)
     apply_all(k, sandbox, replicas=1, converge=True)
     # A StatefulSet (OrderedReady) never replaces a pod that is failing, so a fix to the configuration
     # would never reach it: delete the broken pod and let the controller create it from the new template.

@@ -27,9 +27,9 @@ logger = logging.getLogger(__name__)
 
 BIND_EXEC_TIMEOUT = 20.0
 
-# stdin: the env file, base64 on one line (secrets never go in argv, which API servers may log). The
-# terminal token and FileBrowser's "user:password" files are taken from it. Files are replaced whole
-# (write then rename), readable by the sandbox's user only; .bashrc sources the env file once.
+# $1: the line .bashrc gets (BASHRC_LINE). stdin: the env file, base64 on one line (secrets never go
+# in argv, which API servers may log); the terminal token and FileBrowser's "user:password" files are
+# taken from it. Files are replaced whole (write then rename), readable by the sandbox's user only.
 _BIND_SCRIPT = f"""set -eu
 umask 077
 D="$HOME/{manifests.WARM_DIR}"
@@ -44,9 +44,15 @@ printf %s "$B" | base64 -d > "$D/env.new"
 mv "$D/env.new" "$HOME/{manifests.WARM_ENV_FILE}"
 mv "$D/ttyd.new" "$HOME/{manifests.WARM_TTYD_FILE}"
 mv "$D/fb.new" "$HOME/{manifests.WARM_FILEBROWSER_FILE}"
-LINE='[ -f "$HOME/{manifests.WARM_ENV_FILE}" ] && . "$HOME/{manifests.WARM_ENV_FILE}"'
-grep -qsF "$LINE" "$HOME/.bashrc" || printf '\\n%s\\n' "$LINE" >> "$HOME/.bashrc"
+grep -qsF "$1" "$HOME/.bashrc" || printf '\\n%s\\n' "$1" >> "$HOME/.bashrc"
 """
+
+
+# Only a pool's pod reads the env file: a pod from the project's own template has the env itself.
+BASHRC_LINE = (
+    f'[ -n "${{{manifests.WARM_MARKER}:-}}" ] && [ -f "$HOME/{manifests.WARM_ENV_FILE}" ] '
+    f'&& . "$HOME/{manifests.WARM_ENV_FILE}"'
+)
 
 
 def _relabel(k: Kube, kind: str, name: str, wanted: dict[str, str]) -> None:
@@ -71,7 +77,7 @@ def bind(sandbox: Sandbox, k: Kube) -> Outcome:
     try:
         result = k.exec(
             pod,
-            sh(_BIND_SCRIPT),
+            sh(_BIND_SCRIPT, BASHRC_LINE),
             stdin=payload,
             timeout=BIND_EXEC_TIMEOUT,
             container=spec.name,

@@ -256,3 +256,26 @@ def test_a_warm_sandbox_whose_pod_is_gone_is_bound_cold(checked, policy, beat, k
     assert sts.spec.template.metadata.labels[PROJECT] == str(project.pk)  # its project's own template
     shown = in_pod(sandbox, 'printf %s "$PROJECT_NAME"')
     assert shown.stdout == "Late"
+
+
+def test_a_bound_sandbox_restarted_later_runs_its_projects_own_template(
+    checked, policy, beat, kubesim, kube_namespace
+):
+    member = fill(checked, policy, 1)[0]
+    project = create(checked, "Restarted")
+    wait_for(lambda: Project.objects.get(pk=project.pk).status == "RUNNING", what="bound RUNNING")
+    sandbox = Sandbox.objects.get(project=project)
+    assert sandbox.pinned_checksum  # bound: still the pool's pod template
+    # the shell reads the env file only in the pool's pod
+    assert in_pod(sandbox, 'printf %s "$TENTER_WARM"').stdout == "1"
+    services.project_stop(project=project, actor=SYSTEM)
+    wait_for(lambda: Project.objects.get(pk=project.pk).status == "STOPPED", what="STOPPED")
+    services.project_start(project=project, actor=SYSTEM)
+    wait_for(lambda: Project.objects.get(pk=project.pk).status == "RUNNING", what="RUNNING again")
+    sandbox.refresh_from_db()
+    assert sandbox.pinned_checksum == ""
+    _, apps, _ = apis(kubesim, kube_namespace)
+    template = apps.read_namespaced_stateful_set(member.k8s_name, kube_namespace).spec.template
+    assert template.metadata.labels[PROJECT] == str(project.pk) and POOL not in template.metadata.labels
+    shown = in_pod(sandbox, 'printf "%s|%s" "$PROJECT_NAME" "${TENTER_WARM:-}"')
+    assert shown.stdout == "Restarted|"  # its env from the pod itself; the env file is no longer read
