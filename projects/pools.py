@@ -96,6 +96,9 @@ def refill_user(*, user: User, policy: PoolPolicy, actor: Actor, batch: int = RE
     created = 0
     with transaction.atomic():
         services.lock_quota(user.pk)
+        # under the user's lock, as opting out takes it: no member is created after an opt-out's drain
+        if not User.objects.filter(pk=user.pk, warm_pool=True).exists():
+            return 0
         have = (
             Sandbox.objects.filter(project__owner=user, project__pool=policy, status__in=FILLING)
             .values("pk")
@@ -194,7 +197,9 @@ def set_warm_pool(*, user: User, enabled: Any, actor: Actor) -> User:
     """Opt in or out. Opting out deletes the user's idle pool sandboxes (through the normal delete)."""
     if not isinstance(enabled, bool):
         raise ValidationFailed("warm_pool must be true or false.", code="invalid")
-    User.objects.filter(pk=user.pk).update(warm_pool=enabled)
+    with transaction.atomic():
+        services.lock_quota(user.pk)  # a refill in flight finishes first (and its members are drained)
+        User.objects.filter(pk=user.pk).update(warm_pool=enabled)
     user.warm_pool = enabled
     audit.record(actor, "user.warm_pool", user)
     if not enabled:
