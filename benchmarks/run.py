@@ -31,6 +31,7 @@ BENCHMARKS = [
     "bench_reconcile",
     "bench_scaleout",
     "bench_tasks",
+    "bench_warm",
     "bench_verify",
     "bench_api",
     "bench_memory",

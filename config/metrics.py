@@ -16,7 +16,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from core import observability
-from projects.models import Project
+from projects import pools
+from projects.models import PoolPolicy, Project
 from sandboxes.models import TRANSITIONAL, Database, OrphanObject, Sandbox, lease_held_q, past_deadline_q
 from userconfig.models import ConfigKey, UserConfig
 
@@ -83,12 +84,36 @@ def render() -> str:
         _line("tenter_orphan_objects", orphans["reported"], state="reported"),
         _line("tenter_orphan_objects", orphans["deleted"], state="deleted"),
     ]
+    lines += _pool_lines()
     lines += [
         "# HELP tenter_queue_depth Tasks waiting in the broker queue (-1: the broker did not answer).",
         "# TYPE tenter_queue_depth gauge",
         _line("tenter_queue_depth", _queue_depth(), queue=settings.CELERY_TASK_DEFAULT_QUEUE),
     ]
     return "\n".join(lines) + "\n" + observability.exposition()
+
+
+def _pool_lines() -> list[str]:
+    """Warm pools: idle members per policy, and the creates each served (claims) or found empty (misses)."""
+    idle = pools.idle_counts()
+    policies = list(PoolPolicy.objects.order_by("pk"))
+    out: dict[str, list[str]] = {"idle": [], "claims": [], "misses": []}
+    for policy in policies:
+        labels = {"policy": str(policy.pk), "image": policy.image, "size": policy.size}
+        out["idle"].append(_line("tenter_pool_idle", idle.get(policy.pk, 0), **labels))
+        out["claims"].append(_line("tenter_pool_claims_total", policy.claims, **labels))
+        out["misses"].append(_line("tenter_pool_misses_total", policy.misses, **labels))
+    return [
+        "# HELP tenter_pool_idle Idle RUNNING warm pool sandboxes, per pool policy.",
+        "# TYPE tenter_pool_idle gauge",
+        *out["idle"],
+        "# HELP tenter_pool_claims_total Project creates served by a warm pool sandbox, per pool policy.",
+        "# TYPE tenter_pool_claims_total counter",
+        *out["claims"],
+        "# HELP tenter_pool_misses_total Matching project creates that found the pool empty (cold start).",
+        "# TYPE tenter_pool_misses_total counter",
+        *out["misses"],
+    ]
 
 
 def _queue_depth() -> int:

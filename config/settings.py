@@ -271,6 +271,8 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=100)
 RECONCILE_BATCH_SIZE = env.int("RECONCILE_BATCH_SIZE", default=50)
 RECONCILE_LEASE_SECONDS = env.float("RECONCILE_LEASE_SECONDS", default=60.0)
 RECONCILE_SWEEP_SECONDS = env.float("RECONCILE_SWEEP_SECONDS", default=2.0)
+# How often the warm pools are refilled (a bounded round each time).
+WARM_POOL_REFILL_SECONDS = env.float("WARM_POOL_REFILL_SECONDS", default=5.0)
 RECONCILE_KICK_ON_COMMIT = env.bool("RECONCILE_KICK_ON_COMMIT", default=True)
 RECONCILE_POLL_SECONDS = env.float("RECONCILE_POLL_SECONDS", default=1.0)
 RECONCILE_BACKOFF_BASE_SECONDS = env.float("RECONCILE_BACKOFF_BASE_SECONDS", default=1.0)
@@ -462,6 +464,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reconcile.sweep_drift",
         "schedule": VERIFY_SWEEP_SECONDS,
         "options": {"expires": VERIFY_SWEEP_SECONDS * 2},
+    },
+    # Warm pools (projects/pools.py): refill each opted-in user's pools up to their policy's target.
+    "refill-pools": {
+        "task": "reconcile.refill_pools",
+        "schedule": WARM_POOL_REFILL_SECONDS,
+        "options": {"expires": WARM_POOL_REFILL_SECONDS * 2},
     },
     "sweep-idle": {
         "task": "reconcile.sweep_idle",

@@ -31,8 +31,8 @@ from core.audit import ActorKind, actor_for
 from core.models import AuditEntry
 from core.reports import Report
 from core.secrets import SECRET_MASK
-from projects import operator_services, services, task_services
-from projects.models import Environment, Project, ProjectTask, ProjectTaskAttempt, Quota, Skill
+from projects import operator_services, pools, services, task_services
+from projects.models import Environment, PoolPolicy, Project, ProjectTask, ProjectTaskAttempt, Quota, Skill
 from reconcile import diagnostics
 from sandboxes.admin import timeline_html
 from sandboxes.models import Database, ResourceEvent, Sandbox, lease_held_q
@@ -300,6 +300,50 @@ class TaskLeaseHeldFilter(YesNoFilter):
 
     def condition(self) -> Any:
         return lease_held_q()
+
+
+@admin.register(PoolPolicy)
+class PoolPolicyAdmin(admin.ModelAdmin):
+    """Warm pools: keep `target` idle sandboxes of this image and size per opted-in user. Saves go through
+    the service (audited); deleting a policy drains its idle sandboxes first (their delete is the normal
+    one), and is refused while members are still going away."""
+
+    list_display = (
+        "image",
+        "size",
+        "target",
+        "enabled",
+        "schedule",
+        "idle",
+        "claims",
+        "misses",
+        "updated_at",
+    )
+    list_filter = ("enabled", "size")
+    readonly_fields = ("claims", "misses", "created_at", "updated_at")
+    actions = ["drain"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PoolPolicy]:
+        self._idle = pools.idle_counts()
+        return super().get_queryset(request)
+
+    @admin.display(description="idle now")
+    def idle(self, obj: PoolPolicy) -> int:
+        return getattr(self, "_idle", {}).get(obj.pk, 0)
+
+    @admin.display(description="schedule (UTC)")
+    def schedule(self, obj: PoolPolicy) -> str:
+        if obj.start_hour is None or obj.end_hour is None:
+            return "always"
+        return f"{obj.start_hour:02d}:00-{obj.end_hour:02d}:00"
+
+    def save_model(self, request: HttpRequest, obj: PoolPolicy, form: Any, change: bool) -> None:
+        pools.policy_save(policy=obj, actor=actor_for(request))
+
+    @admin.action(description="Delete the idle sandboxes of the selected pools")
+    def drain(self, request: HttpRequest, queryset: QuerySet[PoolPolicy]) -> None:
+        n = sum(pools.drain_policy(policy=policy, actor=actor_for(request)) for policy in queryset)
+        self.message_user(request, f"{n} idle pool sandboxes are being deleted.")
 
 
 @admin.register(Quota)

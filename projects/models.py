@@ -26,6 +26,55 @@ class ProjectStatus(models.TextChoices):
     PARTIAL = "PARTIAL"
 
 
+class PoolPolicy(models.Model):
+    """A warm pool operators define: keep `target` idle, RUNNING sandboxes of this image and size ready
+    for every user who has not opted out (User.warm_pool), in the user's own namespace. A project create
+    whose image and size match takes one of them (see projects/pools.py)."""
+
+    image = models.CharField(max_length=300, help_text="Runtime image, as in settings.RUNTIME_IMAGE.")
+    size = models.CharField(max_length=32, help_text="A size of settings.SANDBOX_SIZES.")
+    target = models.PositiveIntegerField(default=1, help_text="Idle sandboxes to keep per user.")
+    enabled = models.BooleanField(default=True)
+    # Optional schedule, in UTC hours: refill only when start <= hour < end (or, with start > end, across
+    # midnight). Both empty: always.
+    start_hour = models.PositiveSmallIntegerField(null=True, blank=True)
+    end_hour = models.PositiveSmallIntegerField(null=True, blank=True)
+    claims = models.PositiveBigIntegerField(default=0, help_text="Creates served from the pool.")
+    misses = models.PositiveBigIntegerField(default=0, help_text="Matching creates that found it empty.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "pool policies"
+        ordering = ["image", "size"]
+        constraints = [
+            models.UniqueConstraint(fields=["image", "size"], name="poolpolicy_unique_image_size"),
+            models.CheckConstraint(
+                condition=(models.Q(start_hour__isnull=True) & models.Q(end_hour__isnull=True))
+                | (models.Q(start_hour__lte=23) & models.Q(end_hour__lte=24)),
+                name="poolpolicy_schedule_hours",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.image} {self.size} x{self.target}"
+
+    def in_schedule(self, hour: int) -> bool:
+        if self.start_hour is None or self.end_hour is None:
+            return True
+        if self.start_hour <= self.end_hour:
+            return self.start_hour <= hour < self.end_hour
+        return hour >= self.start_hour or hour < self.end_hour
+
+
+class ProjectManager(models.Manager["Project"]):
+    """Real projects only: a warm pool's hidden projects (pool set) are left out of every list, count,
+    quota, API, dashboard and admin screen. `Project.all_objects` has them too."""
+
+    def get_queryset(self) -> models.QuerySet["Project"]:
+        return super().get_queryset().filter(pool__isnull=True)
+
+
 class Project(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
@@ -43,10 +92,19 @@ class Project(models.Model):
     # Stop the sandbox after this many minutes without activity: None = the default (IDLE_STOP_MINUTES),
     # 0 = never.
     idle_stop_minutes = models.PositiveIntegerField(null=True, blank=True)
+    # Set while the project is a warm pool's idle member (hidden, see ProjectManager); cleared when a
+    # create binds it to the user's project.
+    pool = models.ForeignKey(
+        PoolPolicy, on_delete=models.PROTECT, null=True, blank=True, related_name="members"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ProjectManager()
+    all_objects: models.Manager["Project"] = models.Manager()
+
     class Meta:
+        base_manager_name = "all_objects"
         ordering = ["-created_at"]
         constraints = [
             # "Web Shop" and "web shop" are the same project to a person: unique whatever the case.

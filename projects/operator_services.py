@@ -47,7 +47,10 @@ def _lock_projects(project_ids: Iterable[Any]) -> None:
     ids = list(set(project_ids))
     if ids:
         list(
-            Project.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True)
+            Project.all_objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
 
 
@@ -243,7 +246,7 @@ def delete(*, resources: QuerySet[Any] | Iterable[Any], actor: Actor, model: Any
         return ResourceStatus.TERMINATING
 
     def after(project_id: Any, moved: list[Resource]) -> None:
-        project = Project.objects.get(pk=project_id)
+        project = Project.all_objects.get(pk=project_id)
         if model is Database:
             for key in sorted({row.url_env_key for row in moved}):  # type: ignore[attr-defined]
                 set_system_variable(project=project, key=key, value=None, actor=actor)

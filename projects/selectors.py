@@ -554,7 +554,8 @@ def idle_candidates(*, limit: int = 100, now: datetime | None = None) -> list[An
     last_seen = Coalesce("last_activity_at", "status_changed_at")
     idle_after = ExpressionWrapper(minutes * Value(timedelta(minutes=1)), output_field=DurationField())
     rows = (
-        Sandbox.objects.filter(status=ResourceStatus.RUNNING, project__status="RUNNING")
+        # (a warm pool's idle sandbox waits for a project: it is not idle, it is ready)
+        Sandbox.objects.filter(status=ResourceStatus.RUNNING, project__status="RUNNING", project__pool=None)
         .annotate(timeout_minutes=minutes, last_seen=last_seen)
         .filter(timeout_minutes__gt=0)
         .annotate(stops_at=ExpressionWrapper(F("last_seen") + idle_after, output_field=DateTimeField()))

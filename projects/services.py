@@ -40,6 +40,7 @@ from projects.models import (
     PROJECT_NAME_MAX,
     EnvCategory,
     Environment,
+    PoolPolicy,
     Project,
     ProjectStatus,
     ProjectTask,
@@ -191,12 +192,18 @@ def project_create(
     check_text(description, "Description", code="invalid")
     kubeconfig = usable_kubeconfig(owner)
     domain = names.ingress_domain(kubeconfig.server, settings.INGRESS_DOMAIN)
+    policy = pool_policy_for(settings.RUNTIME_IMAGE, size_name) if owner.warm_pool else None
     # No read-before-write: the unique constraints decide. A taken project name is a 409; a sandbox
     # name that collides in the namespace (8 random letters: practically never) is drawn again.
     for attempt in range(3):
         try:
             with transaction.atomic():
                 lock_quota(owner.pk)
+                if policy is not None:
+                    warm = _claim_warm(owner, policy, name, description, repository, kubeconfig, actor)
+                    if warm is not None:
+                        project, sandbox, env_rows = warm
+                        break
                 check_quota(
                     owner.pk,
                     projects=1,
@@ -242,6 +249,91 @@ def project_create(
         "environment": _known(Environment.objects.filter(project=project), env_rows),
     }
     return project
+
+
+# -- warm pools --------------------------------------------------------------------------------------
+# A pool's idle member is a hidden project (Project.pool set; Project.objects leaves it out) with one
+# RUNNING sandbox. A create whose image and size match a policy takes one in its own transaction and
+# turns the hidden row into the user's project; the sandbox goes to UPDATING with `binding` set, and the
+# reconciler binds it (reconcile/warm.py). Filling pools is projects/pools.py.
+
+
+def pool_policy_for(image: str, size: str) -> PoolPolicy | None:
+    return PoolPolicy.objects.filter(image=image, size=size, enabled=True).first()
+
+
+def _claim_warm(
+    owner: User,
+    policy: PoolPolicy,
+    name: str,
+    description: str,
+    repository: Mapping[str, Any] | None,
+    kubeconfig: UserConfig,
+    actor: Actor,
+) -> tuple[Project, Sandbox, list[Environment]] | None:
+    """Take one RUNNING idle member of the owner's pool and make it the project `name` (inside the
+    create's transaction, after lock_quota). None, and a miss counted, when the pool has none.
+
+    The project row is locked first with SKIP LOCKED (a member another create is taking is skipped,
+    so no two creates take the same one), then its sandbox (project first, then resource)."""
+    member = (
+        Project.all_objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(
+            owner=owner,
+            pool=policy,
+            sandboxes__status=ResourceStatus.RUNNING,
+            sandboxes__binding=False,
+            sandboxes__k8s_namespace=kubeconfig.namespace,
+            sandboxes__k8s_server=kubeconfig.server_host,
+        )
+        .order_by("created_at")
+        .first()
+    )
+    sandbox = None
+    if member is not None:
+        sandbox = (
+            Sandbox.objects.select_for_update().filter(project=member, status=ResourceStatus.RUNNING).first()
+        )
+    if member is None or sandbox is None:
+        PoolPolicy.objects.filter(pk=policy.pk).update(misses=F("misses") + 1)
+        return None
+    # The member's sandbox, CPU and memory already count against the quota: only the project is new.
+    check_quota(owner.pk, projects=1)
+    now = timezone.now()
+    Project.all_objects.filter(pk=member.pk).update(
+        name=name,
+        description=description,
+        pool=None,
+        created_at=now,
+        updated_at=now,
+        **(_github_fields(repository) if repository else {}),
+    )
+    project = Project.objects.get(pk=member.pk)
+    # Fresh credentials: none of the pool's terminal or file manager credentials stays valid. The
+    # heartbeat token stays: only the sandbox itself ever had it, and its running processes send it.
+    kept = dict(Environment.objects.filter(project=project, key=HEARTBEAT_TOKEN).values_list("key", "value"))
+    Environment.objects.filter(project=project).delete()
+    env_rows = Environment.objects.bulk_create(
+        Environment(project=project, key=k, value=kept.get(k, v), category=c, is_secret=s, is_system=True)
+        for k, v, c, s in _system_env()
+    )
+    if repository:
+        _clone_task(project, sandbox, repository)
+    change_status(
+        sandbox,
+        ResourceStatus.UPDATING,
+        actor=actor,
+        reason="binding",
+        message="Binding a warm sandbox to the project.",
+        fields={"binding": True},
+    )
+    sandbox.refresh_from_db()
+    project.refresh_from_db()
+    PoolPolicy.objects.filter(pk=policy.pk).update(claims=F("claims") + 1)
+    task_services.tasks_for_new_project(project=project, sandbox=sandbox)
+    audit.record(actor, "project.create", project)
+    kicks.kick(sandbox)
+    return project, sandbox, env_rows
 
 
 def _github_fields(repository: Mapping[str, Any]) -> dict[str, Any]:
@@ -956,7 +1048,8 @@ def _refuse_stranding(user: User | int, namespace: str, server_host: str) -> Non
     one: the reconciler operates every object where it was created, so those would be stranded (the
     user deletes them first, or keeps the kubeconfig). The refusal lists them."""
     owner = Q(project__owner_id=user) if isinstance(user, int) else Q(project__owner=user)
-    elsewhere = owner & ~Q(status=ResourceStatus.TERMINATED)
+    # (a warm pool's idle sandboxes are not the user's to delete: `_drain_pool_elsewhere` deletes them)
+    elsewhere = owner & ~Q(status=ResourceStatus.TERMINATED) & Q(project__pool=None)
     elsewhere &= ~Q(k8s_namespace=namespace) | (~Q(k8s_server=server_host) & ~Q(k8s_server=""))
     stranded = [
         f"{row.resource_kind} {row.k8s_namespace}/{row.k8s_name} on {row.k8s_server or 'the current cluster'}"
@@ -979,7 +1072,26 @@ def kubeconfig_change(*, user: User, text: str, actor: Actor) -> UserConfig:
     working one it is stored as pending until its check passes (userconfig.services.kubeconfig_save)."""
     info = userconfig_services.kubeconfig_parse(text)
     _refuse_stranding(user, info.namespace, info.server_host)
+    _drain_pool_elsewhere(user, info.namespace, info.server_host, actor)
     return userconfig_services.kubeconfig_save(user=user, text=text, actor=actor)
+
+
+def _drain_pool_elsewhere(user: User, namespace: str, server_host: str, actor: Actor) -> None:
+    """Delete the user's idle warm pool sandboxes that are not where a new kubeconfig points (the pool
+    refills there once it is in use). Through the normal delete, while the current kubeconfig still
+    works (a new one over a working one waits as pending until its check passes)."""
+    elsewhere = ~Q(k8s_namespace=namespace) | (~Q(k8s_server=server_host) & ~Q(k8s_server=""))
+    members = Sandbox.objects.filter(elsewhere, project__owner=user, project__pool__isnull=False)
+    for project_id in list(members.values_list("project_id", flat=True)):
+        with transaction.atomic():
+            project = (
+                Project.all_objects.select_for_update(skip_locked=True)
+                .filter(pk=project_id, pool__isnull=False)
+                .first()
+            )
+            if project is None or project.status == ProjectStatus.TERMINATING:
+                continue
+            project_delete(project=project, actor=actor)
 
 
 def kubeconfig_pending_accept(*, user: User, actor: Actor) -> UserConfig:

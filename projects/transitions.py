@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def lock_project(project_id: uuid.UUID) -> Project | None:
-    return Project.objects.select_for_update().filter(pk=project_id).first()
+    return Project.all_objects.select_for_update().filter(pk=project_id).first()
 
 
 def refresh_project_status(project_id: uuid.UUID, project: Project | None = None) -> str | None:
@@ -37,7 +37,7 @@ def refresh_project_status(project_id: uuid.UUID, project: Project | None = None
     row as `project` to save a query). Returns the new status, or None when the project is gone.
     """
     if project is None:
-        project = Project.objects.filter(pk=project_id).only("id", "status").first()
+        project = Project.all_objects.filter(pk=project_id).only("id", "status").first()
         if project is None:
             return None
     return refresh_project_statuses([project])[project_id]
@@ -68,10 +68,10 @@ def refresh_project_statuses(projects: list[Project]) -> dict[uuid.UUID, str | N
             changed.append(project)
         result[project.pk] = new_status
     if gone:
-        Project.objects.filter(pk__in=gone).delete()
+        Project.all_objects.filter(pk__in=gone).delete()
     if changed:
         now = timezone.now()
-        Project.objects.filter(pk__in=[p.pk for p in changed]).update(
+        Project.all_objects.filter(pk__in=[p.pk for p in changed]).update(
             status=Case(*(When(pk=p.pk, then=Value(p.status)) for p in changed), default=F("status")),
             status_changed_at=now,
             updated_at=now,
@@ -247,7 +247,7 @@ def write_batch(
     moves = [w for w in writes if w.to_status is not None and w.to_status != w.resource.status]
     with transaction.atomic():
         project_ids = sorted({w.resource.project_id for w in moves})  # type: ignore[attr-defined]
-        projects = list(Project.objects.select_for_update().filter(pk__in=project_ids).order_by("pk"))
+        projects = list(Project.all_objects.select_for_update().filter(pk__in=project_ids).order_by("pk"))
         held = set(
             model._default_manager.select_for_update()
             .filter(pk__in=[w.resource.pk for w in writes], lease_token=lease_token)

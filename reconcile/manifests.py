@@ -34,6 +34,7 @@ APP_NAME = "app.kubernetes.io/name"
 PROJECT_LABEL = "tenter.dev/project"
 RESOURCE_LABEL = "tenter.dev/resource"
 OWNER_LABEL = "tenter.dev/owner"
+POOL_LABEL = "tenter.dev/pool"
 ENV_CHECKSUM_ANNOTATION = "tenter.dev/env-checksum"
 SEALOS_APP_LABEL = "cloud.sealos.io/app-deploy-manager"
 SEALOS_DOMAIN_LABEL = "cloud.sealos.io/app-deploy-manager-domain"
@@ -82,6 +83,10 @@ def labels(spec: SandboxSpec | DatabaseSpec, resource_kind: ResourceKind) -> dic
     }
     if resource_kind == "sandbox":
         out[SEALOS_APP_LABEL] = spec.name
+        pool_id = getattr(spec, "pool_id", "")
+        if pool_id:  # an idle pool member belongs to no project yet
+            del out[PROJECT_LABEL], out[FULLING_PROJECT_LABEL]
+            out[POOL_LABEL] = pool_id
     else:
         out["sealos-db-provider-cr"] = spec.name
         out["app.kubernetes.io/instance"] = spec.name
@@ -133,7 +138,7 @@ def env_secret(spec: SandboxSpec) -> Manifest:
         if not _ENV_KEY.fullmatch(key):
             raise ValueError(f"env key {key!r} is not a valid environment variable name")
     meta = _metadata(spec, names.env_secret_name(spec.name), "sandbox")
-    meta["annotations"] = {ENV_CHECKSUM_ANNOTATION: env_checksum(spec.env)}
+    meta["annotations"] = {ENV_CHECKSUM_ANNOTATION: spec.pinned_checksum or env_checksum(spec.env)}
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -222,7 +227,78 @@ def _storage_number(size: str) -> str:
 
 
 def pod_template_annotations(spec: SandboxSpec) -> dict[str, str]:
-    return {ENV_CHECKSUM_ANNOTATION: env_checksum(spec.env)}
+    return {ENV_CHECKSUM_ANNOTATION: spec.pinned_checksum or env_checksum(spec.env)}
+
+
+# -- warm pools -----------------------------------------------------------------------------------
+# A pool sandbox is started before it has a project, so what a project changes reaches the running pod
+# through files on its home volume (written with exec when it is bound), never through the pod template:
+# - $HOME/.tenter/env: `export KEY='value'` lines, sourced by the shell (.bashrc) and the agent while
+#   the pod is the pool's (TENTER_WARM set; a pod from the project's own template has its env itself);
+# - $HOME/.tenter/ttyd-token: the terminal's credential (the probe checks with it; the runtime reads it);
+# - $HOME/.tenter/filebrowser: "username:password"; FileBrowser's loop below re-reads it and restarts
+#   FileBrowser with it (its database keeps one admin user).
+WARM_DIR = ".tenter"
+WARM_ENV_FILE = f"{WARM_DIR}/env"
+WARM_TTYD_FILE = f"{WARM_DIR}/ttyd-token"
+WARM_FILEBROWSER_FILE = f"{WARM_DIR}/filebrowser"
+WARM_MARKER = "TENTER_WARM"
+
+WARM_TTYD_PROBE_SCRIPT = (
+    f'T=$(cat "{HOME_DIR}/{WARM_TTYD_FILE}" 2>/dev/null || printf %s "$TTYD_ACCESS_TOKEN"); '
+    f'curl -fsS -o /dev/null --max-time 2 -u "{TTYD_USER}:$T" http://127.0.0.1:{TTYD_PORT}/'
+)
+
+# The runtime image's own start (its entrypoint runs `ttyd -T xterm-256color -W -a -c "user:$TOKEN"
+# /usr/local/bin/ttyd-startup.sh`), with the token read from the file binding writes, and ttyd restarted
+# when that file changes (nobody is connected to a pool sandbox when it is bound).
+_WARM_RUNTIME_SCRIPT = f"""set -u
+F="{HOME_DIR}/{WARM_TTYD_FILE}"
+token() {{ cat "$F" 2>/dev/null || printf %s "$TTYD_ACCESS_TOKEN"; }}
+while true; do
+  T=$(token)
+  ttyd -T xterm-256color -W -a -c "{TTYD_USER}:$T" /usr/local/bin/ttyd-startup.sh &
+  PID=$!
+  while kill -0 "$PID" 2>/dev/null; do
+    sleep 1
+    if [ "$(token)" != "$T" ]; then kill "$PID"; fi
+  done
+  wait "$PID" 2>/dev/null
+  sleep 1
+done
+"""
+
+_WARM_FILEBROWSER_SCRIPT = r"""set -u
+CREDS=/srv/.tenter/filebrowser
+DB=/database/filebrowser.db
+if [ ! -f "$DB" ]; then
+  filebrowser config init --database "$DB" --root /srv --address 0.0.0.0 --port 8080
+  filebrowser users add "$FILE_BROWSER_USERNAME" "$FILE_BROWSER_PASSWORD" --perm.admin --database "$DB"
+fi
+seen=""
+while true; do
+  now=$(cat "$CREDS" 2>/dev/null || true)
+  if [ -n "$now" ] && [ "$now" != "$seen" ]; then
+    [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+    PID=""
+    filebrowser users update 1 --username "${now%%:*}" --password "${now#*:}" --database "$DB"
+  fi
+  seen=$now
+  if [ -z "${PID:-}" ] || ! kill -0 "$PID" 2>/dev/null; then
+    filebrowser --database "$DB" & PID=$!
+  fi
+  sleep 2
+done
+"""
+
+
+def env_file(env: Mapping[str, str]) -> str:
+    """The env as a shell file of `export KEY='value'` lines (values single-quoted, nothing expanded)."""
+    for key in env:
+        if not _ENV_KEY.fullmatch(key):
+            raise ValueError(f"env key {key!r} is not a valid environment variable name")
+    quoted = {key: "'" + str(value).replace("'", "'\\''") + "'" for key, value in env.items()}
+    return "".join(f"export {key}={quoted[key]}\n" for key in sorted(quoted))
 
 
 def statefulset(spec: SandboxSpec) -> Manifest:
@@ -237,6 +313,10 @@ def statefulset(spec: SandboxSpec) -> Manifest:
         "deploy.cloud.sealos.io/resize": spec.storage_size,
     }
     pod_labels = labels(spec, "sandbox")
+    if spec.pinned_checksum:  # the template the pool created: no project in it
+        pod_labels.pop(PROJECT_LABEL, None)
+        pod_labels.pop(FULLING_PROJECT_LABEL, None)
+        pod_labels[POOL_LABEL] = _label_value(spec.template_pool, POOL_LABEL)
     pod_labels["app"] = _label_value(spec.name, "app")
 
     init = {
@@ -257,16 +337,31 @@ def statefulset(spec: SandboxSpec) -> Manifest:
             {"name": "port-7681", "containerPort": TTYD_PORT, "protocol": "TCP"},
         ],
         "envFrom": [{"secretRef": {"name": secret}}],
-        "env": [{"name": "PROJECT_NAME", "value": spec.project_name}],
+        # a pool's pod learns its project's name from the env file when bound, and only a pool's pod
+        # reads that file (WARM_MARKER): a pod started from the project's own template has its env
+        "env": (
+            [{"name": WARM_MARKER, "value": "1"}]
+            if spec.pinned_checksum
+            else [{"name": "PROJECT_NAME", "value": spec.project_name}]
+        ),
+        **({"command": ["sh", "-c", _WARM_RUNTIME_SCRIPT]} if spec.pinned_checksum else {}),
         "resources": _resources(spec.cpu_request, spec.memory_request, spec.cpu_limit, spec.memory_limit),
-        "readinessProbe": _ttyd_probe(),
+        "readinessProbe": (
+            {"exec": {"command": ["sh", "-c", WARM_TTYD_PROBE_SCRIPT]}, **_PROBE_TIMING}
+            if spec.pinned_checksum
+            else _ttyd_probe()
+        ),
         "volumeMounts": [{"name": claim, "mountPath": HOME_DIR}],
     }
     filebrowser = {
         "name": "filebrowser",
         "image": spec.filebrowser_image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["/bin/sh", "-c", _FILEBROWSER_SCRIPT],
+        "command": [
+            "/bin/sh",
+            "-c",
+            _WARM_FILEBROWSER_SCRIPT if spec.pinned_checksum else _FILEBROWSER_SCRIPT,
+        ],
         "ports": [{"name": "port-8080", "containerPort": FILEBROWSER_PORT, "protocol": "TCP"}],
         "env": [
             {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
@@ -435,6 +530,8 @@ def ingress(spec: SandboxSpec, kind: str) -> Manifest:
 
 
 def ingresses(spec: SandboxSpec) -> list[Manifest]:
+    if spec.pool_id:  # an idle pool member has no public hosts until it is bound
+        return []
     return [ingress(spec, kind) for kind in names.INGRESS_KINDS]
 
 

@@ -75,6 +75,9 @@ def spec_for(sandbox: Sandbox, *, replicas: int = 1) -> SandboxSpec:
         ingress_annotations=settings.INGRESS_ANNOTATIONS,
         storage_class=settings.SANDBOX_STORAGE_CLASS,
         image_pull_secrets=settings.RUNTIME_IMAGE_PULL_SECRETS,
+        pool_id=str(project.pool_id or ""),
+        template_pool=sandbox.pool_label if sandbox.pinned_checksum else "",
+        pinned_checksum=sandbox.pinned_checksum,
     )
 
 
@@ -322,19 +325,31 @@ def _create(sandbox: Sandbox, k: Kube) -> Outcome:
     )
 
 
+def _unpin(sandbox: Sandbox) -> dict[str, str]:
+    """A bound warm sandbox whose pod is about to be (re)created anyway takes its project's own pod
+    template (the pool's one is only kept so that binding does not restart the pod)."""
+    if sandbox.pinned_checksum and not sandbox.project.pool_id:
+        sandbox.pinned_checksum = ""
+        return {"pinned_checksum": ""}
+    return {}
+
+
 def _start(sandbox: Sandbox, k: Kube) -> Outcome:
     try:
         sts = k.get("StatefulSet", sandbox.k8s_name)
     except KubeNotFound:
+        unpinned = _unpin(sandbox)
         apply_all(k, sandbox, replicas=1, converge=True)
         return Outcome(
-            message="StatefulSet was missing; re-created.", fields={"observed_generation": sandbox.generation}
+            message="StatefulSet was missing; re-created.",
+            fields={"observed_generation": sandbox.generation, **unpinned},
         )
     if sandbox.generation > sandbox.observed_generation or (sts.get("spec") or {}).get("replicas") != 1:
+        unpinned = _unpin(sandbox)
         apply_all(k, sandbox, replicas=1, converge=True)
         return Outcome(
             message="Configuration applied; waiting for the pod.",
-            fields={"observed_generation": sandbox.generation},
+            fields={"observed_generation": sandbox.generation, **unpinned},
         )
     if manifests.statefulset_ready(sts):
         return Outcome(
@@ -367,6 +382,13 @@ def _failed_fast(k: Kube, sandbox: Sandbox) -> Outcome | None:
 
 
 def _update(sandbox: Sandbox, k: Kube) -> Outcome:
+    if sandbox.binding:  # a warm pool sandbox a create just claimed (reconcile/warm.py)
+        from reconcile import warm
+
+        return warm.bind(sandbox, k)
+    # A bound warm sandbox keeps the pool's pod template until its configuration changes: then it rolls
+    # into its project's own template, as any sandbox does.
+    unpinned = _unpin(sandbox)
     apply_all(k, sandbox, replicas=1, converge=True)
     # A StatefulSet (OrderedReady) never replaces a pod that is failing, so a fix to the configuration
     # would never reach it: delete the broken pod and let the controller create it from the new template.
@@ -377,7 +399,7 @@ def _update(sandbox: Sandbox, k: Kube) -> Outcome:
         status=S.STARTING,
         reason="updated",
         message="New configuration applied; the pod is rolling.",
-        fields={"observed_generation": sandbox.generation},
+        fields={"observed_generation": sandbox.generation, **unpinned},
     )
 
 

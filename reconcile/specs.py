@@ -47,6 +47,13 @@ class SandboxSpec:
     storage_class: str = ""  # empty = the cluster's default StorageClass
     ingress_annotations: Mapping[str, str] = field(default_factory=dict)  # extra, added to every Ingress
     image_pull_secrets: tuple[str, ...] = ()  # Secrets in the namespace to pull the images with
+    # Warm pools: `pool_id` is set while the sandbox is a pool's idle member (its objects carry the pool
+    # label instead of the project's, and it has no Ingresses). `pinned_checksum` is set while the pod
+    # template is the one the pool created (pool labels `template_pool`, the pool's env checksum, the
+    # credentials read from files): binding to a project then changes no byte of the pod template.
+    pool_id: str = ""
+    template_pool: str = ""
+    pinned_checksum: str = ""
 
     def __post_init__(self) -> None:
         # A read-only copy: the spec is hashable-ish and nobody mutates the env behind our back.

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from core import kick as kicks
 from core.audit import RECONCILER
+from projects import pools
 from projects.selectors import idle_candidates
 from projects.services import stop_if_idle
 from reconcile import checks, doctor, engine, project_tasks, runner
@@ -173,6 +174,14 @@ def sweep_idle_task() -> None:
     for project_id in idle_candidates(limit=IDLE_SWEEP_PROJECTS):
         if stop_if_idle(project_id=project_id, actor=RECONCILER):
             logger.info("project %s stopped after its idle timeout", project_id)
+
+
+@shared_task(name="reconcile.refill_pools", ignore_result=True)
+def refill_pools_task() -> None:
+    """Keep every opted-in user's warm pools at their policy's target (projects/pools.py)."""
+    created = pools.refill_all(actor=RECONCILER)
+    if created:
+        logger.info("warm pools: %d sandboxes requested", created)
 
 
 @shared_task(name="reconcile.diagnostics", ignore_result=True)

@@ -170,11 +170,13 @@ def _expected(row: Resource) -> list[tuple[str, str]]:
     if isinstance(row, Database):
         return [("Cluster", row.k8s_name)]
     name = row.k8s_name
+    # a warm pool's idle sandbox has no Ingresses until it is bound to a project
+    pool_member = getattr(row, "project", None) is not None and row.project.pool_id is not None  # type: ignore[attr-defined]
     return [
         ("Secret", names.env_secret_name(name)),
         ("Service", names.service_name(name)),
         ("StatefulSet", name),
-        *[("Ingress", n) for n in names.ingress_names(name)],
+        *([] if pool_member else [("Ingress", n) for n in names.ingress_names(name)]),
     ]
 
 

@@ -121,6 +121,25 @@ class TransitionalFilter(YesNoFilter):
         return Q(status__in=TRANSITIONAL)
 
 
+class WarmPoolFilter(admin.SimpleListFilter):
+    """Sandboxes of warm pools: idle members (no project yet) or bound ones (started in a pool)."""
+
+    title = "warm pool"
+    parameter_name = "pool"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("idle", "Idle in a pool"), ("bound", "Bound from a pool"), ("no", "Not from a pool")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "idle":
+            return queryset.filter(project__pool__isnull=False)
+        if self.value() == "bound":
+            return queryset.filter(project__pool__isnull=True).exclude(pool_label="")
+        if self.value() == "no":
+            return queryset.filter(pool_label="")
+        return queryset
+
+
 # --- sandboxes and databases ----------------------------------------------------------------------
 
 
@@ -233,6 +252,8 @@ class ResourceAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
 
     @admin.display(description="project", ordering="project__name")
     def project_link(self, obj: Any) -> str:
+        if getattr(obj.project, "pool_id", None):  # a warm pool's hidden project: not a project yet
+            return f"warm pool {obj.project.pool_id} (idle)"
         return admin_link(obj.project)
 
     @admin.display(description="lease")
@@ -330,8 +351,20 @@ class ResourceAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
 class SandboxAdmin(ResourceAdmin):
     kind_fieldset = (
         "Sandbox",
-        ["image", "public_url", "ttyd_url", "filebrowser_url", "ingress_domain", "last_activity_at"],
+        [
+            "image",
+            "size",
+            "public_url",
+            "ttyd_url",
+            "filebrowser_url",
+            "ingress_domain",
+            "last_activity_at",
+            "pool_policy",
+            "pool_label",
+            "binding",
+        ],
     )
+    list_filter = [*ResourceAdmin.list_filter, WarmPoolFilter]
 
 
 @admin.register(Database)

@@ -178,6 +178,17 @@ class Sandbox(Resource):
     last_activity_at = models.DateTimeField(null=True, blank=True)
     # The name of its size in settings.SANDBOX_SIZES (the requests and limits above are that size's).
     size = models.CharField(max_length=32, default="small")
+    # Warm pools (projects/pools.py): the policy a pool-born sandbox was started for, the pool label its
+    # pod template was created with, and the env checksum pinned in that template. While pinned, the pod
+    # template stays what it was in the pool, so binding it to a project never restarts the pod; an env
+    # change of the project clears the pin (and then rolls the pod as for any sandbox).
+    pool_policy = models.ForeignKey(
+        "projects.PoolPolicy", on_delete=models.SET_NULL, null=True, blank=True, related_name="sandboxes"
+    )
+    pool_label = models.CharField(max_length=63, blank=True, default="")
+    pinned_checksum = models.CharField(max_length=64, blank=True, default="")
+    # Claimed by a create: the next UPDATING step binds it (labels, Ingresses, env, credentials).
+    binding = models.BooleanField(default=False)
 
     class Meta:
         verbose_name_plural = "sandboxes"

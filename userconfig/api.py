@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from core.audit import actor_for
 from core.drf import StrictSerializer
+from projects import pools
 from projects import services as project_services
 from reconcile.kube.kubeconfig import MAX_KUBECONFIG_BYTES
 from userconfig import selectors, services
@@ -258,3 +259,38 @@ class IdleStopDefaultApi(APIView):
             user=current_user(request), minutes=data.validated_data["minutes"], actor=actor_for(request)
         )
         return Response(idle_stop_state(user))
+
+
+WarmPoolState = inline_serializer(
+    "WarmPoolState",
+    {
+        "enabled": serializers.BooleanField(help_text="Keep warm sandboxes ready for your new projects."),
+        "offered": serializers.BooleanField(help_text="Whether this server has any warm pool policy."),
+        "idle": serializers.IntegerField(help_text="Your warm sandboxes waiting for a project now."),
+    },
+)
+
+
+def warm_pool_state(user: User) -> dict[str, object]:
+    return {"enabled": user.warm_pool, "offered": pools.offered(), "idle": pools.idle_count(user=user)}
+
+
+class WarmPoolApi(APIView):
+    """Warm sandboxes for the caller's new projects: on by default where an operator defined a pool.
+    Turning them off deletes the caller's idle ones."""
+
+    class WarmPoolInputSerializer(StrictSerializer):
+        enabled = serializers.BooleanField()
+
+    @extend_schema(responses=WarmPoolState)
+    def get(self, request: Request) -> Response:
+        return Response(warm_pool_state(current_user(request)))
+
+    @extend_schema(request=WarmPoolInputSerializer, responses=WarmPoolState)
+    def put(self, request: Request) -> Response:
+        data = self.WarmPoolInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = pools.set_warm_pool(
+            user=current_user(request), enabled=data.validated_data["enabled"], actor=actor_for(request)
+        )
+        return Response(warm_pool_state(user))

@@ -20,6 +20,11 @@ class User(AbstractUser):
         help_text="Idle timeout of this user's projects, in minutes: empty = the default, 0 = never. "
         "A project's own timeout wins.",
     )
+    # Keep warm sandboxes ready for this user where an operator defined a pool policy (opted in unless
+    # they opt out in Settings).
+    warm_pool = models.BooleanField(
+        default=True, help_text="Keep warm pool sandboxes ready (where a pool policy exists)."
+    )
 
 
 class ConfigKey(models.TextChoices):

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.audit import actor_for, client_ip
 from core.errors import ServiceError
+from projects import pools
 from projects import services as project_services
 from userconfig import github_signin, selectors, services
 from userconfig.api import user_kubeconfig_state
@@ -117,6 +118,7 @@ def _render(
         "agent": selectors.agent_settings(user=current_user(request)),
         "agent_form": agent_form or _agent_form(request),
         "idle": _idle_context(request),
+        "warm": {"on": current_user(request).warm_pool, "offered": pools.offered()},
         "github_signin": github_signin.enabled(),
         "github_identity": selectors.github_identity(user=current_user(request)),
         "has_password": current_user(request).has_usable_password(),
@@ -284,6 +286,21 @@ def idle_stop_save(request: HttpRequest) -> HttpResponse:
             request, "Idle stop saved. It applies to your projects that have no setting of their own."
         )
     return redirect(reverse("dashboard:settings") + "#idle-stop")
+
+
+@login_required
+@require_POST
+def warm_pool_save(request: HttpRequest) -> HttpResponse:
+    raw = request.POST.get("warm_pool", "")
+    if raw not in ("on", "off"):
+        messages.error(request, "Choose on or off.")
+        return redirect(reverse("dashboard:settings") + "#warm-pool")
+    pools.set_warm_pool(user=current_user(request), enabled=raw == "on", actor=actor_for(request))
+    if raw == "on":
+        messages.success(request, "Warm sandboxes on: new projects start from one when one is ready.")
+    else:
+        messages.success(request, "Warm sandboxes off: your idle warm sandboxes are being deleted.")
+    return redirect(reverse("dashboard:settings") + "#warm-pool")
 
 
 @login_required
