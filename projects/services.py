@@ -295,7 +295,7 @@ def _claim_warm(
             Sandbox.objects.select_for_update().filter(project=member, status=ResourceStatus.RUNNING).first()
         )
     if member is None or sandbox is None:
-        PoolPolicy.objects.filter(pk=policy.pk).update(misses=F("misses") + 1)
+        _count_after_commit(policy, "misses")
         return None
     # The member's sandbox, CPU and memory already count against the quota: only the project is new.
     check_quota(owner.pk, projects=1)
@@ -329,11 +329,18 @@ def _claim_warm(
     )
     sandbox.refresh_from_db()
     project.refresh_from_db()
-    PoolPolicy.objects.filter(pk=policy.pk).update(claims=F("claims") + 1)
+    _count_after_commit(policy, "claims")
     task_services.tasks_for_new_project(project=project, sandbox=sandbox)
     audit.record(actor, "project.create", project)
     kicks.kick(sandbox)
     return project, sandbox, env_rows
+
+
+def _count_after_commit(policy: PoolPolicy, counter: str) -> None:
+    """+1 on the policy's claims or misses once the create has committed, in a statement of its own: in
+    the create's transaction the policy row would stay locked until its commit, and every create of every
+    user under that policy would queue on it."""
+    transaction.on_commit(lambda: PoolPolicy.objects.filter(pk=policy.pk).update(**{counter: F(counter) + 1}))
 
 
 def _github_fields(repository: Mapping[str, Any]) -> dict[str, Any]:

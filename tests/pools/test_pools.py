@@ -5,6 +5,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import TestCase
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -39,7 +40,9 @@ def started(user, policy):
 
 
 def create(user, name, size=None):
-    return services.project_create(owner=user, name=name, size=size, actor=Actor(user=user))
+    # the policy's claim and miss counters are written once the create has committed
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return services.project_create(owner=user, name=name, size=size, actor=Actor(user=user))
 
 
 def test_pool_members_are_not_projects_of_the_user(owner, policy, client):
