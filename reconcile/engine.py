@@ -329,41 +329,23 @@ def run_batch(
     done = 0
     for i, row in enumerate(rows):
         if time.monotonic() - started > (lease or lease_seconds()) / 2 or shutting_down():
-            if shutting_down():
-                logger.info(
-                    "worker stopping: released %d claimed %s rows", len(rows) - i, model.__name__.lower()
-                )
-            model._default_manager.filter(
-                pk__in=[r.pk for r in rows[i:]], lease_token=row.lease_token
-            ).update(locked_until=None, lease_token=None)
+            _release_unstarted(model, rows[i:])
             break
-        kind, status = _kind(model), row.status
-        context = observability.resource_id.set(f"{kind}:{row.pk}")  # on every line of this step
-        step_started = time.perf_counter()
-        try:
-            try:
-                outcome = step(row)
-                moved = outcome.status not in (None, status)
-                result = "failed" if outcome.failed else "moved" if moved else "ok"
-            except Exception as exc:  # a bug must not wedge the row: back off and keep the reason
-                logger.exception("reconcile step failed on %s %s", kind, row.pk)
-                outcome = (
-                    on_crash(exc)
-                    if on_crash
-                    else Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
-                )
-                result = "error"
-            delay = record_fn(row, outcome)
-            logger.debug("%s step on %s %s: %s", status, kind, row.pk, result)
-            observability.STEP_SECONDS.labels(kind, status.lower(), result).observe(
-                time.perf_counter() - step_started
-            )
-            if delay is not None and follow_up is not None:
-                follow_up(row, delay)
-        finally:
-            observability.resource_id.reset(context)
+        outcome = _act_one(model, step, row, on_crash)
+        delay = record_fn(row, outcome)
+        if delay is not None and follow_up is not None:
+            follow_up(row, delay)
         done += 1
     return done
+
+
+def _release_unstarted(model: type[Any], rows: list[Any]) -> None:
+    """Give back claimed rows no step was run on (the lease ran low, or the worker is stopping)."""
+    if shutting_down():
+        logger.info("worker stopping: released %d claimed %s rows", len(rows), _kind(model))
+    model._default_manager.filter(pk__in=[r.pk for r in rows], lease_token=rows[0].lease_token).update(
+        locked_until=None, lease_token=None
+    )
 
 
 def error_outcome(message: str, reason: str = "error") -> Outcome:
@@ -418,15 +400,15 @@ def act_all(
             list(pool.map(run_lane, work))
     unstarted = [row for row in rows if row.pk not in outcomes]
     if unstarted:
-        if shutting_down():
-            logger.info("worker stopping: released %d claimed %s rows", len(unstarted), _kind(model))
-        model._default_manager.filter(
-            pk__in=[r.pk for r in unstarted], lease_token=unstarted[0].lease_token
-        ).update(locked_until=None, lease_token=None)
+        _release_unstarted(model, unstarted)
     return [(row, outcomes[row.pk]) for row in rows if row.pk in outcomes]
 
 
-def _act_one(model: type[Any], step: Step, row: Any) -> Outcome:
+def _act_one(
+    model: type[Any], step: Step, row: Any, on_crash: Callable[[Exception], Outcome] | None = None
+) -> Outcome:
+    """One step, timed and logged under the row's id; a bug becomes `on_crash`'s outcome (default: a
+    failed one, which backs off) instead of wedging the row."""
     kind, status = _kind(model), row.status
     context = observability.resource_id.set(f"{kind}:{row.pk}")  # on every line of this step
     step_started = time.perf_counter()
@@ -437,7 +419,11 @@ def _act_one(model: type[Any], step: Step, row: Any) -> Outcome:
             result = "failed" if outcome.failed else "moved" if moved else "ok"
         except Exception as exc:  # a bug must not wedge the row: back off and keep the reason
             logger.exception("reconcile step failed on %s %s", kind, row.pk)
-            outcome = Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
+            outcome = (
+                on_crash(exc)
+                if on_crash
+                else Outcome(failed=True, message=f"internal error: {exc.__class__.__name__}")
+            )
             result = "error"
         logger.debug("%s step on %s %s: %s", status, kind, row.pk, result)
         observability.STEP_SECONDS.labels(kind, status.lower(), result).observe(
