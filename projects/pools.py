@@ -28,7 +28,7 @@ from core.quantities import bytes_of, millicores
 from projects import services
 from projects.models import Environment, PoolPolicy, Project
 from projects.transitions import add_event
-from reconcile import manifests, names
+from reconcile import names
 from sandboxes.models import ResourceStatus, Sandbox
 from userconfig.models import CheckStatus, ConfigKey, User, UserConfig
 
@@ -135,21 +135,17 @@ def _create_member(
     actor: Actor,
 ) -> Sandbox:
     project = Project.all_objects.create(owner=user, name=_member_name(), pool=policy)
-    k8s_name = names.resource_name("warm")
-    sandbox = Sandbox.objects.create(
-        project=project,
-        name=k8s_name,
-        k8s_namespace=kubeconfig.namespace,
-        k8s_server=kubeconfig.server_host,
-        k8s_name=k8s_name,
+    sandbox = services._create_sandbox(
+        project,
+        kubeconfig,
+        domain,
+        size_name,
+        resources,
+        base="warm",
         image=policy.image,
-        ingress_domain=domain,
-        **manifests.urls(k8s_name, domain),
-        size=size_name,
         pool_policy=policy,
         pool_label=str(policy.pk),
         pinned_checksum=secrets.token_hex(8),
-        **resources,
     )
     Environment.objects.bulk_create(
         Environment(project=project, key=k, value=v, category=c, is_secret=s, is_system=True)

@@ -444,20 +444,31 @@ def _known(queryset: QuerySet[Any], rows: list[Any]) -> QuerySet[Any]:
 
 
 def _create_sandbox(
-    project: Project, kubeconfig: UserConfig, domain: str, size: str, resources: dict[str, str]
+    project: Project,
+    kubeconfig: UserConfig,
+    domain: str,
+    size: str,
+    resources: dict[str, str],
+    *,
+    base: str = "",
+    image: str = "",
+    **extra: Any,
 ) -> Sandbox:
-    k8s_name = names.resource_name(project.name)
+    """The sandbox row of a new project (or of a warm pool member: `base` "warm", the policy's image and
+    its pool fields in `extra`), in the namespace and on the cluster of the owner's kubeconfig."""
+    k8s_name = names.resource_name(base or project.name)
     return Sandbox.objects.create(
         project=project,
         name=k8s_name,
         k8s_namespace=kubeconfig.namespace,
         k8s_server=kubeconfig.server_host,
         k8s_name=k8s_name,
-        image=settings.RUNTIME_IMAGE,
+        image=image or settings.RUNTIME_IMAGE,
         ingress_domain=domain,
         **manifests.urls(k8s_name, domain),
         size=size,
         **resources,
+        **extra,
     )
 
 
