@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 
 from core import observability
 from projects import pools
-from projects.models import PoolPolicy, Project
+from projects.models import Project
 from sandboxes.models import TRANSITIONAL, Database, OrphanObject, Sandbox, lease_held_q, past_deadline_q
 from userconfig.models import ConfigKey, UserConfig
 
@@ -95,12 +95,11 @@ def render() -> str:
 
 def _pool_lines() -> list[str]:
     """Warm pools: idle members per policy, and the creates each served (claims) or found empty (misses)."""
-    idle = pools.idle_counts()
-    policies = list(PoolPolicy.objects.order_by("pk"))
+    policies = list(pools.with_idle().order_by("pk"))
     out: dict[str, list[str]] = {"idle": [], "claims": [], "misses": []}
     for policy in policies:
         labels = {"policy": str(policy.pk), "image": policy.image, "size": policy.size}
-        out["idle"].append(_line("tenter_pool_idle", idle.get(policy.pk, 0), **labels))
+        out["idle"].append(_line("tenter_pool_idle", policy.idle_now, **labels))
         out["claims"].append(_line("tenter_pool_claims_total", policy.claims, **labels))
         out["misses"].append(_line("tenter_pool_misses_total", policy.misses, **labels))
     return [

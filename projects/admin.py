@@ -324,12 +324,11 @@ class PoolPolicyAdmin(admin.ModelAdmin):
     actions = ["drain"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PoolPolicy]:
-        self._idle = pools.idle_counts()
-        return super().get_queryset(request)
+        return pools.with_idle(super().get_queryset(request))
 
-    @admin.display(description="idle now")
+    @admin.display(description="idle now", ordering="idle_now")
     def idle(self, obj: PoolPolicy) -> int:
-        return getattr(self, "_idle", {}).get(obj.pk, 0)
+        return int(getattr(obj, "idle_now", 0))
 
     @admin.display(description="schedule (UTC)")
     def schedule(self, obj: PoolPolicy) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Case, F, Field, Value, When
 from django.utils import timezone
 
@@ -72,7 +72,7 @@ def refresh_project_statuses(projects: list[Project]) -> dict[uuid.UUID, str | N
     if changed:
         now = timezone.now()
         Project.all_objects.filter(pk__in=[p.pk for p in changed]).update(
-            status=Case(*(When(pk=p.pk, then=Value(p.status)) for p in changed), default=F("status")),
+            status=_per_row(Project, "status", [(p.pk, p.status) for p in changed], len(changed)),
             status_changed_at=now,
             updated_at=now,
         )
@@ -313,7 +313,7 @@ def write_batch(
     return held
 
 
-def _per_row(model: type[Resource], name: str, pairs: list[tuple[Any, Any]], rows: int) -> Any:
+def _per_row(model: type[models.Model], name: str, pairs: list[tuple[Any, Any]], rows: int) -> Any:
     """One column's new value for each of the `rows` updated rows: the value itself when every row gets
     the same one, else `CASE WHEN pk IN (...) THEN value ...` with one branch per distinct value (most
     columns of a batch share a few: the status, the time, a cleared lease); rows not listed keep theirs."""
