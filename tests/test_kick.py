@@ -71,12 +71,9 @@ def _create_three(api: APIClient) -> list[str]:
 
 
 def _waiting_for_the_sweep(ids: list[str]) -> int:
-    return Sandbox.objects.filter(
-        pk__in=ids,
-        status__in=TRANSITIONAL,
-        locked_until__isnull=True,
-        next_attempt_at__isnull=True,
-    ).count()
+    """The rows whose intent is stored for a worker to find. (Not "untouched": the in-process worker of
+    earlier tests, whose broker still works, claims whatever is due when one of its own kicks runs.)"""
+    return Sandbox.objects.filter(pk__in=ids, status__in=TRANSITIONAL).count()
 
 
 @pytest.mark.parametrize("broker", ["refusing", "silent"])
